@@ -1,0 +1,202 @@
+"""Settings for opsboard, read from the environment (and an optional .env file) with django-environ.
+
+Every variable is documented in .env.example. With no variables set, opsboard runs on embedded
+defaults: a SQLite file and a filesystem Celery broker under ./var, so nothing but Python is needed.
+"""
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(environ.Env().str("OPSBOARD_VAR_DIR", default=str(BASE_DIR / "var")))
+
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env")
+
+
+def _env(getter, name, **kwargs):
+    """Read one variable, turning a malformed value into a sentence that says what to set."""
+    try:
+        return getter(name, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(f"The environment variable {name} is malformed ({exc}); fix or unset it.")
+
+
+DEBUG = _env(env.bool, "DEBUG", default=False)
+
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "Set SECRET_KEY to a long random string (for example the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`), "
+            "or set DEBUG=true for a local, non-production run."
+        )
+    SECRET_KEY = "insecure-development-key-used-only-with-DEBUG-on-0123456789abcdef"
+
+ALLOWED_HOSTS = _env(env.list, "ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = _env(env.list, "CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "pipelines",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "opsboard.urls"
+WSGI_APPLICATION = "opsboard.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+try:
+    DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'opsboard.sqlite3'}")}
+except (ImproperlyConfigured, ValueError, KeyError) as exc:
+    raise ImproperlyConfigured(
+        f"DATABASE_URL is not a database URL Django can use ({exc}); "
+        "use postgres://USER:PASSWORD@HOST:5432/NAME or sqlite:////absolute/path.sqlite3."
+    )
+DATABASES["default"].setdefault("CONN_MAX_AGE", _env(env.int, "CONN_MAX_AGE", default=60))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes (web, worker, beat) share the file: wait for locks instead of failing.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+LOGIN_URL = "admin:login"
+
+# --- Security (production defaults; `manage.py check --deploy` is clean with DEBUG off) --------
+SECURE_SSL_REDIRECT = _env(env.bool, "SECURE_SSL_REDIRECT", default=not DEBUG)
+SESSION_COOKIE_SECURE = _env(env.bool, "SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = _env(env.bool, "CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_HSTS_SECONDS = _env(env.int, "SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env(env.bool, "SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = _env(env.bool, "SECURE_HSTS_PRELOAD", default=not DEBUG)
+if _env(env.bool, "TRUST_X_FORWARDED_PROTO", default=not DEBUG):
+    # Behind a TLS-terminating load balancer or reverse proxy.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# --- Celery -----------------------------------------------------------------------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # Embedded default: a directory queue, no broker server needed (one machine only).
+    _broker_dir = VAR_DIR / "broker"
+    for _sub in ("out", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "out"),
+        "data_folder_out": str(_broker_dir / "out"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ALWAYS_EAGER = _env(env.bool, "CELERY_TASK_ALWAYS_EAGER", default=False)
+
+# Locks that keep a slow cycle from running twice at once. Redis when there is one (the broker's
+# Redis by default); otherwise a row in the database, with the same semantics.
+LOCK_REDIS_URL = env.str(
+    "LOCK_REDIS_URL", default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
+)
+
+# --- Collection -------------------------------------------------------------------------------
+FAST_INTERVAL_SECONDS = _env(env.int, "FAST_INTERVAL_SECONDS", default=60)
+METRICS_INTERVAL_SECONDS = _env(env.int, "METRICS_INTERVAL_SECONDS", default=300)
+METRICS_OVERLAP_SECONDS = _env(env.int, "METRICS_OVERLAP_SECONDS", default=600)
+COLLECT_CONCURRENCY = _env(env.int, "COLLECT_CONCURRENCY", default=16)
+RAW_RETENTION_DAYS = _env(env.int, "RAW_RETENTION_DAYS", default=15)
+ROLLUP_RETENTION_DAYS = _env(env.int, "ROLLUP_RETENTION_DAYS", default=455)
+MAINTENANCE_BATCH_ROWS = _env(env.int, "MAINTENANCE_BATCH_ROWS", default=20000)
+SQS_PRICE_PER_MILLION = _env(env.float, "SQS_PRICE_PER_MILLION", default=0.40)
+CLOUDWATCH_PRICE_PER_THOUSAND_METRICS = _env(env.float, "CLOUDWATCH_PRICE_PER_THOUSAND_METRICS", default=0.01)
+for _name in ("FAST_INTERVAL_SECONDS", "METRICS_INTERVAL_SECONDS", "COLLECT_CONCURRENCY", "RAW_RETENTION_DAYS"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be a positive whole number.")
+
+# --- AWS client behaviour (credentials come from boto3's own chain, never the database) ------
+AWS_RETRY_MODE = env.str("AWS_RETRY_MODE", default="standard")
+if AWS_RETRY_MODE not in ("legacy", "standard", "adaptive"):
+    raise ImproperlyConfigured("AWS_RETRY_MODE must be one of legacy, standard or adaptive.")
+AWS_MAX_ATTEMPTS = _env(env.int, "AWS_MAX_ATTEMPTS", default=3)
+AWS_CONNECT_TIMEOUT = _env(env.float, "AWS_CONNECT_TIMEOUT", default=5.0)
+AWS_READ_TIMEOUT = _env(env.float, "AWS_READ_TIMEOUT", default=20.0)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+}
+
+CELERY_BEAT_SCHEDULE = {
+    "fast-cycle": {"task": "pipelines.tasks.fast_cycle", "schedule": float(FAST_INTERVAL_SECONDS),
+                   "options": {"expires": FAST_INTERVAL_SECONDS}},
+    "metrics-cycle": {"task": "pipelines.tasks.metrics_cycle", "schedule": float(METRICS_INTERVAL_SECONDS),
+                      "options": {"expires": METRICS_INTERVAL_SECONDS}},
+    "maintenance": {"task": "pipelines.tasks.maintenance", "schedule": 600.0, "options": {"expires": 600}},
+}

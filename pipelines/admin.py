@@ -1,0 +1,267 @@
+"""The operations UI: accounts, pipelines, cycle records, on the Django admin."""
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import Count
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.timesince import timesince
+
+from . import collect
+from .discovery import DiscoveryError, discover, import_queues
+from .forms import ImportQueuesForm, PipelineForm
+from .models import AwsAccount, Health, Pipeline, PollCycle, now
+
+admin.site.site_header = "opsboard"
+admin.site.site_title = "opsboard"
+admin.site.index_title = "Operations"
+
+
+def badge(health: Health) -> str:
+    return format_html('<span class="ob-badge" style="background:{}">{}</span>', health.colour, health.label)
+
+
+def seconds_label(value: int | None) -> str:
+    if value is None:
+        return "–"
+    if value < 120:
+        return f"{value}s"
+    if value < 7200:
+        return f"{value // 60} min"
+    if value < 172800:
+        return f"{value / 3600:.1f} h"
+    return f"{value / 86400:.1f} d"
+
+
+@admin.register(AwsAccount)
+class AwsAccountAdmin(admin.ModelAdmin):
+    list_display = ("name", "region", "access", "endpoint_url", "pipeline_count")
+    search_fields = ("name", "role_arn")
+    list_filter = ("region",)
+    readonly_fields = ("unsupported_statistics", "created_at")
+    actions = ["import_queues_action"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_pipelines=Count("pipelines"))
+
+    @admin.display(description="pipelines", ordering="_pipelines")
+    def pipeline_count(self, obj):
+        return obj._pipelines
+
+    @admin.display(description="access")
+    def access(self, obj):
+        return f"assumes {obj.role_arn}" if obj.role_arn else "own credentials"
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/import/", self.admin_site.admin_view(self.import_view), name="pipelines_awsaccount_import"),
+            *super().get_urls(),
+        ]
+
+    def import_view(self, request, pk):
+        """List the account's queues and register those with a dead-letter queue, in one step."""
+        account = get_object_or_404(AwsAccount, pk=pk)
+        if not self.has_change_permission(request, account) or not request.user.has_perm("pipelines.add_pipeline"):
+            return redirect("admin:index")
+        form = ImportQueuesForm(request.POST or None)
+        result = None
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = import_queues(account, form.cleaned_data["prefix"], form.cleaned_data["dry_run"])
+            except DiscoveryError as exc:
+                form.add_error(None, str(exc))
+            else:
+                verb = "would register" if form.cleaned_data["dry_run"] else "registered"
+                self.message_user(request, f"{account.name}: {verb} {len(result.created)} pipeline(s), "
+                                           f"skipped {len(result.skipped)} queue(s).", messages.SUCCESS)
+        context = {**self.admin_site.each_context(request), "title": f"Import queues from {account}",
+                   "account": account, "form": form, "result": result, "opts": self.model._meta}
+        return TemplateResponse(request, "admin/pipelines/awsaccount/import.html", context)
+
+    @admin.action(description="Import queues that have a dead-letter queue", permissions=["change"])
+    def import_queues_action(self, request, queryset):
+        for account in queryset:
+            try:
+                result = import_queues(account)
+            except DiscoveryError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
+            self.message_user(request, f"{account.name}: registered {len(result.created)} pipeline(s), "
+                                       f"skipped {len(result.skipped)} queue(s).", messages.SUCCESS)
+
+
+class ProblemFilter(admin.SimpleListFilter):
+    title = "problems"
+    parameter_name = "problem"
+
+    def lookups(self, request, model_admin):
+        return [("errors", "Sync errors"), ("dlq", "Messages in DLQ"), ("no_dlq", "No DLQ"),
+                ("no_consumer", "No consumer"), ("backlog", "Backlog above threshold")]
+
+    def queryset(self, request, queryset):
+        from django.db.models import F
+
+        v = self.value()
+        if v == "errors":
+            return queryset.exclude(last_error="", metrics_error="")
+        if v == "dlq":
+            return queryset.filter(dlq_depth__gt=0)
+        if v == "no_dlq":
+            return queryset.filter(dlq_url="")
+        if v == "no_consumer":
+            return queryset.filter(function_name="")
+        if v == "backlog":
+            return queryset.filter(backlog__gt=F("backlog_threshold"))
+        return queryset
+
+
+DISCOVERED = (
+    "queue_arn", "queue_name", "is_fifo", "visibility_timeout", "retention_period",
+    "dlq_url", "dlq_arn", "max_receive_count", "dlq_retention_period",
+    "function_name", "function_arn", "function_timeout", "reserved_concurrency", "batch_size",
+    "maximum_concurrency", "report_batch_item_failures", "mapping_uuid", "mapping_state", "extra_mappings",
+    "api_name", "discovered_at",
+)
+SYNC_STATE = (
+    "health", "last_sync_at", "metrics_synced_until", "last_error", "metrics_error", "consecutive_failures",
+    "backlog", "in_flight", "delayed", "dlq_depth", "oldest_age", "monthly_cost",
+)
+
+
+@admin.register(Pipeline)
+class PipelineAdmin(admin.ModelAdmin):
+    form = PipelineForm
+    list_display = ("name", "health", "account", "backlog", "in_flight", "dlq_depth", "oldest", "consumer",
+                    "last_sync", "error")
+    list_select_related = ("account",)
+    list_filter = ("account", "enabled", "is_fifo", ProblemFilter)
+    search_fields = ("name", "queue_url", "queue_name", "function_name", "api_id")
+    readonly_fields = DISCOVERED + SYNC_STATE
+    actions = ["refresh_from_aws", "sync_now", "enable", "disable"]
+    fieldsets = (
+        (None, {"fields": ("name", "account", "queue_url", "enabled")}),
+        ("API and logs", {"fields": ("api_kind", "api_id", "api_stage", "api_log_group", "consumer_log_group",
+                                     "request_id_attribute")}),
+        ("Polling and thresholds", {"fields": ("poll_interval", "backlog_threshold", "oldest_age_sla", "dlq_threshold")}),
+        ("Status", {"fields": SYNC_STATE}),
+        ("Discovered from AWS", {"fields": DISCOVERED, "description":
+                                 "Read from AWS when the pipeline is saved, and by the “Refresh from AWS” action."}),
+    )
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:  # adding: nothing to show yet but what the operator gives
+            return self.fieldsets[:3]
+        return self.fieldsets
+
+    def save_model(self, request, obj, form, change):
+        found = form.discovery
+        if found is not None:
+            obj.apply_discovery(found.fields)
+            for warning in found.warnings:
+                self.message_user(request, warning, messages.WARNING)
+            if not obj.dlq_url:
+                self.message_user(request, f"{obj.name} has no dead-letter queue: failing messages are retried "
+                                           "until they expire.", messages.WARNING)
+            if not obj.function_name:
+                self.message_user(request, f"{obj.name}: no Lambda event-source mapping reads this queue.",
+                                  messages.WARNING)
+        super().save_model(request, obj, form, change)
+
+    @admin.display(description="health")
+    def health(self, obj):
+        status = obj.get_status()
+        reasons = obj.status_reasons()
+        if reasons:
+            return format_html("{}<br>{}", badge(status), format_html_join(", ", "<small>{}</small>",
+                                                                             ((r,) for _, r in reasons)))
+        return badge(status)
+
+    @admin.display(description="oldest", ordering="oldest_age")
+    def oldest(self, obj):
+        return seconds_label(obj.oldest_age)
+
+    @admin.display(description="consumer", ordering="function_name")
+    def consumer(self, obj):
+        if not obj.function_name:
+            return format_html('<span class="ob-muted">none</span>')
+        state = "" if obj.mapping_state in ("Enabled", "") else f" ({obj.mapping_state.lower()})"
+        return f"{obj.function_name}{state}"
+
+    @admin.display(description="last sync", ordering="last_sync_at")
+    def last_sync(self, obj):
+        return f"{timesince(obj.last_sync_at, now())} ago" if obj.last_sync_at else "never"
+
+    @admin.display(description="error")
+    def error(self, obj):
+        text = obj.last_error or obj.metrics_error
+        if not text:
+            return ""
+        return format_html('<span class="ob-error" title="{}">{}</span>', text, text[:80] + ("…" if len(text) > 80 else ""))
+
+    @admin.display(description="estimated AWS API cost")
+    def monthly_cost(self, obj):
+        cost = collect.monthly_cost(obj, obj.account.unsupported_statistics)
+        return (f"${cost['total']:.2f}/month: {cost['sqs_calls']:,.0f} SQS requests (${cost['sqs']:.3f}) + "
+                f"{cost['metrics_requested']:,.0f} CloudWatch metrics (${cost['cloudwatch']:.2f})")
+
+    @admin.action(description="Refresh from AWS", permissions=["change"])
+    def refresh_from_aws(self, request, queryset):
+        done, failed = 0, []
+        for p in queryset.select_related("account"):
+            try:
+                found = discover(p.account.target(), p.queue_url, p.api_kind, p.api_id, p.api_stage)
+            except DiscoveryError as exc:
+                failed.append(f"{p.name}: {exc}")
+                continue
+            p.apply_discovery(found.fields)
+            p.save()
+            done += 1
+            for w in found.warnings:
+                self.message_user(request, f"{p.name}: {w}", messages.WARNING)
+        if done:
+            self.message_user(request, f"Refreshed {done} pipeline(s) from AWS.", messages.SUCCESS)
+        for f in failed:
+            self.message_user(request, f, messages.ERROR)
+
+    @admin.action(description="Sync now (queue counts and CloudWatch metrics)", permissions=["change"])
+    def sync_now(self, request, queryset):
+        reports = collect.sync_pipelines(list(queryset.select_related("account")))
+        failed = {name: why for r in reports for name, why in r.errors.items()}
+        calls = sum(r.api_calls for r in reports)
+        self.message_user(request, f"Synced {queryset.count()} pipeline(s) with {calls} AWS call(s).",
+                          messages.SUCCESS if not failed else messages.WARNING)
+        for name, why in failed.items():
+            self.message_user(request, f"{name}: {why}", messages.ERROR)
+
+    @admin.action(description="Enable polling", permissions=["change"])
+    def enable(self, request, queryset):
+        self.message_user(request, f"Enabled {queryset.update(enabled=True)} pipeline(s).")
+
+    @admin.action(description="Disable polling", permissions=["change"])
+    def disable(self, request, queryset):
+        self.message_user(request, f"Disabled {queryset.update(enabled=False)} pipeline(s).")
+
+
+@admin.register(PollCycle)
+class PollCycleAdmin(admin.ModelAdmin):
+    list_display = ("started_at", "kind", "account", "pipelines", "failed", "api_calls", "metrics_requested",
+                    "cost_usd", "seconds")
+    list_filter = ("kind", "account")
+    list_select_related = ("account",)
+    date_hierarchy = "started_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="cost")
+    def cost_usd(self, obj):
+        return f"${obj.cost:.5f}"
+
+    @admin.display(description="seconds")
+    def seconds(self, obj):
+        return f"{obj.duration:.2f}" if obj.duration is not None else "running"

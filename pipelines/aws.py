@@ -1,0 +1,377 @@
+"""The only place that builds boto3 sessions and clients.
+
+Everything here takes a `Target` (plain data: region, optional role to assume, optional endpoint)
+and returns plain Python data, so the layers above never see boto3 and can be tested without AWS.
+Failures surface as `AwsError` with a sentence an operator can act on.
+
+Every HTTP attempt made through these clients is counted on the active `CallMeter`, which is how a
+sync cycle knows exactly which AWS calls it paid for (retries included).
+"""
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable, Iterator
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.credentials import DeferredRefreshableCredentials
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+#: Attributes the fast cycle reads: the live backlog of a queue.
+COUNT_ATTRIBUTES = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
+
+THROTTLE_CODES = {
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "SlowDown",
+}
+MISSING_QUEUE_CODES = {
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+    "NonExistentQueue",
+}
+DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "InvalidClientTokenId",
+                "UnrecognizedClientException", "ExpiredToken", "ExpiredTokenException", "AuthFailure"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and as whom to call AWS: one account in one region."""
+
+    region: str
+    role_arn: str = ""
+    external_id: str = ""
+    endpoint_url: str = ""
+
+
+class AwsError(Exception):
+    """An AWS call failed; `str()` is a sentence for the operator, `code` the AWS error code."""
+
+    def __init__(self, message: str, code: str = "", transient: bool = False, status: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.transient = transient
+        self.status = status
+
+    @property
+    def is_missing(self) -> bool:
+        return self.code in MISSING_QUEUE_CODES or self.code == "ResourceNotFoundException"
+
+    @property
+    def is_denied(self) -> bool:
+        return self.code in DENIED_CODES
+
+
+def translate(exc: Exception, doing: str) -> AwsError:
+    """Turn a botocore exception into an AwsError whose message says what went wrong."""
+    if isinstance(exc, AwsError):
+        return exc
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        detail = str(err.get("Message") or code or "unknown error")
+        if detail.lstrip().startswith("<"):  # an HTML error page, not an AWS error document
+            detail = f"HTTP {status} from the endpoint"
+        detail = detail.strip().splitlines()[0][:300] if detail.strip() else detail
+        if code in MISSING_QUEUE_CODES:
+            return AwsError(f"{doing}: the queue does not exist (deleted, or a wrong URL).", code, status=status)
+        if code in DENIED_CODES:
+            return AwsError(f"{doing}: access denied ({detail}). Check the IAM policy of the credentials or role.",
+                            code, status=status)
+        if code in THROTTLE_CODES:
+            return AwsError(f"{doing}: throttled by AWS ({detail}); retried and still throttled.", code,
+                            transient=True, status=status)
+        transient = bool(status and status >= 500)
+        return AwsError(f"{doing}: {code or 'error'} ({detail}).", code, transient=transient, status=status)
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return AwsError(f"{doing}: no AWS credentials found. Configure boto3's credential chain "
+                        "(AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an instance role).",
+                        "NoCredentials")
+    if isinstance(exc, NoRegionError):
+        return AwsError(f"{doing}: no region set for the account.", "NoRegion")
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
+        return AwsError(f"{doing}: cannot reach the AWS endpoint ({exc}).", "EndpointUnreachable", transient=True)
+    if isinstance(exc, ReadTimeoutError):
+        return AwsError(f"{doing}: the AWS endpoint did not answer in time.", "ReadTimeout", transient=True)
+    if isinstance(exc, ParamValidationError):
+        return AwsError(f"{doing}: invalid request ({exc}).", "InvalidParameter")
+    if isinstance(exc, BotoCoreError):
+        return AwsError(f"{doing}: {exc}.", type(exc).__name__, transient=True)
+    return AwsError(f"{doing}: {type(exc).__name__}: {exc}.", type(exc).__name__)
+
+
+@contextmanager
+def calling(doing: str) -> Iterator[None]:
+    """Translate anything raised inside into an AwsError that says what we were doing."""
+    try:
+        yield
+    except (ClientError, BotoCoreError, AwsError) as exc:
+        raise translate(exc, doing) from exc
+
+
+# --- call metering -------------------------------------------------------------------------------
+
+class CallMeter:
+    """Counts AWS HTTP attempts per "service:Operation" and CloudWatch metrics requested."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls: Counter[str] = Counter()
+        self.metrics_requested = 0
+
+    def add_call(self, key: str) -> None:
+        with self._lock:
+            self.calls[key] += 1
+
+    def add_metrics(self, n: int) -> None:
+        with self._lock:
+            self.metrics_requested += n
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+
+_meter: contextvars.ContextVar[CallMeter | None] = contextvars.ContextVar("opsboard_aws_meter", default=None)
+
+
+@contextmanager
+def metering(meter: CallMeter | None = None) -> Iterator[CallMeter]:
+    """Count the AWS calls made in this context (and in threads started with its context copied)."""
+    meter = meter or CallMeter()
+    token = _meter.set(meter)
+    try:
+        yield meter
+    finally:
+        _meter.reset(token)
+
+
+def _count_attempt(event_name: str = "", **_: Any) -> None:
+    meter = _meter.get()
+    if meter is not None:
+        # event_name is "before-send.<service>.<Operation>"
+        parts = event_name.split(".")
+        meter.add_call(f"{parts[1]}:{parts[2]}" if len(parts) >= 3 else event_name)
+
+
+# --- sessions and clients ------------------------------------------------------------------------
+
+_clients: dict[tuple[Target, str], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _client_config() -> Config:
+    return Config(
+        retries={"mode": settings.AWS_RETRY_MODE, "total_max_attempts": settings.AWS_MAX_ATTEMPTS},
+        connect_timeout=settings.AWS_CONNECT_TIMEOUT,
+        read_timeout=settings.AWS_READ_TIMEOUT,
+        max_pool_connections=max(10, settings.COLLECT_CONCURRENCY),
+    )
+
+
+def _session(target: Target) -> boto3.session.Session:
+    if not target.role_arn:
+        return boto3.session.Session(region_name=target.region)
+    base = boto3.session.Session(region_name=target.region)
+    sts = base.client("sts", endpoint_url=target.endpoint_url or None, config=_client_config())
+
+    def assume() -> dict[str, str]:
+        params = {"RoleArn": target.role_arn, "RoleSessionName": "opsboard"}
+        if target.external_id:
+            params["ExternalId"] = target.external_id
+        with calling(f"assuming role {target.role_arn}"):
+            creds = sts.assume_role(**params)["Credentials"]
+        return {
+            "access_key": creds["AccessKeyId"],
+            "secret_key": creds["SecretAccessKey"],
+            "token": creds["SessionToken"],
+            "expiry_time": creds["Expiration"].isoformat(),
+        }
+
+    core = botocore.session.get_session()
+    core._credentials = DeferredRefreshableCredentials(refresh_using=assume, method="sts-assume-role")
+    return boto3.session.Session(botocore_session=core, region_name=target.region)
+
+
+def client(target: Target, service: str) -> Any:
+    """A cached, thread-safe boto3 client for one service of one target.
+
+    The endpoint is the target's own, else boto3's (which honours AWS_ENDPOINT_URL and the
+    AWS_ENDPOINT_URL_<SERVICE> variables), else AWS.
+    """
+    key = (target, service)
+    c = _clients.get(key)
+    if c is None:
+        with _clients_lock:
+            c = _clients.get(key)
+            if c is None:
+                c = _session(target).client(
+                    service, endpoint_url=target.endpoint_url or None, config=_client_config()
+                )
+                c.meta.events.register("before-send", _count_attempt)
+                _clients[key] = c
+    return c
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests that restart the emulator on another port use this)."""
+    with _clients_lock:
+        _clients.clear()
+
+
+# --- SQS -----------------------------------------------------------------------------------------
+
+def queue_attributes(target: Target, queue_url: str, names: Iterable[str] = ("All",)) -> dict[str, str]:
+    with calling(f"reading the attributes of {queue_url}"):
+        resp = client(target, "sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=list(names))
+    return dict(resp.get("Attributes", {}))
+
+
+def queue_counts(target: Target, queue_url: str) -> dict[str, int]:
+    """Visible, in-flight and delayed message counts: one GetQueueAttributes call."""
+    attrs = queue_attributes(target, queue_url, COUNT_ATTRIBUTES)
+    return {
+        "visible": int(attrs.get("ApproximateNumberOfMessages", 0)),
+        "in_flight": int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
+        "delayed": int(attrs.get("ApproximateNumberOfMessagesDelayed", 0)),
+    }
+
+
+def queue_url_for_arn(target: Target, queue_arn: str) -> str:
+    parts = queue_arn.split(":")
+    if len(parts) != 6 or parts[2] != "sqs":
+        raise AwsError(f"{queue_arn!r} is not an SQS queue ARN.", "InvalidArn")
+    _, _, _, _, owner, name = parts
+    with calling(f"finding the URL of queue {name}"):
+        return client(target, "sqs").get_queue_url(QueueName=name, QueueOwnerAWSAccountId=owner)["QueueUrl"]
+
+
+def list_queue_urls(target: Target, prefix: str = "") -> list[str]:
+    params: dict[str, Any] = {"MaxResults": 1000}
+    if prefix:
+        params["QueueNamePrefix"] = prefix
+    urls: list[str] = []
+    with calling("listing queues"):
+        for page in client(target, "sqs").get_paginator("list_queues").paginate(**params):
+            urls.extend(page.get("QueueUrls", []))
+    return urls
+
+
+# --- Lambda --------------------------------------------------------------------------------------
+
+def event_source_mappings(target: Target, source_arn: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    with calling(f"listing Lambda event-source mappings for {source_arn}"):
+        for page in client(target, "lambda").get_paginator("list_event_source_mappings").paginate(
+            EventSourceArn=source_arn
+        ):
+            out.extend(page.get("EventSourceMappings", []))
+    return out
+
+
+def function_configuration(target: Target, function: str) -> dict[str, Any]:
+    with calling(f"reading Lambda function {function}"):
+        resp = client(target, "lambda").get_function_configuration(FunctionName=function)
+    resp.pop("ResponseMetadata", None)
+    return resp
+
+
+def function_reserved_concurrency(target: Target, function: str) -> int | None:
+    with calling(f"reading the reserved concurrency of {function}"):
+        resp = client(target, "lambda").get_function_concurrency(FunctionName=function)
+    value = resp.get("ReservedConcurrentExecutions")
+    return int(value) if value is not None else None
+
+
+# --- CloudWatch ----------------------------------------------------------------------------------
+
+def metric_data(target: Target, queries: list[dict[str, Any]], start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """One GetMetricData request (following NextToken) for at most 500 queries.
+
+    Returns the MetricDataResults merged across pages: Id, Timestamps, Values, StatusCode.
+    """
+    if len(queries) > 500:
+        raise ValueError("GetMetricData takes at most 500 queries per call")
+    meter = _meter.get()
+    n_metrics = sum(1 for q in queries if "MetricStat" in q)
+    merged: dict[str, dict[str, Any]] = {}
+    params: dict[str, Any] = {
+        "MetricDataQueries": queries,
+        "StartTime": start,
+        "EndTime": end,
+        "ScanBy": "TimestampAscending",
+    }
+    cw = client(target, "cloudwatch")
+    with calling("fetching CloudWatch metrics"):
+        while True:
+            if meter is not None:  # billed per metric requested, on every page
+                meter.add_metrics(n_metrics)
+            resp = cw.get_metric_data(**params)
+            for r in resp.get("MetricDataResults", []):
+                slot = merged.setdefault(r["Id"], {"Id": r["Id"], "Timestamps": [], "Values": [], "StatusCode": ""})
+                slot["Timestamps"].extend(r.get("Timestamps", []))
+                slot["Values"].extend(r.get("Values", []))
+                slot["StatusCode"] = r.get("StatusCode", "")
+            token = resp.get("NextToken")
+            if not token:
+                break
+            params["NextToken"] = token
+    return list(merged.values())
+
+
+# --- API Gateway ---------------------------------------------------------------------------------
+
+def rest_api(target: Target, api_id: str) -> dict[str, Any]:
+    """A REST API (API Gateway v1) by id: its name (CloudWatch's ApiName dimension)."""
+    with calling(f"reading REST API {api_id}"):
+        resp = client(target, "apigateway").get_rest_api(restApiId=api_id)
+    return {"id": resp.get("id", api_id), "name": resp.get("name", "")}
+
+
+def rest_api_stage_names(target: Target, api_id: str) -> list[str]:
+    with calling(f"listing the stages of REST API {api_id}"):
+        resp = client(target, "apigateway").get_stages(restApiId=api_id)
+    return [s["stageName"] for s in resp.get("item", [])]
+
+
+def http_api(target: Target, api_id: str) -> dict[str, Any]:
+    """An HTTP API (API Gateway v2) by id."""
+    with calling(f"reading HTTP API {api_id}"):
+        resp = client(target, "apigatewayv2").get_api(ApiId=api_id)
+    return {"id": resp.get("ApiId", api_id), "name": resp.get("Name", "")}
+
+
+def http_api_stage_names(target: Target, api_id: str) -> list[str]:
+    with calling(f"listing the stages of HTTP API {api_id}"):
+        resp = client(target, "apigatewayv2").get_stages(ApiId=api_id)
+    return [s["StageName"] for s in resp.get("Items", [])]

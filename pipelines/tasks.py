@@ -1,0 +1,76 @@
+"""Celery tasks: thin wrappers that take ids, take a lock, call collect/retention, and return.
+
+Beat runs `fast_cycle` and `metrics_cycle`; each fans out one task per AWS account so workers on
+many machines share the work, and each account task holds a lock so a slow cycle never runs twice.
+"""
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+from . import collect, retention
+from .locks import cycle_lock
+from .models import AwsAccount
+
+log = logging.getLogger(__name__)
+
+
+def _hard_limit(interval: int) -> int:
+    return max(30, int(interval * 0.9))
+
+
+def _accounts_with_pipelines() -> list[int]:
+    return list(AwsAccount.objects.filter(pipelines__enabled=True).distinct().values_list("pk", flat=True))
+
+
+@shared_task(ignore_result=True)
+def fast_cycle() -> int:
+    ids = _accounts_with_pipelines()
+    for account_id in ids:
+        fast_cycle_account.delay(account_id)
+    return len(ids)
+
+
+@shared_task(ignore_result=True)
+def metrics_cycle() -> int:
+    ids = _accounts_with_pipelines()
+    for account_id in ids:
+        metrics_cycle_account.delay(account_id)
+    return len(ids)
+
+
+def _run_locked(kind: str, account_id: int, fn, ttl: int) -> dict:
+    with cycle_lock(f"{kind}:{account_id}", ttl) as acquired:
+        if not acquired:
+            log.info("%s cycle for account %s is still running elsewhere; skipped", kind, account_id)
+            return {"skipped": "locked"}
+        account = AwsAccount.objects.filter(pk=account_id).first()
+        if account is None:
+            return {"skipped": "account deleted"}
+        report = fn(account)
+        if report.errors:
+            log.warning("%s cycle for %s: %d pipeline(s) failed", kind, account.name, len(report.errors))
+        return report.as_dict()
+
+
+@shared_task(ignore_result=True, soft_time_limit=_hard_limit(settings.FAST_INTERVAL_SECONDS) - 5,
+             time_limit=_hard_limit(settings.FAST_INTERVAL_SECONDS))
+def fast_cycle_account(account_id: int) -> dict:
+    return _run_locked("fast", account_id, collect.run_fast_cycle, _hard_limit(settings.FAST_INTERVAL_SECONDS))
+
+
+@shared_task(ignore_result=True, soft_time_limit=_hard_limit(settings.METRICS_INTERVAL_SECONDS) - 5,
+             time_limit=_hard_limit(settings.METRICS_INTERVAL_SECONDS))
+def metrics_cycle_account(account_id: int) -> dict:
+    return _run_locked("metrics", account_id, collect.run_metrics_cycle,
+                       _hard_limit(settings.METRICS_INTERVAL_SECONDS))
+
+
+@shared_task(ignore_result=True, soft_time_limit=540, time_limit=570)
+def maintenance() -> dict:
+    with cycle_lock("maintenance", 570) as acquired:
+        if not acquired:
+            return {"skipped": "locked"}
+        return {"rolled_up": retention.rollup(), **retention.prune()}
