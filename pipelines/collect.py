@@ -176,7 +176,7 @@ def run_fast_cycle(account: AwsAccount, pipelines: list[Pipeline] | None = None,
         report.skipped = "no pipeline due"
         return report
     target = account.target()
-    jobs = [(p, "queue", p.queue_url) for p in pipes] + [(p, "dlq", p.dlq_url) for p in pipes if p.dlq_url]
+    jobs = [(p, role, url) for p in pipes for role, url in (("queue", p.queue_url), ("dlq", p.dlq_url)) if url]
 
     def read(job):
         _, _, url = job

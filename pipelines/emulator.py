@@ -127,25 +127,32 @@ def _cbor_map(d: dict[str, str]) -> bytes:
     return out
 
 
-def throttle_response(req: Request) -> tuple[int, dict[str, str], bytes]:
-    """A throttling error in the wire format of the request's protocol."""
+FAULT_ERRORS = {
+    # fault: (HTTP status, error code, message, rest-json status)
+    "throttle": (400, "ThrottlingException", "Rate exceeded", 429),
+    "deny": (400, "AccessDenied", "User is not authorized to perform this action", 403),
+}
+
+
+def error_response(req: Request, fault: str) -> tuple[int, dict[str, str], bytes]:
+    """An AWS error in the wire format of the request's protocol (CBOR, JSON, query XML, rest-json)."""
+    status, code, message, rest_status = FAULT_ERRORS[fault]
     ctype = req.headers.get("content-type", "")
-    message = "Rate exceeded"
     if req.headers.get("smithy-protocol") == "rpc-v2-cbor":
-        return 400, {"content-type": "application/cbor", "smithy-protocol": "rpc-v2-cbor"}, _cbor_map(
-            {"__type": "ThrottlingException", "message": message})
+        return status, {"content-type": "application/cbor", "smithy-protocol": "rpc-v2-cbor"}, _cbor_map(
+            {"__type": code, "message": message})
     if "x-amz-json" in ctype:
-        return 400, {"content-type": ctype, "x-amzn-query-error": "ThrottlingException;Sender"}, json.dumps(
-            {"__type": "ThrottlingException", "message": message}).encode()
+        return status, {"content-type": ctype, "x-amzn-query-error": f"{code};Sender"}, json.dumps(
+            {"__type": code, "message": message}).encode()
     if "x-www-form-urlencoded" in ctype:
-        body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>{message}"
+        body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}"
                 "</Message></Error><RequestId>fault-proxy</RequestId></ErrorResponse>").encode()
-        return 400, {"content-type": "text/xml"}, body
-    return 429, {"content-type": "application/json", "x-amzn-errortype": "TooManyRequestsException"}, json.dumps(
+        return status, {"content-type": "text/xml"}, body
+    return rest_status, {"content-type": "application/json", "x-amzn-errortype": code}, json.dumps(
         {"message": message}).encode()
 
 
-Fault = str  # "throttle" | "error" | "drop" | "" (forward)
+Fault = str  # "throttle" | "deny" | "error" | "drop" | "" (forward)
 
 
 class FaultProxy:
@@ -164,7 +171,7 @@ class FaultProxy:
         self.error_rate = 0.0
         self.down = False
         self.rule: Callable[[Request], Fault] | None = None
-        self.counts: dict[str, int] = {"forwarded": 0, "throttle": 0, "error": 0, "drop": 0}
+        self.counts: dict[str, int] = {"forwarded": 0, "throttle": 0, "deny": 0, "error": 0, "drop": 0}
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -256,9 +263,9 @@ class FaultProxy:
                     except OSError:
                         pass
                     return
-                if fault == "throttle":
-                    proxy._count("throttle")
-                    self._reply(*throttle_response(req))
+                if fault in FAULT_ERRORS:
+                    proxy._count(fault)
+                    self._reply(*error_response(req, fault))
                     return
                 if fault == "error":
                     proxy._count("error")

@@ -1,0 +1,14 @@
+"""Settings for the test suite: the project's own settings, with test-only environment defaults.
+
+Credentials are dummies: every AWS call in the suite goes to the emulator on 127.0.0.1.
+"""
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-0123456789")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.pop("AWS_PROFILE", None)
+
+from opsboard.settings import *  # noqa: E402,F401,F403

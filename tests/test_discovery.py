@@ -1,0 +1,95 @@
+"""Discovery against the emulator: queue, DLQ, consumer mapping, function; and every bad input."""
+import pytest
+
+from pipelines import aws
+from pipelines.discovery import DiscoveryError, discover, import_queues, parse_queue_url
+from pipelines.models import Pipeline
+
+
+def test_it_discovers_queue_dlq_and_disabled_consumer(target, build):
+    made = build("orders", reserved_concurrency=7, maximum_concurrency=4, max_receive_count=6,
+                 visibility_timeout=200, retention_period=86400)
+    found = discover(target, made.queue_url)
+    f = found.fields
+    assert f["queue_arn"] == made.queue_arn and f["queue_name"] == "orders" and f["is_fifo"] is False
+    assert f["visibility_timeout"] == 200 and f["retention_period"] == 86400
+    assert f["dlq_url"] == made.dlq_url and f["dlq_arn"] == made.dlq_arn
+    assert f["max_receive_count"] == 6 and f["dlq_retention_period"] == 1209600
+    assert f["function_name"] == "orders-consumer" and f["function_timeout"] == 30
+    assert f["reserved_concurrency"] == 7 and f["batch_size"] == 10 and f["maximum_concurrency"] == 4
+    assert f["report_batch_item_failures"] is True and f["mapping_state"] == "Disabled"
+    assert found.warnings == []
+
+
+def test_it_discovers_fifo_queues(target, build):
+    made = build("payments", fifo=True)
+    f = discover(target, made.queue_url).fields
+    assert f["is_fifo"] is True and f["queue_name"] == "payments.fifo"
+    assert f["dlq_arn"].endswith("payments-dlq.fifo")
+
+
+def test_it_registers_a_queue_without_dlq_or_consumer(target, build):
+    made = build("bare", dlq=False, consumer=False)
+    f = discover(target, made.queue_url).fields
+    assert f["dlq_url"] == "" and f["max_receive_count"] is None
+    assert f["function_name"] == "" and f["mapping_state"] == ""
+
+
+def test_it_reads_the_api_name_and_checks_the_stage(target, build):
+    made = build("web", api=True)
+    assert discover(target, made.queue_url, "rest", made.api_id, "prod").fields["api_name"] == "web-api"
+    with pytest.raises(DiscoveryError, match="no stage 'staging'") as err:
+        discover(target, made.queue_url, "rest", made.api_id, "staging")
+    assert err.value.field == "api_stage"
+    with pytest.raises(DiscoveryError, match="No REST API") as err:
+        discover(target, made.queue_url, "rest", "nope123", "prod")
+    assert err.value.field == "api_id"
+
+
+@pytest.mark.parametrize("url, message", [
+    ("not a url", "Enter a queue URL"),
+    ("ftp://sqs.us-east-1.amazonaws.com/123456789012/q", "Enter a queue URL"),
+    ("https://sqs.us-east-1.amazonaws.com/123456789012", "ends in /<12-digit account id>/<queue name>"),
+    ("https://sqs.us-east-1.amazonaws.com/12345/q", "12-digit AWS account id"),
+    ("https://sqs.us-east-1.amazonaws.com/123456789012/bad%20name", "not a valid SQS queue name"),
+    ("https://sqs.us-east-1.amazonaws.com/123456789012/" + "x" * 81, "not a valid SQS queue name"),
+    ("https://sqs.eu-west-1.amazonaws.com/123456789012/q", "in eu-west-1, but the account is set to us-east-1"),
+    ("https://s3.amazonaws.com/123456789012/q", "not an SQS endpoint host"),
+])
+def test_it_rejects_malformed_or_foreign_urls(url, message):
+    with pytest.raises(DiscoveryError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_queue_url(url, "us-east-1")
+
+
+def test_it_names_a_nonexistent_queue(target, emulator):
+    with pytest.raises(DiscoveryError, match="No queue exists at"):
+        discover(target, f"{emulator.url}/123456789012/ghost")
+
+
+def test_it_names_an_unreachable_endpoint():
+    dead = aws.Target(region="us-east-1", endpoint_url="http://127.0.0.1:9")
+    with pytest.raises(DiscoveryError, match="cannot reach the AWS endpoint"):
+        discover(dead, "http://127.0.0.1:9/123456789012/q")
+
+
+def test_it_names_access_denied(target, build, fault_proxy):
+    made = build("secret")
+    fault_proxy.rule = lambda req: "deny" if req.operation == "GetQueueAttributes" else ""
+    proxied = aws.Target(region="us-east-1", endpoint_url=fault_proxy.url)
+    with pytest.raises(DiscoveryError, match="Access denied"):
+        discover(proxied, made.queue_url)
+
+
+def test_it_imports_queues_that_have_a_dlq(account, build):
+    build("alpha")
+    build("beta", fifo=True)
+    build("lonely", dlq=False)
+    result = import_queues(account)
+    assert sorted(result.created) == ["alpha", "beta.fifo"]
+    reasons = {url.rsplit("/", 1)[-1]: why for url, why in result.skipped}
+    assert reasons == {"alpha-dlq": "is a dead-letter queue", "beta-dlq.fifo": "is a dead-letter queue",
+                       "lonely": "has no dead-letter queue"}
+    alpha = Pipeline.objects.get(name="alpha")
+    assert alpha.function_name == "alpha-consumer" and alpha.consumer_log_group == "/aws/lambda/alpha-consumer"
+    again = import_queues(account)
+    assert again.created == [] and ("already registered" in dict(again.skipped).values())
