@@ -24,7 +24,20 @@ def _env(getter, name, **kwargs):
         raise ImproperlyConfigured(f"The environment variable {name} is malformed ({exc}); fix or unset it.")
 
 
-DEBUG = _env(env.bool, "DEBUG", default=False)
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+def _bool(name: str, default: bool) -> bool:
+    """A strict boolean: a typo such as DEBUG=ture is an error, not a silent False."""
+    raw = env.str(name, default=str(default)).strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"The environment variable {name} is malformed ({raw!r}); use true or false.")
+
+
+DEBUG = _bool("DEBUG", default=False)
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
@@ -81,13 +94,15 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
+_DB_HELP = "use postgres://USER:PASSWORD@HOST:5432/NAME or sqlite:////absolute/path.sqlite3"
 try:
     DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'opsboard.sqlite3'}")}
 except (ImproperlyConfigured, ValueError, KeyError) as exc:
-    raise ImproperlyConfigured(
-        f"DATABASE_URL is not a database URL Django can use ({exc}); "
-        "use postgres://USER:PASSWORD@HOST:5432/NAME or sqlite:////absolute/path.sqlite3."
-    )
+    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL Django can use ({exc}); {_DB_HELP}.")
+if DATABASES["default"].get("ENGINE") not in ("django.db.backends.postgresql", "django.db.backends.sqlite3"):
+    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL opsboard supports; {_DB_HELP}.")
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" and DATABASES["default"]["NAME"] != ":memory:":
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 DATABASES["default"].setdefault("CONN_MAX_AGE", _env(env.int, "CONN_MAX_AGE", default=60))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web, worker, beat) share the file: wait for locks instead of failing.
@@ -121,13 +136,13 @@ STORAGES = {
 LOGIN_URL = "admin:login"
 
 # --- Security (production defaults; `manage.py check --deploy` is clean with DEBUG off) --------
-SECURE_SSL_REDIRECT = _env(env.bool, "SECURE_SSL_REDIRECT", default=not DEBUG)
-SESSION_COOKIE_SECURE = _env(env.bool, "SESSION_COOKIE_SECURE", default=not DEBUG)
-CSRF_COOKIE_SECURE = _env(env.bool, "CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_SSL_REDIRECT = _bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = _bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SECURE_HSTS_SECONDS = _env(env.int, "SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = _env(env.bool, "SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
-SECURE_HSTS_PRELOAD = _env(env.bool, "SECURE_HSTS_PRELOAD", default=not DEBUG)
-if _env(env.bool, "TRUST_X_FORWARDED_PROTO", default=not DEBUG):
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = _bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+if _bool("TRUST_X_FORWARDED_PROTO", default=not DEBUG):
     # Behind a TLS-terminating load balancer or reverse proxy.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REFERRER_POLICY = "same-origin"
@@ -154,7 +169,7 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_TASK_ALWAYS_EAGER = _env(env.bool, "CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_ALWAYS_EAGER = _bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
 # Locks that keep a slow cycle from running twice at once. Redis when there is one (the broker's
 # Redis by default); otherwise a row in the database, with the same semantics.

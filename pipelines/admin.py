@@ -7,6 +7,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
 from . import collect
@@ -185,7 +186,7 @@ class PipelineAdmin(admin.ModelAdmin):
     @admin.display(description="consumer", ordering="function_name")
     def consumer(self, obj):
         if not obj.function_name:
-            return format_html('<span class="ob-muted">none</span>')
+            return mark_safe('<span class="ob-muted">none</span>')
         state = "" if obj.mapping_state in ("Enabled", "") else f" ({obj.mapping_state.lower()})"
         return f"{obj.function_name}{state}"
 
