@@ -72,6 +72,14 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("api_latency_avg", "AWS/ApiGateway", "Latency", "Average", "api"),
     MetricSpec("api_latency_p99", "AWS/ApiGateway", "Latency", "p99", "api"),
 )
+#: Queue levels come from GetQueueAttributes live; for the past, CloudWatch is the only source.
+BACKFILL_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("visible", "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", "queue"),
+    MetricSpec("in_flight", "AWS/SQS", "ApproximateNumberOfMessagesNotVisible", "Maximum", "queue"),
+    MetricSpec("delayed", "AWS/SQS", "ApproximateNumberOfMessagesDelayed", "Maximum", "queue"),
+    MetricSpec("dlq_visible", "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", "dlq"),
+)
+ALL_METRICS = METRICS + BACKFILL_METRICS
 FLOAT_FIELDS = {"lambda_duration_avg", "lambda_duration_p99", "api_latency_avg", "api_latency_p99"}
 
 
@@ -248,7 +256,8 @@ def _dimensions(pipeline: Pipeline, component: str) -> list[dict[str, str]] | No
     return None
 
 
-def plan_metrics(pipeline: Pipeline, unsupported: Iterable[str] = (), dlq_empty: bool = False) -> list[MetricSpec]:
+def plan_metrics(pipeline: Pipeline, unsupported: Iterable[str] = (), dlq_empty: bool = False,
+                 backfill: bool = False) -> list[MetricSpec]:
     """The CloudWatch metrics worth requesting for one pipeline.
 
     Components the pipeline lacks are left out, statistics the endpoint rejected are left out, and
@@ -257,7 +266,7 @@ def plan_metrics(pipeline: Pipeline, unsupported: Iterable[str] = (), dlq_empty:
     """
     skip_percentiles = PERCENTILE in unsupported
     out = []
-    for spec in METRICS:
+    for spec in ALL_METRICS if backfill else METRICS:
         if skip_percentiles and spec.is_percentile:
             continue
         if spec.component == "dlq" and dlq_empty:
@@ -274,11 +283,11 @@ def query_id(pipeline_id: int, spec_index: int) -> str:
 
 def parse_query_id(qid: str) -> tuple[int, MetricSpec]:
     pid, idx = qid[1:].split("_")
-    return int(pid), METRICS[int(idx)]
+    return int(pid), ALL_METRICS[int(idx)]
 
 
 def build_queries(pipeline: Pipeline, specs: list[MetricSpec], period: int) -> list[dict[str, Any]]:
-    index = {s: i for i, s in enumerate(METRICS)}
+    index = {s: i for i, s in enumerate(ALL_METRICS)}
     return [
         {
             "Id": query_id(pipeline.pk, index[s]),
@@ -454,11 +463,14 @@ def backfill_segments(since: datetime, until: datetime, at: datetime) -> list[Se
 
 
 def backfill(account: AwsAccount, pipelines: list[Pipeline], since: datetime, until: datetime,
-             at: datetime | None = None, progress: Callable[[int, int], None] | None = None) -> CycleReport:
+             at: datetime | None = None, progress: Callable[[int, int], None] | None = None,
+             max_window: timedelta | None = None) -> CycleReport:
     """Load history from CloudWatch for [since, until), at the finest period CloudWatch still keeps.
 
     Recent data lands in minute rows (1- or 5-minute points), data older than the raw retention
-    in hourly rollups. Calls are sized so that each stays within 500 queries and 100,800 points.
+    in hourly rollups. Calls are sized so that each stays within 500 queries and 100,800 points
+    (the fewest metrics requested); `max_window` caps the time span of one call instead, for
+    endpoints that slow down with large windows, at the cost of more metrics requested.
     """
     started = now()
     at = at or started
@@ -466,7 +478,7 @@ def backfill(account: AwsAccount, pipelines: list[Pipeline], since: datetime, un
     if not pipelines or since >= until:
         report.skipped = "nothing to load"
         return report
-    specs_by_pipe = {p.pk: plan_metrics(p, account.unsupported_statistics) for p in pipelines}
+    specs_by_pipe = {p.pk: plan_metrics(p, account.unsupported_statistics, backfill=True) for p in pipelines}
     # Plan (segment, time chunk) pieces so that calls are as full as the datapoint limit allows.
     pieces = []
     for seg in backfill_segments(since, until, at):
@@ -474,12 +486,16 @@ def backfill(account: AwsAccount, pipelines: list[Pipeline], since: datetime, un
         per_call = min(MAX_QUERIES_PER_CALL, max(1, n_queries))
         chunk_points = max(1, MAX_DATAPOINTS_PER_CALL // per_call)
         step = timedelta(seconds=seg.period * chunk_points)
+        if max_window:
+            step = max(timedelta(seconds=seg.period), min(step, max_window))
         t = seg.start
         while t < seg.end:
             pieces.append((seg, t, min(seg.end, t + step)))
             t += step
     with aws.metering() as meter:
         for i, (seg, a, b) in enumerate(pieces):
+            # Re-planned per piece: a statistic the endpoint rejected is not asked for again.
+            specs_by_pipe = {p.pk: plan_metrics(p, account.unsupported_statistics, backfill=True) for p in pipelines}
             queries = [q for p in pipelines for q in build_queries(p, specs_by_pipe[p.pk], seg.period)]
             points = max(1, math.ceil((b - a).total_seconds() / seg.period))
             rows, errors = _fetch(account, queries, a, b, points)

@@ -51,6 +51,9 @@ class Command(BaseCommand):
         parser.add_argument("--backfill", action="store_true", help="Load history from CloudWatch instead.")
         parser.add_argument("--since", help="Backfill start: ISO date/datetime or an age (7d). Default 24h.")
         parser.add_argument("--until", help="Backfill end: ISO date/datetime or an age. Default now.")
+        parser.add_argument("--window-minutes", type=int, default=0, metavar="N",
+                            help="Backfill: cap each CloudWatch call at N minutes of data (eases a slow "
+                                 "endpoint; costs more metrics requested). Default: as large as allowed.")
         parser.add_argument("--json", action="store_true", help="Print a JSON report instead of a summary.")
 
     def handle(self, *args, **opts):
@@ -112,7 +115,9 @@ class Command(BaseCommand):
         reports = []
         for pipes in by_account.values():
             progress = self._progress(pipes[0].account.name) if sys.stderr.isatty() and not opts["json"] else None
-            reports.append(collect.backfill(pipes[0].account, pipes, since, until, at=at, progress=progress))
+            window = timedelta(minutes=opts["window_minutes"]) if opts["window_minutes"] > 0 else None
+            reports.append(collect.backfill(pipes[0].account, pipes, since, until, at=at, progress=progress,
+                                            max_window=window))
             if progress:
                 sys.stderr.write("\n")
         retention.rollup_range(since, min(until, collect.floor_hour(at)))
