@@ -47,6 +47,7 @@ class MetricSpec:
     metric: str
     stat: str
     component: str  # queue | dlq | lambda | api
+    every: int = 1  # fetched every Nth metrics cycle (slow-moving values), with a window covering the gap
 
     @property
     def is_percentile(self) -> bool:
@@ -59,7 +60,8 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("received", "AWS/SQS", "NumberOfMessagesReceived", "Sum", "queue"),
     MetricSpec("deleted", "AWS/SQS", "NumberOfMessagesDeleted", "Sum", "queue"),
     MetricSpec("empty_receives", "AWS/SQS", "NumberOfEmptyReceives", "Sum", "queue"),
-    MetricSpec("dlq_oldest_age", "AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum", "dlq"),
+    # A DLQ's retention is measured in days: a 15-minute view of its oldest message loses nothing.
+    MetricSpec("dlq_oldest_age", "AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum", "dlq", every=3),
     MetricSpec("lambda_invocations", "AWS/Lambda", "Invocations", "Sum", "lambda"),
     MetricSpec("lambda_errors", "AWS/Lambda", "Errors", "Sum", "lambda"),
     MetricSpec("lambda_throttles", "AWS/Lambda", "Throttles", "Sum", "lambda"),
@@ -80,6 +82,8 @@ BACKFILL_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("dlq_visible", "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", "dlq"),
 )
 ALL_METRICS = METRICS + BACKFILL_METRICS
+#: HTTP APIs (API Gateway v2) publish their error counts under other names than REST APIs.
+HTTP_API_METRIC_NAMES = {"4XXError": "4xx", "5XXError": "5xx"}
 FLOAT_FIELDS = {"lambda_duration_avg", "lambda_duration_p99", "api_latency_avg", "api_latency_p99"}
 
 
@@ -257,12 +261,14 @@ def _dimensions(pipeline: Pipeline, component: str) -> list[dict[str, str]] | No
 
 
 def plan_metrics(pipeline: Pipeline, unsupported: Iterable[str] = (), dlq_empty: bool = False,
-                 backfill: bool = False) -> list[MetricSpec]:
+                 backfill: bool = False, cycle: int | None = None) -> list[MetricSpec]:
     """The CloudWatch metrics worth requesting for one pipeline.
 
-    Components the pipeline lacks are left out, statistics the endpoint rejected are left out, and
-    the DLQ's oldest-message age is not requested while the fast cycle saw the DLQ empty throughout
-    the window (an empty queue has no oldest message, so the answer is already known).
+    Components the pipeline lacks are left out, statistics the endpoint rejected are left out, the
+    DLQ's oldest-message age is not requested while the fast cycle saw the DLQ empty throughout
+    the window (an empty queue has no oldest message, so the answer is already known), and a
+    slow-moving metric is requested only on every Nth cycle (`cycle` numbers the metrics cycle;
+    None plans them all, as a backfill does).
     """
     skip_percentiles = PERCENTILE in unsupported
     out = []
@@ -270,6 +276,8 @@ def plan_metrics(pipeline: Pipeline, unsupported: Iterable[str] = (), dlq_empty:
         if skip_percentiles and spec.is_percentile:
             continue
         if spec.component == "dlq" and dlq_empty:
+            continue
+        if cycle is not None and cycle % spec.every:
             continue
         if _dimensions(pipeline, spec.component) is None:
             continue
@@ -288,11 +296,14 @@ def parse_query_id(qid: str) -> tuple[int, MetricSpec]:
 
 def build_queries(pipeline: Pipeline, specs: list[MetricSpec], period: int) -> list[dict[str, Any]]:
     index = {s: i for i, s in enumerate(ALL_METRICS)}
+    http_api = pipeline.api_kind == "http"
     return [
         {
             "Id": query_id(pipeline.pk, index[s]),
             "MetricStat": {
-                "Metric": {"Namespace": s.namespace, "MetricName": s.metric,
+                "Metric": {"Namespace": s.namespace,
+                           "MetricName": HTTP_API_METRIC_NAMES.get(s.metric, s.metric) if http_api and s.component == "api"
+                           else s.metric,
                            "Dimensions": _dimensions(pipeline, s.component)},
                 "Period": period,
                 "Stat": s.stat,
@@ -371,11 +382,20 @@ def _known_empty_dlqs(pipes: list[Pipeline], start: datetime) -> set[int]:
     return set(candidates) - nonempty
 
 
-def metrics_window(pipes: list[Pipeline], end: datetime) -> datetime:
-    """One window for the whole account: since the earliest pipeline's last fetch, minus the overlap."""
+def cycle_number(end: datetime) -> int:
+    """The metrics cycle's number on the clock, so every worker agrees which cycle fetches what."""
+    return int(end.timestamp() // settings.METRICS_INTERVAL_SECONDS)
+
+
+def metrics_window(pipes: list[Pipeline], end: datetime, spans: int = 1) -> datetime:
+    """One window for the whole account: since the earliest pipeline's last fetch, minus the overlap.
+
+    `spans` widens it to cover that many intervals, so a metric fetched every Nth cycle has no gap.
+    """
     overlap = timedelta(seconds=settings.METRICS_OVERLAP_SECONDS)
-    default = end - timedelta(seconds=settings.METRICS_INTERVAL_SECONDS)
-    start = min((p.metrics_synced_until or default) for p in pipes) - overlap
+    interval = timedelta(seconds=settings.METRICS_INTERVAL_SECONDS)
+    start = min((p.metrics_synced_until or end - interval) for p in pipes)
+    start = min(start, end - spans * interval) - overlap
     return max(start, end - MAX_CATCH_UP)
 
 
@@ -389,9 +409,12 @@ def run_metrics_cycle(account: AwsAccount, pipelines: list[Pipeline] | None = No
         report.skipped = "no pipeline"
         return report
     end = floor_minute(at)
-    start = metrics_window(pipes, end)
+    cycle = cycle_number(end)
+    spans = max([s.every for s in METRICS if cycle % s.every == 0], default=1)
+    start = metrics_window(pipes, end, spans)
     empty_dlqs = _known_empty_dlqs(pipes, start)
-    specs_by_pipe = {p.pk: plan_metrics(p, account.unsupported_statistics, p.pk in empty_dlqs) for p in pipes}
+    specs_by_pipe = {p.pk: plan_metrics(p, account.unsupported_statistics, p.pk in empty_dlqs, cycle=cycle)
+                     for p in pipes}
     queries = [q for p in pipes for q in build_queries(p, specs_by_pipe[p.pk], 60)]
     points = max(1, int((end - start).total_seconds() // 60))
     with aws.metering() as meter:
@@ -517,11 +540,13 @@ def monthly_cost(pipeline: Pipeline, unsupported: Iterable[str] = ()) -> dict[st
     """Estimated AWS API cost of watching one pipeline for a month at the configured cadences.
 
     SQS: one GetQueueAttributes per queue per poll interval. CloudWatch: the metrics requested per
-    metrics cycle (the DLQ's age counted, as when the DLQ holds messages: the upper bound).
+    metrics cycle, each at its own cadence (the DLQ's age counted as when the DLQ holds messages:
+    the upper bound).
     """
     queues = 1 + (1 if pipeline.dlq_url else 0)
     sqs_calls = queues * MONTH_SECONDS / max(pipeline.poll_interval, settings.FAST_INTERVAL_SECONDS)
-    metrics = len(plan_metrics(pipeline, unsupported)) * MONTH_SECONDS / settings.METRICS_INTERVAL_SECONDS
+    cycles = MONTH_SECONDS / settings.METRICS_INTERVAL_SECONDS
+    metrics = sum(cycles / spec.every for spec in plan_metrics(pipeline, unsupported))
     sqs = sqs_calls * settings.SQS_PRICE_PER_MILLION / 1e6
     cw = metrics * settings.CLOUDWATCH_PRICE_PER_THOUSAND_METRICS / 1e3
     return {"sqs_calls": sqs_calls, "metrics_requested": metrics, "sqs": sqs, "cloudwatch": cw, "total": sqs + cw}

@@ -120,13 +120,51 @@ def test_it_batches_over_500_queries_into_the_fewest_calls(account):
     assert report.metrics_requested == 600
 
 
-def test_it_skips_the_dlq_age_while_the_dlq_is_known_empty(register, account):
+def quarter_hour():
+    """A recent time on a 15-minute boundary: a metrics cycle that fetches every metric."""
+    now = datetime.now(UTC)
+    return now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
+
+
+def test_it_skips_the_dlq_age_while_the_dlq_is_known_empty(register, account, target):
     p = register("orders")
-    collect.run_fast_cycle(account)  # sees the DLQ empty
-    report = collect.run_metrics_cycle(account)
-    p.refresh_from_db()
+    at = quarter_hour()
+    collect.run_fast_cycle(account, at=at)  # sees the DLQ empty
+    report = collect.run_metrics_cycle(account, at=at)
     with_dlq_age = len(collect.plan_metrics(p, account.unsupported_statistics))
     assert report.metrics_requested == with_dlq_age - 1
+    sqs_of(target).send_message(QueueUrl=p.dlq_url, MessageBody="failed")
+    collect.run_fast_cycle(account, at=at + timedelta(minutes=1))
+    report = collect.run_metrics_cycle(account, at=at + timedelta(minutes=1, seconds=5))
+    assert report.metrics_requested == with_dlq_age
+
+
+def test_the_dlq_age_is_fetched_every_third_cycle_over_a_window_without_gaps(register, account, target, settings):
+    p = register("orders")
+    sqs_of(target).send_message(QueueUrl=p.dlq_url, MessageBody="failed")
+    at = quarter_hour()
+    collect.run_fast_cycle(account, at=at)
+    dlq_name = p.dlq_arn.rsplit(":", 1)[-1]
+    put_metric(target, "AWS/SQS", "ApproximateAgeOfOldestMessage", {"QueueName": dlq_name},
+               {at - timedelta(minutes=m): 600 + 60 * m for m in range(1, 16)})
+    planned = len(collect.plan_metrics(p, account.unsupported_statistics))
+    requested = []
+    for i in range(3):  # three consecutive 5-minute cycles
+        requested.append(collect.run_metrics_cycle(account, at=at + timedelta(minutes=5 * i)).metrics_requested)
+    assert requested == [planned, planned - 1, planned - 1]
+    # The cycle that fetched it covered three intervals: every minute since the previous such cycle.
+    ages = MetricSample.objects.filter(pipeline=p, dlq_oldest_age__isnull=False).count()
+    assert ages == 15
+
+
+def test_http_apis_use_their_own_metric_names(db):
+    account = AwsAccount.objects.create(name="a", region="us-east-1")
+    p = Pipeline.objects.create(name="h", account=account, queue_url="http://h/123456789012/h", queue_name="h",
+                                api_kind="http", api_id="abc123", api_stage="$default")
+    names = {q["MetricStat"]["Metric"]["MetricName"]: q["MetricStat"]["Metric"]["Dimensions"]
+             for q in collect.build_queries(p, collect.plan_metrics(p), 60) if q["MetricStat"]["Metric"]["Namespace"] == "AWS/ApiGateway"}
+    assert {"Count", "4xx", "5xx", "Latency"} == set(names)
+    assert names["4xx"] == [{"Name": "ApiId", "Value": "abc123"}, {"Name": "Stage", "Value": "$default"}]
 
 
 def test_one_failing_pipeline_does_not_stop_the_others(target, register, account):
@@ -242,5 +280,7 @@ def test_monthly_cost_at_the_defaults_is_within_budget(register, account):
     p = register("orders", api=True)
     cost = collect.monthly_cost(p)
     assert cost["sqs_calls"] == pytest.approx(2 * 730 * 60)
-    assert cost["metrics_requested"] == pytest.approx(17 * 730 * 12)
+    # 16 metrics every 5 minutes, the DLQ's oldest age every 15.
+    assert cost["metrics_requested"] == pytest.approx((16 + 1 / 3) * 730 * 12)
     assert cost["total"] == pytest.approx(cost["sqs"] + cost["cloudwatch"])
+    assert cost["total"] <= 1.50
