@@ -156,6 +156,11 @@ class PipelineAdmin(admin.ModelAdmin):
             return self.fieldsets[:3]
         return self.fieldsets
 
+    def get_urls(self):
+        from . import redrive_views
+
+        return [*redrive_views.admin_urls(self), *super().get_urls()]
+
     def save_model(self, request, obj, form, change):
         found = form.discovery
         if found is not None:
