@@ -13,27 +13,12 @@ from django.utils.timesince import timesince
 from . import collect
 from .discovery import DiscoveryError, discover, import_queues
 from .forms import ImportQueuesForm, PipelineForm
-from .models import AwsAccount, Health, Pipeline, PollCycle, now
-
-admin.site.site_header = "opsboard"
-admin.site.site_title = "opsboard"
-admin.site.index_title = "Operations"
+from .models import AwsAccount, Health, Pipeline, PollCycle, RedriveTask, now
+from .trends import human_seconds
 
 
 def badge(health: Health) -> str:
     return format_html('<span class="ob-badge" style="background:{}">{}</span>', health.colour, health.label)
-
-
-def seconds_label(value: int | None) -> str:
-    if value is None:
-        return "–"
-    if value < 120:
-        return f"{value}s"
-    if value < 7200:
-        return f"{value // 60} min"
-    if value < 172800:
-        return f"{value / 3600:.1f} h"
-    return f"{value / 86400:.1f} d"
 
 
 @admin.register(AwsAccount)
@@ -126,21 +111,21 @@ DISCOVERED = (
     "api_name", "discovered_at",
 )
 SYNC_STATE = (
-    "health", "last_sync_at", "metrics_synced_until", "last_error", "metrics_error", "consecutive_failures",
-    "backlog", "in_flight", "delayed", "dlq_depth", "oldest_age", "monthly_cost",
+    "status", "last_sync_at", "metrics_synced_until", "last_error", "metrics_error", "consecutive_failures",
+    "backlog", "in_flight", "delayed", "dlq_depth", "oldest_age", "drain_rate", "time_to_loss", "monthly_cost",
 )
 
 
 @admin.register(Pipeline)
 class PipelineAdmin(admin.ModelAdmin):
     form = PipelineForm
-    list_display = ("name", "health", "account", "backlog", "in_flight", "dlq_depth", "oldest", "consumer",
-                    "last_sync", "error")
+    list_display = ("name", "status", "account", "backlog", "in_flight", "dlq_depth", "oldest", "consumer",
+                    "last_sync", "error", "charts")
     list_select_related = ("account",)
-    list_filter = ("account", "enabled", "is_fifo", ProblemFilter)
+    list_filter = ("health", "account", "enabled", "is_fifo", ProblemFilter)
     search_fields = ("name", "queue_url", "queue_name", "function_name", "api_id")
     readonly_fields = DISCOVERED + SYNC_STATE
-    actions = ["refresh_from_aws", "sync_now", "enable", "disable"]
+    actions = ["refresh_from_aws", "sync_now", "enable", "disable", "redrive_dlq"]
     fieldsets = (
         (None, {"fields": ("name", "account", "queue_url", "enabled")}),
         ("API and logs", {"fields": ("api_kind", "api_id", "api_stage", "api_log_group", "consumer_log_group",
@@ -157,9 +142,18 @@ class PipelineAdmin(admin.ModelAdmin):
         return self.fieldsets
 
     def get_urls(self):
-        from . import redrive_views
+        from . import redrive_views, views
 
-        return [*redrive_views.admin_urls(self), *super().get_urls()]
+        def wrap(view):
+            return self.admin_site.admin_view(view)
+
+        return [
+            path("<int:pipeline_id>/dashboard/", wrap(lambda r, pipeline_id: views.pipeline_dashboard(r, pipeline_id, self)),
+                 name="pipelines_pipeline_dashboard"),
+            path("<int:pipeline_id>/series.json", wrap(views.series_json), name="pipelines_pipeline_series"),
+            *redrive_views.admin_urls(self),
+            *super().get_urls(),
+        ]
 
     def save_model(self, request, obj, form, change):
         found = form.discovery
@@ -175,18 +169,21 @@ class PipelineAdmin(admin.ModelAdmin):
                                   messages.WARNING)
         super().save_model(request, obj, form, change)
 
-    @admin.display(description="health")
-    def health(self, obj):
-        status = obj.get_status()
-        reasons = obj.status_reasons()
+    @admin.display(description="health", ordering="health")
+    def status(self, obj):
+        status, reasons = obj.current_health()
         if reasons:
             return format_html("{}<br>{}", badge(status), format_html_join(", ", "<small>{}</small>",
                                                                              ((r,) for _, r in reasons)))
         return badge(status)
 
+    @admin.display(description="")
+    def charts(self, obj):
+        return format_html('<a href="{}">dashboard</a>', reverse("admin:pipelines_pipeline_dashboard", args=[obj.pk]))
+
     @admin.display(description="oldest", ordering="oldest_age")
     def oldest(self, obj):
-        return seconds_label(obj.oldest_age)
+        return human_seconds(obj.oldest_age)
 
     @admin.display(description="consumer", ordering="function_name")
     def consumer(self, obj):
@@ -241,6 +238,15 @@ class PipelineAdmin(admin.ModelAdmin):
         for name, why in failed.items():
             self.message_user(request, f"{name}: {why}", messages.ERROR)
 
+    def has_redrive_permission(self, request):
+        return request.user.has_perm("pipelines.redrive_dlq")
+
+    @admin.action(description="Redrive DLQ", permissions=["redrive"])
+    def redrive_dlq(self, request, queryset):
+        from . import redrive_views
+
+        return redrive_views.redrive_action(self, request, queryset)
+
     @admin.action(description="Enable polling", permissions=["change"])
     def enable(self, request, queryset):
         self.message_user(request, f"Enabled {queryset.update(enabled=True)} pipeline(s).")
@@ -271,3 +277,36 @@ class PollCycleAdmin(admin.ModelAdmin):
     @admin.display(description="seconds")
     def seconds(self, obj):
         return f"{obj.duration:.2f}" if obj.duration is not None else "running"
+
+
+@admin.register(RedriveTask)
+class RedriveTaskAdmin(admin.ModelAdmin):
+    """The record of every DLQ action (AWS keeps only the last 10 move tasks); read-only."""
+
+    list_display = ("task", "created_at", "pipeline_name", "operation", "status_badge", "engine", "dry_run",
+                    "matched", "moved", "failed", "skipped", "requested_by_name")
+    list_filter = ("status", "operation", "engine", "dry_run", "pipeline")
+    list_select_related = ("pipeline",)
+    search_fields = ("pipeline_name", "source_url", "destination_url", "requested_by_name", "filter_value")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="task", ordering="pk")
+    def task(self, obj):
+        if obj.pipeline_id:
+            return format_html('<a href="{}">#{}</a>', reverse("admin:pipelines_pipeline_dlq_task",
+                                                               args=[obj.pipeline_id, obj.pk]), obj.pk)
+        return f"#{obj.pk}"
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        s = obj.status_choice
+        return format_html('<span class="ob-badge" style="background:{}">{}</span>', s.colour, s.label)

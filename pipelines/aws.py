@@ -375,3 +375,121 @@ def http_api_stage_names(target: Target, api_id: str) -> list[str]:
     with calling(f"listing the stages of HTTP API {api_id}"):
         resp = client(target, "apigatewayv2").get_stages(ApiId=api_id)
     return [s["StageName"] for s in resp.get("Items", [])]
+
+
+# --- SQS messages (DLQ browsing and redrive) -------------------------------------------------------
+
+#: An answer meaning "this endpoint does not implement the operation at all" (an emulator, an
+#: S3-compatible-style partial implementation), as opposed to an AWS error about this request.
+UNSUPPORTED_CODES = {"UnknownOperation", "UnknownOperationException", "InvalidAction", "NotImplemented",
+                     "NotImplementedException", "501"}
+#: The code an AwsError carries when the endpoint lacks the operation.
+UNSUPPORTED = "UnsupportedByEndpoint"
+
+
+def endpoint_lacks_operation(exc: ClientError) -> bool:
+    """True when the endpoint answered that it does not know the operation.
+
+    moto answers operations it lacks with an HTTP 500 HTML page; others answer UnknownOperation,
+    InvalidAction or 501. A 5xx that is not an HTML page (an AWS InternalError, a proxy's fault) is
+    an ordinary transient failure, not this.
+    """
+    err = exc.response.get("Error", {})
+    code = str(err.get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    html = str(err.get("Message", "")).lstrip().lower().startswith(("<!doctype html", "<html"))
+    return code in UNSUPPORTED_CODES or status == 501 or (status >= 500 and html)
+
+
+@contextmanager
+def calling_optional(doing: str, operation: str) -> Iterator[None]:
+    """Like `calling`, but an endpoint lacking `operation` raises AwsError(code=UNSUPPORTED)."""
+    try:
+        yield
+    except ClientError as exc:
+        if endpoint_lacks_operation(exc):
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            raise AwsError(f"{doing}: this endpoint does not support {operation}.", UNSUPPORTED,
+                           status=status) from exc
+        raise translate(exc, doing) from exc
+    except (BotoCoreError, AwsError) as exc:
+        raise translate(exc, doing) from exc
+
+
+def receive_messages(target: Target, queue_url: str, max_messages: int = 10, visibility_timeout: int = 30,
+                     wait_seconds: int = 0) -> list[dict[str, Any]]:
+    """Up to 10 messages with all their attributes; each received message stays invisible for
+    `visibility_timeout` seconds. Keys: MessageId, ReceiptHandle, Body, Attributes (system:
+    SentTimestamp, ApproximateReceiveCount, MessageGroupId, …), MessageAttributes."""
+    with calling(f"receiving messages from {queue_url}"):
+        resp = client(target, "sqs").receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=max(1, min(10, max_messages)),
+            VisibilityTimeout=visibility_timeout, WaitTimeSeconds=wait_seconds,
+            MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"],
+        )
+    return list(resp.get("Messages", []))
+
+
+def _batch_result(resp: dict[str, Any]) -> dict[str, list]:
+    """Successful entry ids and failed entries ({Id, Code, Message, SenderFault}) of a batch call."""
+    return {"ok": [e["Id"] for e in resp.get("Successful", [])],
+            "failed": [{"Id": e["Id"], "Code": e.get("Code", ""), "Message": e.get("Message", ""),
+                        "SenderFault": bool(e.get("SenderFault"))} for e in resp.get("Failed", [])]}
+
+
+def send_message_batch(target: Target, queue_url: str, entries: list[dict[str, Any]]) -> dict[str, list]:
+    """SendMessageBatch of at most 10 entries (SQS's own entry shape). Returns {"ok", "failed"}."""
+    with calling(f"sending messages to {queue_url}"):
+        resp = client(target, "sqs").send_message_batch(QueueUrl=queue_url, Entries=entries)
+    return _batch_result(resp)
+
+
+def delete_message_batch(target: Target, queue_url: str, receipts: list[tuple[str, str]]) -> dict[str, list]:
+    """Delete up to 10 messages given as (entry id, receipt handle). Returns {"ok", "failed"}."""
+    with calling(f"deleting messages from {queue_url}"):
+        resp = client(target, "sqs").delete_message_batch(
+            QueueUrl=queue_url, Entries=[{"Id": i, "ReceiptHandle": h} for i, h in receipts])
+    return _batch_result(resp)
+
+
+def change_visibility_batch(target: Target, queue_url: str, receipts: list[tuple[str, str]],
+                            timeout: int) -> dict[str, list]:
+    """Set the visibility timeout of up to 10 received messages (0: visible again at once)."""
+    with calling(f"changing message visibility on {queue_url}"):
+        resp = client(target, "sqs").change_message_visibility_batch(
+            QueueUrl=queue_url, Entries=[{"Id": i, "ReceiptHandle": h, "VisibilityTimeout": timeout}
+                                         for i, h in receipts])
+    return _batch_result(resp)
+
+
+def purge_queue(target: Target, queue_url: str) -> None:
+    with calling(f"purging {queue_url}"):
+        client(target, "sqs").purge_queue(QueueUrl=queue_url)
+
+
+def start_message_move_task(target: Target, source_arn: str, destination_arn: str = "",
+                            rate: int | None = None) -> str:
+    """SQS's own DLQ redrive; returns the task handle. Without a destination, messages go back to
+    their original source queues."""
+    params: dict[str, Any] = {"SourceArn": source_arn}
+    if destination_arn:
+        params["DestinationArn"] = destination_arn
+    if rate:
+        params["MaxNumberOfMessagesPerSecond"] = int(rate)
+    with calling_optional(f"starting a message move task on {source_arn}", "StartMessageMoveTask"):
+        return client(target, "sqs").start_message_move_task(**params)["TaskHandle"]
+
+
+def list_message_move_tasks(target: Target, source_arn: str) -> list[dict[str, Any]]:
+    """The most recent move tasks of a queue (AWS keeps 10), newest first. TaskHandle is present
+    only while a task runs; StartedTimestamp is in epoch milliseconds."""
+    with calling_optional(f"listing message move tasks of {source_arn}", "ListMessageMoveTasks"):
+        resp = client(target, "sqs").list_message_move_tasks(SourceArn=source_arn, MaxResults=10)
+    return list(resp.get("Results", []))
+
+
+def cancel_message_move_task(target: Target, task_handle: str) -> int:
+    """Cancel a running move task; returns the messages moved so far."""
+    with calling_optional("cancelling a message move task", "CancelMessageMoveTask"):
+        resp = client(target, "sqs").cancel_message_move_task(TaskHandle=task_handle)
+    return int(resp.get("ApproximateNumberOfMessagesMoved", 0))

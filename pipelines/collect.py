@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable
 from django.conf import settings
 from django.db import transaction
 
-from . import aws
+from . import aws, health
 from .models import AwsAccount, CycleKind, MetricRollup, MetricSample, Pipeline, PollCycle, now
 
 log = logging.getLogger(__name__)
@@ -235,6 +235,7 @@ def run_fast_cycle(account: AwsAccount, pipelines: list[Pipeline] | None = None,
         Pipeline.objects.bulk_update(
             failed, ["backlog", "in_flight", "delayed", "dlq_depth", "last_error", "last_error_at", "consecutive_failures"],
             batch_size=500)
+        health.refresh(pipes, at)
     _record(report, account, started, meter)
     return report
 
@@ -410,11 +411,14 @@ def run_metrics_cycle(account: AwsAccount, pipelines: list[Pipeline] | None = No
         return report
     end = floor_minute(at)
     cycle = cycle_number(end)
-    spans = max([s.every for s in METRICS if cycle % s.every == 0], default=1)
-    start = metrics_window(pipes, end, spans)
-    empty_dlqs = _known_empty_dlqs(pipes, start)
+    start = metrics_window(pipes, end)
+    empty_dlqs = _known_empty_dlqs(pipes, metrics_window(pipes, end, max(s.every for s in METRICS)))
     specs_by_pipe = {p.pk: plan_metrics(p, account.unsupported_statistics, p.pk in empty_dlqs, cycle=cycle)
                      for p in pipes}
+    # A metric fetched every Nth cycle needs a window reaching back over the cycles it skipped.
+    spans = max((s.every for specs in specs_by_pipe.values() for s in specs), default=1)
+    if spans > 1:
+        start = metrics_window(pipes, end, spans)
     queries = [q for p in pipes for q in build_queries(p, specs_by_pipe[p.pk], 60)]
     points = max(1, int((end - start).total_seconds() // 60))
     with aws.metering() as meter:
@@ -447,6 +451,7 @@ def _store(pipes, specs_by_pipe, rows, errors, end: datetime, report: CycleRepor
                         p.oldest_age = latest_age[p.pk][1]
                 updated.append(p)
             Pipeline.objects.bulk_update(updated, ["metrics_error", "metrics_synced_until", "oldest_age"], batch_size=500)
+            health.refresh(updated, min(now(), end + timedelta(minutes=1)))
     return written
 
 

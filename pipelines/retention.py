@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db.models import Avg, Count, Max, Min, Sum
 from django.db.models.functions import TruncHour
 
+from . import health
 from .collect import _upsert_samples, floor_hour
 from .models import MetricRollup, MetricSample, now
 
@@ -67,7 +68,10 @@ def rollup_range(start, end) -> int:
             out[name] = None if v is None else (float(v) if name in FLOAT_FIELDS else int(round(v)))
         return out
 
-    return _upsert_samples(MetricRollup, "hour", ((r["pipeline_id"], r["h"], values(r)) for r in rows))
+    written = _upsert_samples(MetricRollup, "hour", ((r["pipeline_id"], r["h"], values(r)) for r in rows))
+    if written:
+        health.refresh_sparklines(now())
+    return written
 
 
 def _delete_older(model, field: str, cutoff, batch: int, budget: int) -> int:

@@ -48,6 +48,7 @@ class Scenario:
     api_5xx_rate: float = 0.002
     api_4xx_rate: float = 0.01
     latency_ms: float = 45.0  # API latency
+    daily_swing: float = 0.45  # the daily curve: rate × (1 ± this)
     burst_every_min: int = 0  # a burst every N minutes (0: none)
     burst_minutes: int = 0
     burst_factor: float = 1.0
@@ -65,7 +66,7 @@ class Scenario:
     def rate_at(self, t: datetime) -> float:
         """Requests per second at time t: a daily curve (quiet at night) times bursts."""
         hour = t.hour + t.minute / 60
-        daily = 1 + 0.45 * math.sin(2 * math.pi * (hour - 9) / 24)
+        daily = 1 + self.daily_swing * math.sin(2 * math.pi * (hour - 9) / 24)
         minute = int(t.timestamp() // 60)
         burst = self.burst_factor if self.burst_every_min and minute % self.burst_every_min < self.burst_minutes else 1
         return self.rate * daily * burst
@@ -83,13 +84,17 @@ class Scenario:
 
 SCENARIOS: dict[str, Scenario] = {
     "steady": Scenario("steady", rate=2.0),
-    "spike": Scenario("spike", rate=1.0, concurrency=1, batch_size=10, ms_per_message=250,
+    "spike": Scenario("spike", rate=0.6, concurrency=1, batch_size=10, ms_per_message=400,
                       burst_every_min=30, burst_minutes=4, burst_factor=8, backlog_threshold=300),
-    "poison": Scenario("poison", rate=1.5, poison_rate=0.04, max_receive_count=3, retry_delay=10),
-    "throttle": Scenario("throttle", rate=2.5, concurrency=1, batch_size=5, ms_per_message=600,
-                         retention_period=3 * 3600, oldest_age_sla=120),
+    "poison": Scenario("poison", rate=1.5, poison_rate=0.025, max_receive_count=3, retry_delay=10),
+    # Capped below its arrival rate at every hour of the day: the oldest message ages steadily.
+    "throttle": Scenario("throttle", rate=0.24, concurrency=1, batch_size=1, ms_per_message=5000,
+                         retention_period=3 * 3600, oldest_age_sla=120, daily_swing=0.1),
     "latency": Scenario("latency", rate=2.0, slow_every_min=30, slow_minutes=10, slow_factor=18),
 }
+# Messages left in a queue to continue a history. The emulator's SQS slows with queue depth, so
+# the scenarios keep backlogs in the low thousands and the seed is capped.
+MAX_SEED = 800
 DEMO_MIX = [("orders", "steady"), ("checkout-events", "spike"), ("invoices", "poison"),
             ("image-resize", "throttle"), ("notifications", "latency"), ("payments", "steady-fifo")]
 
@@ -133,6 +138,7 @@ class SimPipeline:
     dead: dict[str, float] = field(default_factory=dict)  # message id -> original sent epoch (DLQ)
     carry: float = 0.0  # fractional arrivals
     credit: float = 0.0  # fractional consumer capacity
+    throttled: float = 0.0  # fractional throttles
 
     @property
     def queue_name(self) -> str:
@@ -260,9 +266,13 @@ class Simulator:
         if batches:
             sim.minute.concurrency = max(sim.minute.concurrency,
                                          min(sc.concurrency, max(1, math.ceil(busy_ms / (dt * 1000)))))
-        # More work waiting than the concurrency limit admits: the poller is throttled.
+        # More work waiting than the concurrency limit admits: the poller is throttled, at the same
+        # rate the history model uses (twice the concurrency per minute).
         if sim.credit < 1 and len(sim.outstanding) > sc.concurrency * sc.batch_size * 3:
-            sim.minute.throttles += self.rng.randint(1, sc.concurrency + 1)
+            sim.throttled += sc.concurrency * 2 * dt / 60
+            whole = int(sim.throttled)
+            sim.minute.throttles += whole
+            sim.throttled -= whole
 
     def _invoke(self, sim: SimPipeline, msgs: list[dict[str, Any]], at: datetime) -> float:
         """One Lambda invocation for a batch: delete what succeeded, leave what failed, log it all."""
@@ -440,5 +450,30 @@ class Simulator:
                 if sum(len(v) for v in buffer.values()) >= 3000:
                     self.flush(buffer)
                 t += timedelta(minutes=1)
+            self._seed(sim, int(backlog), int(dlq), oldest, dlq_oldest, end)
         self.flush(buffer)
         return int(hours * 60)
+
+    def _seed(self, sim: SimPipeline, backlog: int, dlq: int, oldest: float, dlq_oldest: float,
+              end: datetime) -> None:
+        """Leave the queues as the history ended, so live traffic picks up where the charts stop.
+
+        Message ages are tracked by the simulator (SQS cannot backdate a send), spread evenly
+        between the modelled oldest message and now.
+        """
+        for url, count, age, ledger, poison in ((sim.res.queue_url, min(backlog, MAX_SEED), oldest, sim.outstanding, False),
+                                                (sim.res.dlq_url, min(dlq, MAX_SEED), dlq_oldest, sim.dead, True)):
+            if not url or count <= 0:
+                continue
+            for i in range(0, count, 10):
+                entries = []
+                for j in range(min(10, count - i)):
+                    rid = str(uuid.uuid4())
+                    entry = {"Id": str(j), "MessageBody": json.dumps({"requestId": rid, "poison": poison}),
+                             "MessageAttributes": {"requestId": {"DataType": "String", "StringValue": rid}}}
+                    if sim.scenario.fifo:
+                        entry.update(MessageGroupId=f"customer-{j}", MessageDeduplicationId=rid)
+                    entries.append(entry)
+                resp = self._sqs.send_message_batch(QueueUrl=url, Entries=entries)
+                for k, ok in enumerate(resp.get("Successful", [])):
+                    ledger[ok["MessageId"]] = end.timestamp() - age * (1 - (i + k) / count)

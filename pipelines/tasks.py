@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers that take ids, take a lock, call collect/retention, and return.
+"""Celery tasks: thin wrappers that take ids, take a lock, call collect/retention/redrive, and return.
 
 Beat runs `fast_cycle` and `metrics_cycle`; each fans out one task per AWS account so workers on
 many machines share the work, and each account task holds a lock so a slow cycle never runs twice.
@@ -8,9 +8,10 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from celery.signals import worker_ready
 from django.conf import settings
 
-from . import collect, retention
+from . import collect, redrive, retention
 from .locks import cycle_lock
 from .models import AwsAccount
 
@@ -73,4 +74,26 @@ def maintenance() -> dict:
     with cycle_lock("maintenance", 570) as acquired:
         if not acquired:
             return {"skipped": "locked"}
-        return {"rolled_up": retention.rollup(), **retention.prune()}
+        resumed = redrive.resume_stale_redrives()  # DLQ tasks whose worker died
+        result = {"rolled_up": retention.rollup(), **retention.prune()}
+        return {**result, "redrives_resumed": resumed} if resumed else result
+
+
+# --- dead-letter queues ------------------------------------------------------------------------------
+
+@shared_task(ignore_result=True, acks_late=True)
+def run_redrive(task_id: int) -> dict:
+    """Run (or resume) one DLQ task to its end: redrive.run_redrive does the work."""
+    task = redrive.run_redrive(task_id)
+    return {"skipped": "not ours to run"} if task is None else {"status": task.status, "moved": task.moved}
+
+
+@shared_task(ignore_result=True)
+def resume_stale_redrives() -> list[int]:
+    return redrive.resume_stale_redrives()
+
+
+@worker_ready.connect
+def _resume_redrives_after_restart(**_) -> None:
+    """A worker that (re)starts picks up tasks whose worker died, once their heartbeat is stale."""
+    resume_stale_redrives.apply_async(countdown=redrive.STALE_SECONDS + 5)

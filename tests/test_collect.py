@@ -115,7 +115,7 @@ def test_it_batches_over_500_queries_into_the_fewest_calls(account):
     assert [len(c) for c in collect.chunk_queries(queries, 15)] == [500, 100]
     # The datapoint limit binds too: 1,440 points per query -> 70 queries per call.
     assert [len(c) for c in collect.chunk_queries(queries, 1440)][:2] == [70, 70]
-    report = collect.run_metrics_cycle(account)
+    report = collect.run_metrics_cycle(account, at=quarter_hour())  # a cycle that fetches the DLQ age too
     assert report.calls == {"cloudwatch:GetMetricData": math.ceil(600 / 500)}
     assert report.metrics_requested == 600
 

@@ -161,6 +161,10 @@ class Command(BaseCommand):
         self.children.append(subprocess.Popen(args, env=env, cwd=settings.BASE_DIR, stdin=subprocess.DEVNULL))
 
     def _start_worker(self) -> None:
+        folder = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}).get("data_folder_in")
+        if folder:  # the embedded broker: tasks queued by an earlier run are for resources long gone
+            for leftover in Path(folder).glob("*.msg"):
+                leftover.unlink(missing_ok=True)
         schedule = Path(settings.VAR_DIR) / "celerybeat-schedule"
         self._spawn([sys.executable, "-m", "celery", "-A", "opsboard", "worker", "-B", "--loglevel", "WARNING",
                      "--concurrency", "2", "--schedule", str(schedule)])

@@ -1,0 +1,251 @@
+"""Dashboard: trends on hand-made histories, health, downsampled series, bounded queries, access."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from pipelines import dashboard, health, trends
+from pipelines.models import AwsAccount, Health, MetricRollup, MetricSample, Pipeline, now
+
+UTC = timezone.utc
+T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def minutes(values, end=T):
+    """(time, value) points one minute apart, ending at `end`."""
+    return [(end - timedelta(minutes=len(values) - 1 - i), v) for i, v in enumerate(values)]
+
+
+# --- trends ---------------------------------------------------------------------------------------
+
+def test_it_reads_a_draining_backlog_and_its_eta():
+    d = trends.drain(minutes([600, 550, 500, 450, 400, 350, 300]), backlog=300)
+    assert d.rate == pytest.approx(-50)
+    assert d.eta_minutes == pytest.approx(6)
+    assert d.label == "drains in ~6 min"
+
+
+def test_it_reads_a_growing_backlog():
+    d = trends.drain(minutes([100, 135, 170, 205]), backlog=205)
+    assert d.label == "growing +35/min" and d.eta_minutes is None
+
+
+def test_it_reads_empty_and_steady_backlogs():
+    assert trends.drain(minutes([0, 0, 0]), backlog=0).label == "empty"
+    assert trends.drain(minutes([40, 41, 40, 40]), backlog=40).label == "steady"
+    assert trends.drain([], backlog=None).label == "no data"
+
+
+def test_time_to_loss_follows_the_oldest_message_age():
+    retention = 4 * 86400
+    # Ageing one second per second: it expires when it reaches the retention period.
+    ages = minutes([3600 + 60 * i for i in range(10)])
+    ttl = trends.time_to_loss(ages, retention, at=T)
+    assert ttl == pytest.approx(retention - (3600 + 540))
+    # CloudWatch lags: the last age is carried forward to now at the same rate.
+    assert trends.time_to_loss(ages, retention, at=T + timedelta(minutes=5)) == pytest.approx(ttl - 300)
+    # Half the speed (the consumer gets through some of it): twice as long.
+    slow = minutes([3600 + 30 * i for i in range(10)])
+    assert trends.time_to_loss(slow, retention, at=T) == pytest.approx((retention - (3600 + 270)) * 2)
+
+
+def test_no_loss_when_the_age_falls_or_is_already_past():
+    assert trends.time_to_loss(minutes([900, 600, 300, 60]), 345600, at=T) is None
+    assert trends.time_to_loss(minutes([0, 0, 0]), 345600, at=T) is None
+    assert trends.time_to_loss(minutes([345600, 345600]), 345600, at=T) == 0
+    assert trends.time_to_loss([], 345600, at=T) is None
+
+
+# --- health with trends -------------------------------------------------------------------------
+
+@pytest.fixture
+def pipeline(db):
+    account = AwsAccount.objects.create(name="acct", region="us-east-1")
+    return Pipeline.objects.create(name="orders", account=account, queue_url="http://h/123456789012/orders",
+                                   queue_name="orders", retention_period=4 * 3600, last_sync_at=T,
+                                   backlog=100, in_flight=0, dlq_depth=0, oldest_age=600, oldest_age_sla=900,
+                                   backlog_threshold=1000)
+
+
+def trend_for(p, ages=(), backlog=(), errors=0, throttles=0, invocations=0):
+    rows = [(t, b, a, 0, 0, 0) for (t, a), (_, b) in zip(minutes(list(ages)), minutes(list(backlog)))]
+    t = health.trend_from(p, rows, T)
+    t.errors, t.throttles, t.invocations = errors, throttles, invocations
+    return t
+
+
+def test_a_queue_on_course_to_lose_messages_is_critical(pipeline):
+    # Oldest message at 1 h of a 4 h retention and ageing: loss in ~3 h.
+    pipeline.oldest_age = 3600
+    t = trend_for(pipeline, ages=[3600 - 60 * (9 - i) for i in range(10)], backlog=[100] * 10)
+    assert t.ttl == pytest.approx(3 * 3600, rel=0.01)
+    assert pipeline.get_status(T, t) == Health.CRITICAL
+    assert any("start expiring in ~3.0 h" in why for _, why in pipeline.status_reasons(T, t))
+
+
+def test_a_backlog_forecast_to_cross_its_threshold_warns(pipeline):
+    pipeline.backlog = 460
+    t = health.trend_from(pipeline, [(m, b, 60, 0, 0, 0) for m, b in minutes([460 - 40 * (9 - i) for i in range(10)])], T)
+    assert t.forecast_minutes == pytest.approx((1000 - 460) / 40)
+    assert pipeline.get_status(T, t) == Health.WARNING
+
+
+def test_throttles_and_error_rates_warn(pipeline):
+    assert pipeline.get_status(T, trend_for(pipeline)) == Health.OK
+    assert pipeline.get_status(T, trend_for(pipeline, throttles=3)) == Health.WARNING
+    assert pipeline.get_status(T, trend_for(pipeline, errors=1, invocations=100)) == Health.OK
+    assert pipeline.get_status(T, trend_for(pipeline, errors=10, invocations=100)) == Health.WARNING
+
+
+# --- series ---------------------------------------------------------------------------------------
+
+def test_series_downsample_to_a_few_hundred_points_with_gaps(pipeline, monkeypatch):
+    monkeypatch.setattr("pipelines.dashboard.now", lambda: T)
+    start = T - timedelta(hours=24)
+    rows = [MetricSample(pipeline=pipeline, minute=start + timedelta(minutes=i), visible=i % 100, sent=6)
+            for i in range(24 * 60) if not (600 <= i < 720)]  # two hours missing
+    MetricSample.objects.bulk_create(rows)
+    data = dashboard.series(pipeline, start, T)
+    assert data["source"] == "minute rows" and data["bucket_seconds"] == 300
+    assert len(data["t"]) <= dashboard.MAX_POINTS + 1
+    visible, sent = data["series"]["visible"], data["series"]["sent"]
+    gap = visible[120:144]
+    assert all(v is None for v in gap), "missing data is a gap, not a zero"
+    assert max(v for v in visible if v is not None) == 99  # peaks survive downsampling
+    assert {v for v in sent if v is not None} == {6.0}  # counts stay per minute
+    assert data["series"]["api_count"] == [None] * len(data["t"])
+
+
+def test_long_ranges_read_hourly_rollups(pipeline, monkeypatch):
+    monkeypatch.setattr("pipelines.dashboard.now", lambda: T)
+    start = T - timedelta(days=30)
+    MetricRollup.objects.bulk_create([MetricRollup(pipeline=pipeline, hour=start + timedelta(hours=h), visible=5,
+                                                   visible_max=50, sent=360, samples=60) for h in range(30 * 24)])
+    data = dashboard.series(pipeline, start, T)
+    assert data["source"] == "hourly rollups" and data["bucket_seconds"] == 3 * 3600
+    assert len(data["t"]) <= dashboard.MAX_POINTS + 1
+    assert set(v for v in data["series"]["visible"] if v is not None) == {50}
+    assert set(v for v in data["series"]["sent"] if v is not None) == {6.0}
+
+
+def test_ranges_parse_and_bad_ones_say_why():
+    a, b, name = dashboard.parse_range("6h", None, None, T)
+    assert (b - a, name) == (timedelta(hours=6), "6h")
+    a, b, name = dashboard.parse_range("custom", "2026-11-20T08:00", "2026-11-21T08:00", T)
+    assert (a.hour, (b - a).days, name) == (8, 1, "custom")
+    for args, message in [(("2w", None, None), "Unknown range"), (("custom", "yesterday", None), "dates and times"),
+                          (("custom", "2026-11-21T08:00", "2026-11-20T08:00"), "start before it ends")]:
+        with pytest.raises(ValueError, match=message):
+            dashboard.parse_range(*args, T)
+
+
+# --- pages ----------------------------------------------------------------------------------------
+
+@pytest.fixture
+def staff_client(client, db):
+    client.force_login(User.objects.create_superuser("ops", "ops@example.com", "pw-for-tests-1"))
+    return client
+
+
+def many_pipelines(account, n, start=0):
+    for i in range(start, start + n):
+        p = Pipeline.objects.create(name=f"p{i:03d}", account=account, queue_url=f"http://h/123456789012/p{i}",
+                                    queue_name=f"p{i}", last_sync_at=T, backlog=i, retention_period=345600)
+        MetricSample.objects.bulk_create([MetricSample(pipeline=p, minute=T - timedelta(minutes=m), visible=i,
+                                                       oldest_age=10) for m in range(5)])
+        MetricRollup.objects.create(pipeline=p, hour=T.replace(minute=0) - timedelta(hours=1), visible_max=i)
+
+
+def test_health_is_stored_after_a_refresh_and_staleness_added_at_read_time(pipeline, monkeypatch):
+    MetricSample.objects.bulk_create([MetricSample(pipeline=pipeline, minute=m, visible=v, oldest_age=a)
+                                      for (m, v), (_, a) in zip(minutes([100, 140, 180, 220]),
+                                                                minutes([3600, 3660, 3720, 3780]))])
+    pipeline.backlog, pipeline.oldest_age = 220, 3780
+    health.refresh([pipeline], T)
+    pipeline.refresh_from_db()
+    assert pipeline.drain_rate == pytest.approx(40) and pipeline.trend.drain.label == "growing +40/min"
+    assert pipeline.health == Health.CRITICAL and pipeline.time_to_loss == pytest.approx(4 * 3600 - 3780)
+    assert pipeline.current_health(T)[0] == Health.CRITICAL
+    later = T + timedelta(minutes=10)
+    status, reasons = pipeline.current_health(later)
+    assert status == Health.CRITICAL and reasons[0] == (Health.STALE, "no data for 10 min")
+    pipeline.health, pipeline.health_reasons = Health.OK, []
+    assert pipeline.current_health(later)[0] == Health.STALE
+
+
+def test_sparklines_come_from_the_hourly_rollups(pipeline):
+    hour = T.replace(minute=0) - timedelta(hours=3)
+    MetricRollup.objects.create(pipeline=pipeline, hour=hour, visible_max=50)
+    MetricRollup.objects.create(pipeline=pipeline, hour=hour + timedelta(hours=2), visible_max=70)
+    assert health.refresh_sparklines(T) == 1
+    pipeline.refresh_from_db()
+    assert len(pipeline.sparkline) == 24 and pipeline.sparkline[-3:] == [50, None, 70]
+    svg = dashboard.sparkline_svg(pipeline.sparkline, 90, "#000")
+    assert svg.count("<polyline") == 1 and svg.count("<circle") == 1  # the gap breaks the line
+    assert health.refresh_sparklines(T) == 0  # unchanged: nothing written
+
+
+def test_the_overview_costs_the_same_queries_for_3_or_30_pipelines(staff_client, pipeline):
+    def count():
+        with CaptureQueriesContext(connection) as ctx:
+            assert staff_client.get(reverse("admin:index")).status_code == 200
+        return len(ctx.captured_queries)
+    many_pipelines(pipeline.account, 2)
+    few = count()
+    many_pipelines(pipeline.account, 27, start=2)
+    assert count() == few
+
+
+def test_the_overview_lists_worst_first_and_filters(staff_client, pipeline):
+    other = AwsAccount.objects.create(name="other", region="eu-west-1")
+    flooded = Pipeline.objects.create(name="flooded", account=other, queue_url="http://h/123456789012/f",
+                                      last_sync_at=now(), backlog=9000, backlog_threshold=1000)
+    pipeline.last_sync_at = now()
+    health.refresh([flooded, pipeline], now())
+    page = staff_client.get(reverse("admin:index")).content.decode()
+    assert page.index("flooded") < page.index(">orders<")
+    assert "backlog 9,000 above 1,000" in page
+    only = staff_client.get(reverse("admin:index"), {"health": "critical"}).content.decode()
+    assert "flooded" in only and ">orders<" not in only
+    rows = staff_client.get(reverse("admin:overview_rows"), {"account": other.pk}).content.decode()
+    assert "flooded" in rows and ">orders<" not in rows and "<tr" in rows
+
+
+def test_the_pipeline_page_and_its_json(staff_client, pipeline):
+    MetricSample.objects.create(pipeline=pipeline, minute=T - timedelta(minutes=5), visible=7)
+    page = staff_client.get(reverse("admin:pipelines_pipeline_dashboard", args=[pipeline.pk]))
+    assert page.status_code == 200 and b"chart-backlog" in page.content and b"vendor/plotly.min.js" in page.content
+    data = staff_client.get(reverse("admin:pipelines_pipeline_series", args=[pipeline.pk]), {"range": "30d"}).json()
+    assert data["source"] == "hourly rollups"
+    bad = staff_client.get(reverse("admin:pipelines_pipeline_series", args=[pipeline.pk]), {"range": "forever"})
+    assert bad.status_code == 400 and "Unknown range" in bad.json()["error"]
+    assert staff_client.get(reverse("admin:pipelines_pipeline_dashboard", args=[99999])).status_code == 404
+
+
+def test_plotly_is_served_from_the_installed_package(staff_client):
+    from django.contrib.staticfiles import finders
+
+    path = finders.find("vendor/plotly.min.js")
+    assert path and path.endswith("plotly/package_data/plotly.min.js")
+
+
+def test_anonymous_users_are_sent_to_login_everywhere(client, pipeline):
+    urls = [reverse("admin:index"), reverse("admin:overview_rows"),
+            reverse("admin:pipelines_pipeline_dashboard", args=[pipeline.pk]),
+            reverse("admin:pipelines_pipeline_series", args=[pipeline.pk])]
+    for url in urls:
+        res = client.get(url)
+        assert res.status_code == 302 and reverse("admin:login") in res["Location"], url
+
+
+def test_staff_without_the_view_permission_get_403(client, pipeline):
+    user = User.objects.create_user("nobody", password="pw-for-tests-1", is_staff=True)
+    client.force_login(user)
+    assert client.get(reverse("admin:index")).status_code == 403
+    assert client.get(reverse("admin:pipelines_pipeline_series", args=[pipeline.pk])).status_code == 403
+    user.user_permissions.add(Permission.objects.get(codename="view_pipeline"))
+    client.force_login(User.objects.get(pk=user.pk))
+    assert client.get(reverse("admin:index")).status_code == 200
