@@ -56,13 +56,13 @@ class MotoServer:
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.port)]
+
     def start(self) -> "MotoServer":
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         env = {**os.environ, "MOTO_PORT": str(self.port)}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.port)],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
-        )
+        self.process = subprocess.Popen(self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env)
         try:
             wait_for_http(f"{self.url}/moto-api/")
         except RuntimeError:

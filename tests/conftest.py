@@ -79,3 +79,24 @@ def proxied_account(db, fault_proxy):
     from pipelines.models import AwsAccount
 
     return AwsAccount.objects.create(name="proxied", region=REGION, endpoint_url=fault_proxy.url)
+
+
+@pytest.fixture
+def page(live_server):
+    """A page in headless Chromium, against the live test server."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import ARGS, CHROMIUM, SHOTS
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls in the tests are safe.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            pg = browser.new_page(viewport={"width": 1400, "height": 900})
+            pg.set_default_timeout(20_000)
+            yield pg
+            browser.close()
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)

@@ -4,48 +4,13 @@ The redrive runs in the test's own thread (as a worker would run it) while the p
 progress. Progress requests are routed through the test, so the page and the worker never use the
 test database at the same moment (a live server on SQLite shares one connection between threads).
 """
-import os
-from pathlib import Path
-
 import pytest
 
 from pipelines import redrive
+from tests.browser import SHOTS, browser_test, log_in
 from tests.test_redrive_support import counts, fill
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-SHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
-
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed "
-                                 "(make test installs it when run as root)")]
-
-
-@pytest.fixture
-def page(live_server):
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop here
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 900})
-        pg.set_default_timeout(20_000)
-        yield pg
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-
-def log_in(page, live_server):
-    from django.contrib.auth.models import User
-
-    User.objects.create_superuser("ops", "ops@example.com", "browser-test-pw-1")
-    page.goto(f"{live_server.url}/admin/")
-    page.fill("#id_username", "ops")
-    page.fill("#id_password", "browser-test-pw-1")
-    page.click("input[type=submit]")
-    page.wait_for_selector("#user-tools")
+pytestmark = browser_test
 
 
 @pytest.mark.django_db(transaction=True)

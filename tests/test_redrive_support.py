@@ -4,14 +4,12 @@ quicker emulator for the tests (and the benchmark) that move hundreds or thousan
 (A module of fixtures and helpers, imported by the test_redrive_* modules; it has no tests.)
 """
 import json
-import os
-import subprocess
 import sys
 
 import pytest
 
 from pipelines import aws
-from pipelines.emulator import LOOPBACK, MotoServer, wait_for_http
+from pipelines.emulator import LOOPBACK, MotoServer
 
 
 @pytest.fixture
@@ -166,17 +164,8 @@ main(sys.argv[1:])
 class QuickMotoServer(MotoServer):
     """`MotoServer` (moto in server mode, real HTTP on loopback), sped up as QUICK_MOTO_BOOT says."""
 
-    def start(self) -> "QuickMotoServer":
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", QUICK_MOTO_BOOT, "-H", LOOPBACK, "-p", str(self.port)],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env={**os.environ, "MOTO_PORT": str(self.port)})
-        try:
-            wait_for_http(f"{self.url}/moto-api/")
-        except RuntimeError:
-            self.stop()
-            raise
-        return self
+    def command(self) -> list[str]:
+        return [sys.executable, "-c", QUICK_MOTO_BOOT, "-H", LOOPBACK, "-p", str(self.port)]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,27 @@
+"""Helpers for the browser tests: Debian's Chromium driven by Playwright (no browser download)."""
+import os
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+SHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
+
+#: Marks for a module of browser tests: skipped, with the reason, where Chromium is missing.
+browser_test = [pytest.mark.browser,
+                pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed "
+                                   "(make test installs it when run as root)")]
+
+
+def log_in(page, live_server, username="ops", password="browser-test-pw-1"):
+    """Create a superuser and log in through the admin's login form."""
+    from django.contrib.auth.models import User
+
+    User.objects.create_superuser(username, f"{username}@example.com", password)
+    page.goto(f"{live_server.url}/admin/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#user-tools")
