@@ -22,7 +22,7 @@ The emulator: moto does work proportional to a queue's depth on every call, with
 (a datetime-based clock read per message, the queue's messages counted three times whenever any
 queue attribute is looked up, which it does for every message sent and received). Stock, one
 receive on a queue of 1,000 messages takes ~0.5 s, so the bench runs moto with the speed-ups of
-tests/test_redrive_support.py (QuickMotoServer: same answers, faster clock and counting). Even so
+tests/redrive_support.py (QuickMotoServer: same answers, faster clock and counting). Even so
 moto's cost per message sent and deleted still grows with depth (it scans the queue's message list),
 which real SQS's does not; the default spreads the 10,000 messages over 10 DLQs of 1,000 so that
 depth does not dominate. `--dlqs 1` shows the single deep queue.
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
         configure_django(args.database_url or f"sqlite:///{tmp}/bench.sqlite3", tmp)
         from pipelines import aws
         from pipelines.models import AwsAccount
-        from tests.test_redrive_support import QuickMotoServer
+        from tests.redrive_support import QuickMotoServer
 
         print(f"redrive benchmark: {args.messages:,} messages in {args.dlqs} DLQ(s) of {per_dlq:,}, "
               "moto in server mode over HTTP (QuickMotoServer)\n")

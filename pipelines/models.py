@@ -274,15 +274,16 @@ class Pipeline(models.Model):
             return True
         return at - self.last_sync_at >= timedelta(seconds=self.poll_interval - 5)
 
-    def status_reasons(self, at=None, trend=None) -> list[tuple[Health, str]]:
+    def status_reasons(self, at=None, trend=None, stale: bool = True) -> list[tuple[Health, str]]:
         """Every condition that makes this pipeline less than OK, with its severity.
 
-        `trend` (a dashboard.Trend) adds what only history tells: time to message loss, a backlog
-        forecast to cross its threshold, recent throttles and errors.
+        `trend` (a health.Trend) adds what only history tells: time to message loss, a backlog
+        forecast to cross its threshold, recent throttles and errors. `stale=False` leaves out
+        staleness, which depends on the clock and is added when the status is read.
         """
         at = at or now()
         reasons: list[tuple[Health, str]] = []
-        if self.last_sync_at is not None and self.is_stale(at):
+        if stale and self.last_sync_at is not None and self.is_stale(at):
             age = int((at - self.last_sync_at).total_seconds() // 60)
             reasons.append((Health.STALE, f"no data for {age} min"))
         if self.backlog is not None and self.backlog > self.backlog_threshold:
@@ -296,7 +297,7 @@ class Pipeline(models.Model):
                             f"messages start expiring in ~{human_seconds(ttl)}"))
         elif ttl is not None and ttl < LOSS_WARNING_SECONDS:
             reasons.append((Health.WARNING, f"messages start expiring in ~{human_seconds(ttl)}"))
-        elif self.oldest_age is not None and self.oldest_age > self.oldest_age_sla:
+        if self.oldest_age is not None and self.oldest_age > self.oldest_age_sla:
             reasons.append((Health.WARNING, f"oldest message {human_seconds(self.oldest_age)} "
                                             f"above the {human_seconds(self.oldest_age_sla)} SLA"))
         if self.dlq_depth is not None and self.dlq_depth >= self.dlq_threshold and self.dlq_depth > 0:
@@ -311,12 +312,12 @@ class Pipeline(models.Model):
                 reasons.append((Health.WARNING, f"Lambda errors at {trend.error_rate:.0%} of invocations"))
         return reasons
 
-    def get_status(self, at=None, trend=None) -> Health:
+    def get_status(self, at=None, trend=None, stale: bool = True) -> Health:
         if not self.enabled:
             return Health.DISABLED
         if self.last_sync_at is None:
             return Health.PENDING
-        reasons = self.status_reasons(at, trend)
+        reasons = self.status_reasons(at, trend, stale)
         if not reasons:
             return Health.OK
         return min((sev for sev, _ in reasons), key=lambda h: h.rank)
@@ -327,8 +328,8 @@ class Pipeline(models.Model):
         self.forecast_minutes = trend.forecast_minutes
         self.recent_errors, self.recent_throttles = trend.errors, trend.throttles
         self.recent_invocations = trend.invocations
-        self.health = self.get_status(at, trend)
-        self.health_reasons = [[sev.value, why] for sev, why in self.status_reasons(at, trend)]
+        self.health = self.get_status(at, trend, stale=False)
+        self.health_reasons = [[sev.value, why] for sev, why in self.status_reasons(at, trend, stale=False)]
 
     @property
     def trend(self):

@@ -10,6 +10,7 @@ import pytest
 from pipelines import aws
 from pipelines.emulator import FaultProxy, MotoServer
 from pipelines.provision import PipelineSpec, provision
+from tests.redrive_support import eager, fast, volume_account, volume_register, volume_server  # noqa: F401
 
 REGION = "us-east-1"
 

@@ -1,5 +1,4 @@
 """Collection cycles against the emulator over HTTP: values, upserts, batching, faults, staleness."""
-import json
 import math
 from datetime import datetime, timedelta, timezone
 

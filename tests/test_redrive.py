@@ -10,18 +10,7 @@ from django.db import IntegrityError, transaction
 from pipelines import aws, redrive, tasks
 from pipelines.models import DlqOperation, FilterKind, RedriveEngine, RedriveStatus, RedriveTask, now
 from pipelines.redrive import Filter, RedriveError
-from tests.test_redrive_support import (  # noqa: F401 - fixtures
-    counts,
-    eager,
-    fast,
-    fill,
-    key_of_entry,
-    key_of_message,
-    read_all,
-    volume_account,
-    volume_register,
-    volume_server,
-)
+from tests.redrive_support import counts, fill, key_of_entry, key_of_message, read_all
 
 
 class WorkerKilled(BaseException):

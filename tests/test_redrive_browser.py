@@ -8,7 +8,7 @@ import pytest
 
 from pipelines import redrive
 from tests.browser import SHOTS, browser_test, log_in
-from tests.test_redrive_support import counts, fill
+from tests.redrive_support import counts, fill
 
 pytestmark = browser_test
 

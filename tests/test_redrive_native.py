@@ -12,7 +12,6 @@ from botocore.stub import Stubber
 
 from pipelines import aws, redrive
 from pipelines.models import AwsAccount, Pipeline, RedriveEngine, RedriveStatus, RedriveTask, now
-from tests.test_redrive_support import fast  # noqa: F401 - fixture
 
 REGION = "us-east-1"
 DLQ_ARN = "arn:aws:sqs:us-east-1:123456789012:orders-dlq"

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from pipelines import redrive
 from pipelines.models import AwsAccount, Pipeline, RedriveTask
-from tests.test_redrive_support import counts, eager, fill, read_all  # noqa: F401 - fixtures
+from tests.redrive_support import counts, fill, read_all
 
 
 def staff(username: str, *perms: str) -> User:

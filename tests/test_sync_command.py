@@ -1,7 +1,6 @@
 """manage.py sync_metrics and import_queues, as an operator runs them."""
 import io
 import json
-from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command

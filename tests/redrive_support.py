@@ -1,7 +1,7 @@
 """Shared helpers for the DLQ tests: eager Celery, filling a queue, reading a queue back, and a
 quicker emulator for the tests (and the benchmark) that move hundreds or thousands of messages.
 
-(A module of fixtures and helpers, imported by the test_redrive_* modules; it has no tests.)
+(Its fixtures are registered in conftest.py; the test_redrive_* modules import its helpers.)
 """
 import json
 import sys
