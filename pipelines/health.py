@@ -41,7 +41,7 @@ class Trend:
 
     @property
     def loss_level(self) -> str:
-        """"critical" / "warning" when loss is near enough to matter (see models.LOSS_*), else ""."""
+        """The loss's severity when it is near enough to matter (see models.LOSS_*), else an empty string."""
         from .models import LOSS_CRITICAL_SECONDS, LOSS_WARNING_SECONDS
 
         if self.ttl is None:
