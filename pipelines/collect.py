@@ -424,6 +424,7 @@ def run_metrics_cycle(account: AwsAccount, pipelines: list[Pipeline] | None = No
     with aws.metering() as meter:
         rows, errors = _fetch(account, queries, start, end, points)
     report.samples_written = _store(pipes, specs_by_pipe, rows, errors, end, report)
+    health.refresh(pipes, at)  # ages, errors and throttles just arrived
     _record(report, account, started, meter)
     return report
 
@@ -451,7 +452,6 @@ def _store(pipes, specs_by_pipe, rows, errors, end: datetime, report: CycleRepor
                         p.oldest_age = latest_age[p.pk][1]
                 updated.append(p)
             Pipeline.objects.bulk_update(updated, ["metrics_error", "metrics_synced_until", "oldest_age"], batch_size=500)
-            health.refresh(updated, min(now(), end + timedelta(minutes=1)))
     return written
 
 
