@@ -9,10 +9,11 @@ class OpsboardAdminSite(admin.AdminSite):
     index_title = "Pipelines"
 
     def get_urls(self):
-        from pipelines import views
+        from pipelines import trace_views, views
 
         return [
             path("overview/rows/", self.admin_view(views.overview_rows), name="overview_rows"),
+            path("trace/", self.admin_view(lambda r: trace_views.trace_page(r, self)), name="trace"),
             path("apps/", self.admin_view(super().index), name="apps"),
             *super().get_urls(),
         ]

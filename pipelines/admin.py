@@ -13,7 +13,7 @@ from django.utils.timesince import timesince
 from . import collect
 from .discovery import DiscoveryError, discover, import_queues
 from .forms import ImportQueuesForm, PipelineForm
-from .models import AwsAccount, Health, Pipeline, PollCycle, RedriveTask, now
+from .models import AwsAccount, Health, Pipeline, PollCycle, RedriveTask, TraceLookup, TraceVerdict, now
 from .trends import human_seconds
 
 
@@ -310,3 +310,35 @@ class RedriveTaskAdmin(admin.ModelAdmin):
     def status_badge(self, obj):
         s = obj.status_choice
         return format_html('<span class="ob-badge" style="background:{}">{}</span>', s.colour, s.label)
+
+
+@admin.register(TraceLookup)
+class TraceLookupAdmin(admin.ModelAdmin):
+    """Every per-request trace lookup, read-only, with a link that runs it again."""
+
+    list_display = ("created_at", "ident", "searched", "verdict_badge", "calls_made", "username", "rerun")
+    list_filter = ("verdict", "pipeline")
+    list_select_related = ("pipeline",)
+    search_fields = ("ident", "username", "pipeline_name")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="pipeline", ordering="pipeline_name")
+    def searched(self, obj):
+        return obj.pipeline_name or "all pipelines"
+
+    @admin.display(description="verdict", ordering="verdict")
+    def verdict_badge(self, obj):
+        v = TraceVerdict(obj.verdict)
+        return format_html('<span class="ob-badge" style="background:{}">{}</span>', v.colour, v.label)
+
+    @admin.display(description="re-run")
+    def rerun(self, obj):
+        from .trace_views import rerun_url
+
+        return format_html('<a href="{}">re-run</a>', rerun_url(obj))

@@ -493,3 +493,28 @@ def cancel_message_move_task(target: Target, task_handle: str) -> int:
     with calling_optional("cancelling a message move task", "CancelMessageMoveTask"):
         resp = client(target, "sqs").cancel_message_move_task(TaskHandle=task_handle)
     return int(resp.get("ApproximateNumberOfMessagesMoved", 0))
+
+
+# --- CloudWatch Logs (per-request trace) -----------------------------------------------------------
+
+def filter_log_events(target: Target, group: str, pattern: str, start_ms: int, end_ms: int,
+                      next_token: str = "", streams: Iterable[str] = (), limit: int | None = None) -> dict[str, Any]:
+    """One FilterLogEvents page (the caller follows `next_token`, so it can cap its calls).
+
+    Returns {"events": [{timestamp, message, stream}], "next_token": str}. `pattern` is sent as
+    given: callers quote what users typed.
+    """
+    params: dict[str, Any] = {"logGroupName": group, "startTime": int(start_ms), "endTime": int(end_ms)}
+    if pattern:
+        params["filterPattern"] = pattern
+    if next_token:
+        params["nextToken"] = next_token
+    if streams:
+        params["logStreamNames"] = list(streams)
+    if limit:
+        params["limit"] = int(limit)
+    with calling(f"searching log group {group}"):
+        resp = client(target, "logs").filter_log_events(**params)
+    events = [{"timestamp": int(e.get("timestamp", 0)), "message": e.get("message", ""),
+               "stream": e.get("logStreamName", "")} for e in resp.get("events", [])]
+    return {"events": events, "next_token": resp.get("nextToken") or ""}
