@@ -108,7 +108,7 @@ DISCOVERED = (
     "dlq_url", "dlq_arn", "max_receive_count", "dlq_retention_period",
     "function_name", "function_arn", "function_timeout", "reserved_concurrency", "batch_size",
     "maximum_concurrency", "report_batch_item_failures", "mapping_uuid", "mapping_state", "extra_mappings",
-    "api_name", "discovered_at",
+    "api_name", "api_passes_request_id", "discovered_at",
 )
 SYNC_STATE = (
     "status", "last_sync_at", "metrics_synced_until", "last_error", "metrics_error", "consecutive_failures",
@@ -214,7 +214,8 @@ class PipelineAdmin(admin.ModelAdmin):
         done, failed = 0, []
         for p in queryset.select_related("account"):
             try:
-                found = discover(p.account.target(), p.queue_url, p.api_kind, p.api_id, p.api_stage)
+                found = discover(p.account.target(), p.queue_url, p.api_kind, p.api_id, p.api_stage,
+                                 p.request_id_attribute)
             except DiscoveryError as exc:
                 failed.append(f"{p.name}: {exc}")
                 continue

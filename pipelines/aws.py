@@ -10,6 +10,7 @@ sync cycle knows exactly which AWS calls it paid for (retries included).
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import threading
 from collections import Counter
@@ -518,3 +519,27 @@ def filter_log_events(target: Target, group: str, pattern: str, start_ms: int, e
     events = [{"timestamp": int(e.get("timestamp", 0)), "message": e.get("message", ""),
                "stream": e.get("logStreamName", "")} for e in resp.get("events", [])]
     return {"events": events, "next_token": resp.get("nextToken") or ""}
+
+
+def api_sqs_integrations(target: Target, kind: str, api_id: str) -> list[str]:
+    """The request mappings of an API's SQS integrations, as text (REST: request templates; HTTP API:
+    request parameters), for checking what they pass on. One call per REST method, one for an HTTP API."""
+    out: list[str] = []
+    if kind == "http":
+        with calling(f"reading the integrations of HTTP API {api_id}"):
+            items = client(target, "apigatewayv2").get_integrations(ApiId=api_id).get("Items", [])
+        for i in items:
+            if (i.get("IntegrationSubtype") or "").startswith("SQS-"):
+                out.append(json.dumps(i.get("RequestParameters") or {}))
+        return out
+    apigw = client(target, "apigateway")
+    with calling(f"reading the resources of REST API {api_id}"):
+        resources = [r for page in apigw.get_paginator("get_resources").paginate(restApiId=api_id)
+                     for r in page.get("items", [])]
+        for r in resources:
+            for method in r.get("resourceMethods") or {}:
+                integ = apigw.get_integration(restApiId=api_id, resourceId=r["id"], httpMethod=method)
+                if ":sqs:" in (integ.get("uri") or ""):
+                    out.extend((integ.get("requestTemplates") or {}).values())
+                    out.append(json.dumps(integ.get("requestParameters") or {}))
+    return out

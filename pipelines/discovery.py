@@ -113,7 +113,7 @@ def _queue_error(exc: aws.AwsError, url: str) -> DiscoveryError:
 
 
 def discover(target: aws.Target, queue_url: str, api_kind: str = "", api_id: str = "",
-             api_stage: str = "") -> Discovery:
+             api_stage: str = "", attribute: str = "requestId") -> Discovery:
     """Read the pipeline around `queue_url` (and the API in front of it, when one is named).
 
     Raises DiscoveryError when the queue or the named API cannot be read.
@@ -138,7 +138,42 @@ def discover(target: aws.Target, queue_url: str, api_kind: str = "", api_id: str
     if result.fields["queue_arn"]:
         _discover_consumer(target, result.fields["queue_arn"], result)
     result.fields["api_name"] = _discover_api(target, api_kind, api_id, api_stage) if api_id else ""
+    result.fields["api_passes_request_id"] = None
+    if api_id:
+        _discover_request_id(target, api_kind or "rest", api_id, attribute, result)
     return result
+
+
+def passes_request_id(mappings: list[str], attribute: str) -> bool | None:
+    """Whether an SQS integration's request mapping puts the API request id into `attribute`.
+
+    None when there is no SQS integration to judge.
+    """
+    if not mappings:
+        return None
+    a = re.escape(attribute)
+    for m in mappings:
+        # REST, form-encoded: MessageAttribute.N.Name=<attr> ... MessageAttribute.N.Value.StringValue=$context.requestId
+        for n in re.findall(rf"MessageAttribute\.(\d+)\.Name={a}(?![\w.-])", m):
+            if re.search(rf"MessageAttribute\.{n}\.Value\.StringValue=[^&]*context\.requestId", m):
+                return True
+        # HTTP API (or JSON): "<attr>": {... "StringValue": "${context.requestId}" ...}, quotes maybe escaped.
+        if re.search(rf'\\*"{a}\\*"\s*:\s*\{{[^}}]*context\.requestId', m):
+            return True
+    return False
+
+
+def _discover_request_id(target: aws.Target, kind: str, api_id: str, attribute: str, result: Discovery) -> None:
+    try:
+        mappings = aws.api_sqs_integrations(target, kind, api_id)
+    except aws.AwsError as exc:
+        result.warnings.append(f"The API's SQS integration could not be read: {exc}")
+        return
+    passes = passes_request_id(mappings, attribute)
+    result.fields["api_passes_request_id"] = passes
+    if passes is False:
+        result.warnings.append(f"The API's SQS integration does not pass $context.requestId in the "
+                               f"'{attribute}' message attribute: request traces cannot link API calls to messages.")
 
 
 def _discover_api(target: aws.Target, kind: str, api_id: str, stage: str) -> str:

@@ -28,7 +28,8 @@ class PipelineForm(forms.ModelForm):
             return cleaned
         try:
             self.discovery = discover(account.target(), url, cleaned.get("api_kind", ""), api_id,
-                                      (cleaned.get("api_stage") or "").strip())
+                                      (cleaned.get("api_stage") or "").strip(),
+                                      cleaned.get("request_id_attribute") or "requestId")
         except DiscoveryError as exc:
             self.add_error(exc.field if exc.field in self.fields else None, str(exc))
         return cleaned

@@ -126,6 +126,11 @@ class Pipeline(models.Model):
         "API name", max_length=1024, blank=True, editable=False,
         help_text="Discovered; REST API metrics are published under the API's name.",
     )
+    api_passes_request_id = models.BooleanField(
+        "API passes the request id", null=True, blank=True, editable=False,
+        help_text="Discovered from the API's SQS integration: does it put $context.requestId into the "
+                  "request-id attribute? Request traces need it. Empty: no SQS integration was found.",
+    )
     api_log_group = models.CharField("API access log group", max_length=512, blank=True)
     consumer_log_group = models.CharField(
         "consumer log group", max_length=512, blank=True,

@@ -106,5 +106,8 @@ def _config(p: Pipeline) -> list[tuple[str, list[tuple[str, object]]]]:
                       ("batch size", p.batch_size or "–"), ("MaximumConcurrency", p.maximum_concurrency or "–"),
                       ("ReportBatchItemFailures", {True: "on", False: "off"}.get(p.report_batch_item_failures, "–")),
                       ("mapping", p.mapping_state or "–")]),
-        ("API", [("id", p.api_id or "none"), ("name", p.api_name or "–"), ("stage", p.api_stage or "–")]),
+        ("API", [("id", p.api_id or "none"), ("name", p.api_name or "–"), ("stage", p.api_stage or "–"),
+                 ("passes request id", {True: f"yes, as '{p.request_id_attribute}'",
+                                        False: "no: traces cannot link API calls to messages"}.get(
+                                            p.api_passes_request_id, "–"))]),
     ]

@@ -93,3 +93,34 @@ def test_it_imports_queues_that_have_a_dlq(account, build):
     assert alpha.function_name == "alpha-consumer" and alpha.consumer_log_group == "/aws/lambda/alpha-consumer"
     again = import_queues(account)
     assert again.created == [] and ("already registered" in dict(again.skipped).values())
+
+
+def test_it_tells_whether_the_api_passes_the_request_id(target, build):
+    made = build("web", api=True)
+    found = discover(target, made.queue_url, "rest", made.api_id, "prod")
+    assert found.fields["api_passes_request_id"] is True and found.warnings == []
+    # An integration whose template drops the id: discovery says traces cannot link the two.
+    apigw = aws.client(target, "apigateway")
+    root = [r for r in apigw.get_resources(restApiId=made.api_id)["items"] if r["path"] == "/"][0]["id"]
+    apigw.put_integration(restApiId=made.api_id, resourceId=root, httpMethod="POST", type="AWS",
+                          integrationHttpMethod="POST", uri="arn:aws:apigateway:us-east-1:sqs:path/123456789012/web",
+                          requestTemplates={"application/json": "Action=SendMessage&MessageBody=$input.body"})
+    found = discover(target, made.queue_url, "rest", made.api_id, "prod")
+    assert found.fields["api_passes_request_id"] is False
+    assert "does not pass $context.requestId" in found.warnings[0]
+    # The pipeline names another attribute than the one the integration fills: not linked either.
+    other = build("web2", api=True)
+    assert discover(target, other.queue_url, "rest", other.api_id, "prod", "traceId").fields["api_passes_request_id"] is False
+    # No API named: nothing to judge.
+    assert discover(target, other.queue_url).fields["api_passes_request_id"] is None
+
+
+def test_passes_request_id_reads_rest_and_http_mappings():
+    from pipelines.discovery import passes_request_id
+
+    rest = "Action=SendMessage&MessageAttribute.1.Name=requestId&MessageAttribute.1.Value.StringValue=$context.requestId"
+    http = '{"MessageAttributes": "{\\"traceId\\": {\\"DataType\\": \\"String\\", \\"StringValue\\": \\"${context.requestId}\\"}}"}'
+    assert passes_request_id([rest], "requestId") is True
+    assert passes_request_id([http], "traceId") is True
+    assert passes_request_id([http], "requestId") is False
+    assert passes_request_id([], "requestId") is None
