@@ -350,12 +350,15 @@ def _dlq(pipeline, ids: set[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]
         info["error"] = str(exc)
         return info, []
     info["examined"] = len(msgs)
+    # Placed in the timeline when it was seen there (now): SQS keeps the original send time on a
+    # message it moves to the DLQ, which would put the DLQ before the attempts that sent it there.
+    seen_ms = int(datetime.now(UTC).timestamp() * 1000)
     found = []
     for m in msgs:
         if m.id in ids or (m.request_id and m.request_id in ids):
             found.append({"kind": "dlq", "source": "Dead-letter queue", "pipeline": pipeline.name,
                           "group": "", "console_url": "", "queue_url": pipeline.dlq_url,
-                          "timestamp": int(m.sent_at.timestamp() * 1000) if m.sent_at else None,
+                          "timestamp": seen_ms, "sent": _iso(int(m.sent_at.timestamp() * 1000)) if m.sent_at else "",
                           "message_id": m.id, "request_id": m.request_id or "", "receive_count": m.receive_count})
     return info, found
 
