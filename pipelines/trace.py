@@ -33,7 +33,7 @@ from . import aws, redrive
 from .models import TraceVerdict as Verdict
 
 #: FilterLogEvents calls one lookup may make; past it the search stops and says so.
-MAX_CALLS = 20
+MAX_CALLS = 40
 #: The longest a Lambda invocation can run: how far before a line its START can be.
 LAMBDA_MAX_MS = 15 * 60 * 1000
 #: First look for an invocation's START this close before the line (most invocations are short).
