@@ -360,14 +360,6 @@ class Pipeline(models.Model):
             stored = min((stored, Health.STALE), key=lambda h: h.rank)
         return stored, reasons
 
-    # --- sync bookkeeping ------------------------------------------------------------------
-
-    def record_failure(self, message: str, at=None) -> None:
-        at = at or now()
-        Pipeline.objects.filter(pk=self.pk).update(
-            last_error=message, last_error_at=at, consecutive_failures=models.F("consecutive_failures") + 1
-        )
-
 
 class MetricFields(models.Model):
     """The measurements of one pipeline over one interval. Fields a pipeline lacks stay null."""

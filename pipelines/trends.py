@@ -6,7 +6,7 @@ least-squares slope over the window given, so one noisy sample does not flip the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Iterable, Sequence
 
 Point = tuple[datetime, float | int | None]
@@ -110,7 +110,3 @@ def human_seconds(seconds: float | int | None) -> str:
         return f"{seconds:.0f}s"
     return human_minutes(seconds / 60)
 
-
-def window(points: Sequence[Point], at: datetime, minutes: int) -> list[Point]:
-    start = at - timedelta(minutes=minutes)
-    return [(t, v) for t, v in points if t >= start]
