@@ -199,6 +199,20 @@ for _name in ("FAST_INTERVAL_SECONDS", "METRICS_INTERVAL_SECONDS", "COLLECT_CONC
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name} must be a positive whole number.")
 
+# --- Alerts and integrations -----------------------------------------------------------------
+ALERT_RENOTIFY_MINUTES = _env(env.int, "ALERT_RENOTIFY_MINUTES", default=60)
+ALERT_DELIVERY_ATTEMPTS = _env(env.int, "ALERT_DELIVERY_ATTEMPTS", default=6)
+ALERT_WEBHOOK_TIMEOUT = _env(env.float, "ALERT_WEBHOOK_TIMEOUT", default=5.0)
+# Email for notification channels: smtp://user:password@host:587 (submission, STARTTLS) or
+# smtp+ssl://…:465; the default prints messages to the worker's log.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="opsboard <opsboard@localhost>")
+# The address people reach opsboard at, for links in notifications.
+SITE_URL = env.str("SITE_URL", default="http://localhost:8000").rstrip("/")
+for _name in ("ALERT_RENOTIFY_MINUTES", "ALERT_DELIVERY_ATTEMPTS"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be a positive whole number.")
+
 # --- AWS client behaviour (credentials come from boto3's own chain, never the database) ------
 AWS_RETRY_MODE = env.str("AWS_RETRY_MODE", default="standard")
 if AWS_RETRY_MODE not in ("legacy", "standard", "adaptive"):

@@ -757,3 +757,11 @@ class TraceLookup(models.Model):
     @property
     def window_hours(self) -> int:
         return max(1, round((self.window_end - self.window_start).total_seconds() / 3600))
+
+
+# --- alerting (its own module; imported here so Django registers the models) ----------------------
+
+from .alert_models import (  # noqa: E402,F401
+    UNRESOLVED, AlertRule, ChannelKind, Delivery, DeliveryStatus, Incident, IncidentStatus, NotificationChannel,
+    NotifyEvent, PollCounter, RuleKind, Severity,
+)
