@@ -136,18 +136,18 @@ class Incident(models.Model):
     def duration(self) -> timedelta:
         return (self.resolved_at or now()) - self.opened_at
 
-    def acknowledge(self, by: str) -> bool:
+    def acknowledge(self, by: str, at=None) -> bool:
         """Open → acknowledged (stops re-notification). Compare-and-set: False if it was not open."""
-        at = now()
+        at = at or now()
         if Incident.objects.filter(pk=self.pk, status=IncidentStatus.OPEN).update(
                 status=IncidentStatus.ACKNOWLEDGED, acknowledged_at=at, acknowledged_by=by) != 1:
             return False
         self.status, self.acknowledged_at, self.acknowledged_by = IncidentStatus.ACKNOWLEDGED, at, by
         return True
 
-    def resolve(self, by: str = "") -> bool:
+    def resolve(self, by: str = "", at=None) -> bool:
         """Open or acknowledged → resolved. Compare-and-set: False if it was already resolved."""
-        at = now()
+        at = at or now()
         if Incident.objects.filter(pk=self.pk, status__in=UNRESOLVED).update(
                 status=IncidentStatus.RESOLVED, resolved_at=at, resolved_by=by) != 1:
             return False

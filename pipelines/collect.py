@@ -26,9 +26,10 @@ from typing import Any, Callable, Iterable
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 
-from . import aws, health
-from .models import AwsAccount, CycleKind, MetricRollup, MetricSample, Pipeline, PollCycle, now
+from . import alerts, aws, health
+from .models import AwsAccount, CycleKind, MetricRollup, MetricSample, Pipeline, PollCounter, PollCycle, now
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +130,26 @@ def _record(report: CycleReport, account: AwsAccount | None, started: datetime, 
     report.metrics_requested = meter.metrics_requested
     finished = now()
     report.seconds = (finished - started).total_seconds()
-    PollCycle.objects.create(
-        kind=report.kind, account=account, started_at=started, finished_at=finished,
-        pipelines=report.pipelines, failed=len(report.errors), samples_written=report.samples_written,
-        api_calls=report.api_calls, calls=report.calls, metrics_requested=report.metrics_requested,
-        errors=[f"{name}: {reason}" for name, reason in list(report.errors.items())[:50]],
-    )
+    with transaction.atomic():
+        PollCycle.objects.create(
+            kind=report.kind, account=account, started_at=started, finished_at=finished,
+            pipelines=report.pipelines, failed=len(report.errors), samples_written=report.samples_written,
+            api_calls=report.api_calls, calls=report.calls, metrics_requested=report.metrics_requested,
+            errors=[f"{name}: {reason}" for name, reason in list(report.errors.items())[:50]],
+        )
+        # Running totals for /metrics, per account (every cycle has one). Several workers may finish
+        # cycles at once: missing rows are created with ON CONFLICT DO NOTHING, then each row is
+        # incremented in the database, in a fixed order so two transactions never wait on each
+        # other's rows crosswise.
+        if account is not None:
+            increments = {**report.calls, "metrics_requested": report.metrics_requested}
+            operations = sorted(increments)
+            PollCounter.objects.bulk_create([PollCounter(account=account, operation=op) for op in operations],
+                                            ignore_conflicts=True)
+            for op in operations:
+                if increments[op]:
+                    PollCounter.objects.filter(account=account, operation=op).update(
+                        total=F("total") + increments[op])
 
 
 def _pool_map(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
@@ -235,7 +250,8 @@ def run_fast_cycle(account: AwsAccount, pipelines: list[Pipeline] | None = None,
         Pipeline.objects.bulk_update(
             failed, ["backlog", "in_flight", "delayed", "dlq_depth", "last_error", "last_error_at", "consecutive_failures"],
             batch_size=500)
-        health.refresh(pipes, at)
+        history = health.refresh(pipes, at)
+    alerts.evaluate_after_sync(pipes, at, history, alerts.FAST, failed=[p.pk for p in failed])
     _record(report, account, started, meter)
     return report
 
@@ -424,7 +440,9 @@ def run_metrics_cycle(account: AwsAccount, pipelines: list[Pipeline] | None = No
     with aws.metering() as meter:
         rows, errors = _fetch(account, queries, start, end, points)
     report.samples_written = _store(pipes, specs_by_pipe, rows, errors, end, report)
-    health.refresh(pipes, at)  # ages, errors and throttles just arrived
+    history = health.refresh(pipes, at)  # ages, errors and throttles just arrived
+    alerts.evaluate_after_sync(pipes, at, history, alerts.METRICS,
+                               failed=[p.pk for p in pipes if p.name in report.errors])
     _record(report, account, started, meter)
     return report
 

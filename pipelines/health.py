@@ -8,7 +8,7 @@ hourly rollups, after each rollup.
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterable
@@ -17,7 +17,14 @@ from . import trends
 from .models import MetricRollup, MetricSample, Pipeline
 
 TREND_MINUTES = 20  # the window drain rates, age trends and recent errors are read from
+HISTORY_MINUTES = 70  # what alert rules may look back over (the longest "for" window, plus a baseline)
 SPARK_HOURS = 24
+
+#: One minute of a pipeline's history, as health and alert rules read it.
+Row = namedtuple("Row", "minute visible oldest_age errors throttles invocations dlq_visible api_count api_5xx "
+                        "api_latency")
+ROW_FIELDS = ("minute", "visible", "oldest_age", "lambda_errors", "lambda_throttles", "lambda_invocations",
+              "dlq_visible", "api_count", "api_5xx", "api_latency_avg")
 
 
 @dataclass
@@ -50,7 +57,8 @@ class Trend:
 
 
 def trend_from(pipeline: Pipeline, rows: list[tuple], at: datetime) -> Trend:
-    """rows: (minute, visible, oldest_age, errors, throttles, invocations), oldest first."""
+    """rows: (minute, visible, oldest_age, errors, throttles, invocations, …) of the last
+    TREND_MINUTES, oldest first."""
     d = trends.drain([(r[0], r[1]) for r in rows], pipeline.backlog)
     ttl = trends.time_to_loss([(r[0], r[2]) for r in rows], pipeline.retention_period, at)
     forecast = None
@@ -60,28 +68,35 @@ def trend_from(pipeline: Pipeline, rows: list[tuple], at: datetime) -> Trend:
                  invocations=sum(r[5] or 0 for r in rows), forecast_minutes=forecast)
 
 
-def recent_rows(pipeline_ids: Iterable[int], at: datetime, minutes: int = TREND_MINUTES) -> dict[int, list[tuple]]:
+def recent_rows(pipeline_ids: Iterable[int], at: datetime, minutes: int = TREND_MINUTES) -> dict[int, list[Row]]:
     """One query: each pipeline's minute rows of the last `minutes`, oldest first."""
-    out: dict[int, list[tuple]] = defaultdict(list)
+    out: dict[int, list[Row]] = defaultdict(list)
     qs = (MetricSample.objects.filter(pipeline_id__in=list(pipeline_ids), minute__gte=at - timedelta(minutes=minutes))
-          .order_by("minute")
-          .values_list("pipeline_id", "minute", "visible", "oldest_age", "lambda_errors", "lambda_throttles",
-                       "lambda_invocations"))
+          .order_by("minute").values_list("pipeline_id", *ROW_FIELDS))
     for pid, *rest in qs:
-        out[pid].append(tuple(rest))
+        out[pid].append(Row(*rest))
     return out
 
 
-def refresh(pipelines: list[Pipeline], at: datetime) -> None:
-    """Compute and store trend and health for these pipelines (two queries in all)."""
+def refresh(pipelines: list[Pipeline], at: datetime) -> dict[int, tuple[Trend, list[Row]]]:
+    """Compute and store trend and health for these pipelines (two queries in all).
+
+    Returns each pipeline's trend and its last HISTORY_MINUTES of rows, for the alert rules.
+    """
     if not pipelines:
-        return
-    recent = recent_rows([p.pk for p in pipelines], at)
+        return {}
+    recent = recent_rows([p.pk for p in pipelines], at, HISTORY_MINUTES)
+    since = at - timedelta(minutes=TREND_MINUTES)
+    out = {}
     for p in pipelines:
-        p.apply_trend(trend_from(p, recent.get(p.pk, []), at), at)
+        rows = recent.get(p.pk, [])
+        trend = trend_from(p, [r for r in rows if r.minute >= since], at)
+        p.apply_trend(trend, at)
+        out[p.pk] = (trend, rows)
     Pipeline.objects.bulk_update(pipelines, ["health", "health_reasons", "drain_rate", "time_to_loss",
                                              "forecast_minutes", "recent_errors", "recent_throttles",
                                              "recent_invocations"], batch_size=500)
+    return out
 
 
 def refresh_sparklines(at: datetime, pipeline_ids: Iterable[int] | None = None) -> int:

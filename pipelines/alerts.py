@@ -1,0 +1,434 @@
+"""Alert rules, evaluated after each sync, and the incidents they open and resolve.
+
+Every pipeline has every rule in `RULES`, with defaults taken from its own thresholds; an
+`AlertRule` row overrides a rule's threshold, window or on/off for one pipeline. A rule is
+evaluated when the data it reads arrives: queue counts after the fast cycle, CloudWatch metrics
+after the metrics cycle, sync failures after both (and by the maintenance task, which notices a
+pipeline nobody synced). Rules read the pipeline row and its last `health.HISTORY_MINUTES` of
+minute rows, which `health.refresh` has just loaded: evaluating adds two queries per cycle plus one
+write per incident that changed.
+
+A firing rule opens one incident per pipeline and rule (a partial unique index makes a concurrent
+second opening fail, and the loser joins the winner's incident); while it keeps firing the
+incident is updated, escalated (and notified) when its severity rises, and re-notified every
+ALERT_RENOTIFY_MINUTES while nobody has acknowledged it; when the rule stops firing the incident is
+resolved. Each transition is a compare-and-set, so exactly one worker notifies it.
+"""
+from __future__ import annotations
+
+import logging
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Callable, Iterable
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from .health import Row, Trend
+from .models import (UNRESOLVED, AlertRule, Incident, IncidentStatus, NotifyEvent, Pipeline, RuleKind, Severity,
+                     now)
+from .trends import human_seconds
+
+log = logging.getLogger(__name__)
+
+FAST, METRICS, CLOCK = "fast", "metrics", "clock"  # what triggers an evaluation
+CRITICAL_FACTOR = 5  # a count or rate this many times its threshold is critical
+LOSS_CRITICAL_PCT = 80.0  # oldest message at this share of the retention period: critical
+MIN_INVOCATIONS = 10  # error rates over fewer invocations are noise
+MIN_REQUESTS = 20  # likewise API requests for the 5xx rate
+MIN_BASELINE_POINTS = 20  # minutes of latency a baseline needs
+MIN_LATENCY_RISE_MS = 50.0  # and the rise must be at least this, whatever the ratio
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A rule firing: how bad, and one sentence saying what an operator would see."""
+
+    severity: Severity
+    summary: str
+    value: float | None = None
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    enabled: bool
+    threshold: float
+    minutes: int
+
+
+@dataclass(frozen=True)
+class Context:
+    pipeline: Pipeline
+    rows: list[Row]  # oldest first
+    trend: Trend | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class RuleDef:
+    kind: RuleKind
+    sources: tuple[str, ...]
+    threshold: Callable[[Pipeline], float]  # the default, from the pipeline's own settings
+    minutes: int  # the default window or duration
+    describe: Callable[[float, int], str]  # "backlog above 1,000 for 5 min"
+    check: Callable[[Context, Config], Finding | None]
+    applies: Callable[[Pipeline], bool] = lambda p: True
+
+    @property
+    def label(self) -> str:
+        return self.kind.label
+
+    def config(self, pipeline: Pipeline, override: AlertRule | None = None) -> Config:
+        if override is None:
+            return Config(True, float(self.threshold(pipeline)), self.minutes)
+        threshold = override.threshold if override.threshold is not None else self.threshold(pipeline)
+        return Config(override.enabled, float(threshold), override.minutes or self.minutes)
+
+    def describe_default(self, pipeline: Pipeline) -> str:
+        return self.describe(float(self.threshold(pipeline)), self.minutes)
+
+
+# --- reading the history ---------------------------------------------------------------------------
+
+def _points(rows: list[Row], name: str) -> list[tuple[datetime, float]]:
+    return [(r.minute, getattr(r, name)) for r in rows if getattr(r, name) is not None]
+
+
+def _window(rows: list[Row], name: str, minutes: int) -> tuple[list[float], list[float]]:
+    """The values of the last `minutes` minutes ending at the newest minute that has the field
+    (CloudWatch data lags), and the values before that window."""
+    pts = _points(rows, name)
+    if not pts:
+        return [], []
+    start = pts[-1][0] - timedelta(minutes=minutes)
+    return [v for t, v in pts if t > start], [v for t, v in pts if t <= start]
+
+
+def _held_above(rows: list[Row], name: str, threshold: float, minutes: int) -> bool:
+    """True when the value has been above the threshold for at least `minutes`: some point at
+    least that old is above it, and so is every point since."""
+    pts = _points(rows, name)
+    if not pts or pts[-1][1] <= threshold:
+        return False
+    since = pts[-1][0] - timedelta(minutes=minutes)
+    for t, v in reversed(pts):
+        if v <= threshold:
+            return False
+        if t <= since:
+            return True
+    return False
+
+
+def _pct(part: float, whole: float) -> float:
+    return 100.0 * part / whole if whole else 0.0
+
+
+def _severity(value: float, threshold: float) -> Severity:
+    return Severity.CRITICAL if threshold > 0 and value >= CRITICAL_FACTOR * threshold else Severity.WARNING
+
+
+# --- the rules ---------------------------------------------------------------------------------------
+
+def check_backlog(c: Context, cfg: Config) -> Finding | None:
+    if not _held_above(c.rows, "visible", cfg.threshold, cfg.minutes):
+        return None
+    backlog = c.pipeline.backlog if c.pipeline.backlog is not None else c.rows[-1].visible
+    return Finding(_severity(backlog, cfg.threshold),
+                   f"backlog {backlog:,} above {cfg.threshold:,.0f} for {cfg.minutes} min or more",
+                   backlog, cfg.threshold)
+
+
+def check_oldest_age(c: Context, cfg: Config) -> Finding | None:
+    age = c.pipeline.oldest_age
+    if age is None or age <= cfg.threshold:
+        return None
+    return Finding(Severity.WARNING, f"oldest message {human_seconds(age)} old, above the "
+                                     f"{human_seconds(cfg.threshold)} SLA", age, cfg.threshold)
+
+
+def check_time_to_loss(c: Context, cfg: Config) -> Finding | None:
+    p = c.pipeline
+    if p.oldest_age is None or not p.retention_period:
+        return None
+    used = _pct(p.oldest_age, p.retention_period)
+    if used < cfg.threshold:
+        return None
+    severity = Severity.CRITICAL if used >= max(LOSS_CRITICAL_PCT, cfg.threshold) else Severity.WARNING
+    ttl = c.trend.ttl if c.trend is not None else None
+    when = ("messages are expiring now" if ttl == 0 else
+            f"messages start expiring in ~{human_seconds(ttl)}" if ttl is not None else
+            f"messages expire after {human_seconds(p.retention_period)}")
+    return Finding(severity, f"oldest message at {used:.0f}% of the {human_seconds(p.retention_period)} "
+                             f"retention period; {when}", round(used, 1), cfg.threshold)
+
+
+def check_dlq(c: Context, cfg: Config) -> Finding | None:
+    depth = c.pipeline.dlq_depth
+    if depth is None or depth <= 0 or depth < cfg.threshold:
+        return None
+    recent, before = _window(c.rows, "dlq_visible", cfg.minutes)
+    # SQS does not count moves into a DLQ as sends: growth is read off its visible count.
+    base = before[-1] if before else (recent[0] if recent else depth)
+    grew = depth - min([base, *recent])
+    if grew > 0:
+        return Finding(Severity.CRITICAL, f"{depth:,} message(s) in the DLQ, {grew:+,} in the last "
+                                          f"{cfg.minutes} min", depth, cfg.threshold)
+    return Finding(Severity.WARNING, f"{depth:,} message(s) in the DLQ", depth, cfg.threshold)
+
+
+def check_throttles(c: Context, cfg: Config) -> Finding | None:
+    throttles = sum(_window(c.rows, "throttles", cfg.minutes)[0])
+    if throttles <= cfg.threshold:
+        return None
+    ran = sum(_window(c.rows, "invocations", cfg.minutes)[0])
+    return Finding(Severity.WARNING, f"{throttles:,.0f} Lambda throttle(s) in {cfg.minutes} min "
+                                     f"({ran:,.0f} invocation(s) ran)", throttles, cfg.threshold)
+
+
+def _rate_check(c: Context, cfg: Config, part: str, whole: str, minimum: int, what: str, of: str) -> Finding | None:
+    total = sum(_window(c.rows, whole, cfg.minutes)[0])
+    if total < minimum:
+        return None
+    failed = sum(_window(c.rows, part, cfg.minutes)[0])
+    rate = _pct(failed, total)
+    if rate <= cfg.threshold:
+        return None
+    return Finding(_severity(rate, cfg.threshold), f"{what} at {rate:.1f}% of {of} over {cfg.minutes} min "
+                                                   f"({failed:,.0f} of {total:,.0f}), above {cfg.threshold:g}%",
+                   round(rate, 2), cfg.threshold)
+
+
+def check_errors(c: Context, cfg: Config) -> Finding | None:
+    return _rate_check(c, cfg, "errors", "invocations", MIN_INVOCATIONS, "Lambda errors", "invocations")
+
+
+def check_api_5xx(c: Context, cfg: Config) -> Finding | None:
+    return _rate_check(c, cfg, "api_5xx", "api_count", MIN_REQUESTS, "API 5xx responses", "requests")
+
+
+def check_api_latency(c: Context, cfg: Config) -> Finding | None:
+    recent, before = _window(c.rows, "api_latency", cfg.minutes)
+    if not recent or len(before) < MIN_BASELINE_POINTS:
+        return None
+    # The median of the trailing minutes: periodic spikes do not drag the baseline up with them.
+    baseline = statistics.median(before)
+    current = statistics.fmean(recent)
+    if baseline <= 0 or current < cfg.threshold * baseline or current - baseline < MIN_LATENCY_RISE_MS:
+        return None
+    return Finding(Severity.WARNING, f"API latency {current:,.0f} ms over {cfg.minutes} min, "
+                                     f"{current / baseline:.1f}× its trailing baseline of {baseline:,.0f} ms",
+                   round(current, 1), round(cfg.threshold * baseline, 1))
+
+
+def check_stale(c: Context, cfg: Config) -> Finding | None:
+    p = c.pipeline
+    if p.consecutive_failures >= cfg.threshold:
+        return Finding(Severity.WARNING, f"{p.consecutive_failures} syncs in a row failed: "
+                                         f"{(p.last_error or 'no reason recorded')[:300]}",
+                       p.consecutive_failures, cfg.threshold)
+    if p.last_sync_at is not None and p.is_stale(c.at):
+        age = int((c.at - p.last_sync_at).total_seconds() // 60)
+        return Finding(Severity.WARNING, f"no data for {age} min: is the worker or beat running?", age, None)
+    return None
+
+
+def check_forecast(c: Context, cfg: Config) -> Finding | None:
+    p = c.pipeline
+    rate = c.trend.drain.rate if c.trend is not None else None
+    if rate is None or rate <= 0 or p.backlog is None:
+        return None
+    limit = p.backlog_threshold
+    minutes = max(0.0, (limit - p.backlog) / rate)
+    if minutes > cfg.threshold:
+        return None
+    if p.backlog > limit:
+        text = f"backlog {p.backlog:,} above {limit:,} and still growing ({rate:+,.0f}/min)"
+    else:
+        text = f"backlog {p.backlog:,} on course to pass {limit:,} in ~{minutes:.0f} min ({rate:+,.0f}/min)"
+    return Finding(Severity.WARNING, text, round(minutes, 1), cfg.threshold)
+
+
+def _has_consumer(p: Pipeline) -> bool:
+    return bool(p.function_name)
+
+
+def _has_api(p: Pipeline) -> bool:
+    return bool(p.api_id)
+
+
+RULES: dict[RuleKind, RuleDef] = {r.kind: r for r in [
+    RuleDef(RuleKind.BACKLOG, (FAST,), lambda p: p.backlog_threshold, 5,
+            lambda t, m: f"backlog above {t:,.0f} for {m} min", check_backlog),
+    RuleDef(RuleKind.FORECAST, (FAST,), lambda p: 30, 20,
+            lambda t, m: f"backlog trend crosses the backlog threshold within {t:,.0f} min", check_forecast),
+    RuleDef(RuleKind.DLQ, (FAST,), lambda p: max(1, p.dlq_threshold), 15,
+            lambda t, m: f"{t:,.0f}+ message(s) in the DLQ (critical while it grew in the last {m} min)",
+            check_dlq, lambda p: bool(p.dlq_url)),
+    RuleDef(RuleKind.OLDEST_AGE, (METRICS,), lambda p: p.oldest_age_sla, 5,
+            lambda t, m: f"oldest message older than {human_seconds(t)}", check_oldest_age),
+    RuleDef(RuleKind.TIME_TO_LOSS, (METRICS,), lambda p: 50, 5,
+            lambda t, m: f"oldest message past {t:g}% of the retention period (critical at "
+                         f"{max(LOSS_CRITICAL_PCT, t):g}%)", check_time_to_loss),
+    RuleDef(RuleKind.THROTTLES, (METRICS,), lambda p: 0, 10,
+            lambda t, m: f"more than {t:,.0f} Lambda throttle(s) in {m} min", check_throttles, _has_consumer),
+    RuleDef(RuleKind.ERRORS, (METRICS,), lambda p: 5, 10,
+            lambda t, m: f"Lambda errors above {t:g}% of invocations over {m} min", check_errors, _has_consumer),
+    RuleDef(RuleKind.API_5XX, (METRICS,), lambda p: 1, 10,
+            lambda t, m: f"API 5xx above {t:g}% of requests over {m} min", check_api_5xx, _has_api),
+    RuleDef(RuleKind.API_LATENCY, (METRICS,), lambda p: 3, 10,
+            lambda t, m: f"API latency over {m} min above {t:g}× its trailing median", check_api_latency, _has_api),
+    RuleDef(RuleKind.STALE, (FAST, METRICS, CLOCK), lambda p: 3, 5,
+            lambda t, m: f"{t:,.0f} failed syncs in a row, or no data for three poll intervals", check_stale),
+]}
+
+
+# --- incidents ---------------------------------------------------------------------------------------
+
+def _notify(incident: Incident, event: str) -> None:
+    """Queue the notifications; the incident's state change stands even if this fails."""
+    from . import notify  # notify renders rule labels from this module
+
+    try:
+        notify.enqueue(incident, event)
+    except Exception:
+        log.exception("could not queue the %s notification of incident %s", event, incident.pk)
+
+
+@dataclass
+class EvalReport:
+    """What one evaluation did (counts per transition)."""
+
+    evaluated: int = 0
+    opened: list[int] = field(default_factory=list)
+    escalated: list[int] = field(default_factory=list)
+    reminded: list[int] = field(default_factory=list)
+    resolved: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"evaluated": self.evaluated, "opened": len(self.opened), "escalated": len(self.escalated),
+                "reminded": len(self.reminded), "resolved": len(self.resolved), "errors": self.errors}
+
+
+def _open(p: Pipeline, kind: RuleKind, f: Finding, at: datetime, report: EvalReport) -> Incident | None:
+    """Open an incident; None when another worker opened it first (the caller then updates that one)."""
+    try:
+        with transaction.atomic():
+            inc = Incident.objects.create(
+                pipeline=p, rule=kind, severity=f.severity, peak_severity=f.severity, summary=f.summary[:500],
+                value=f.value, threshold=f.threshold, opened_at=at, last_seen_at=at, last_notified_at=at,
+                notifications=1)
+    except IntegrityError:
+        return None
+    report.opened.append(inc.pk)
+    _notify(inc, NotifyEvent.OPENED)
+    return inc
+
+
+def _update(inc: Incident, f: Finding, at: datetime, report: EvalReport) -> None:
+    live = Incident.objects.filter(pk=inc.pk, status__in=UNRESOLVED)
+    fields = {"summary": f.summary[:500], "value": f.value, "threshold": f.threshold, "last_seen_at": at}
+    old, new = Severity(inc.severity), f.severity
+    if new.rank < old.rank:
+        # Escalation: whoever moves the severity notifies.
+        peak = new if not inc.peak_severity or new.rank < Severity(inc.peak_severity).rank else inc.peak_severity
+        if live.filter(severity=old).update(severity=new, peak_severity=peak, last_notified_at=at,
+                                            notifications=F("notifications") + 1, **fields) == 1:
+            inc.refresh_from_db()
+            report.escalated.append(inc.pk)
+            _notify(inc, NotifyEvent.ESCALATED)
+        return
+    renotify = timedelta(minutes=settings.ALERT_RENOTIFY_MINUTES)
+    if (inc.status == IncidentStatus.OPEN and inc.last_notified_at is not None
+            and at - inc.last_notified_at >= renotify):
+        if live.filter(status=IncidentStatus.OPEN, last_notified_at=inc.last_notified_at).update(
+                severity=new, last_notified_at=at, notifications=F("notifications") + 1, **fields) == 1:
+            inc.refresh_from_db()
+            report.reminded.append(inc.pk)
+            _notify(inc, NotifyEvent.REMINDER)
+        return
+    live.update(severity=new, **fields)  # a lower severity is recorded quietly; the peak stays
+
+
+def _apply(p: Pipeline, kind: RuleKind, f: Finding | None, inc: Incident | None, at: datetime,
+           report: EvalReport) -> None:
+    if f is None:
+        if inc is not None and inc.resolve(at=at):
+            report.resolved.append(inc.pk)
+            _notify(inc, NotifyEvent.RESOLVED)
+        return
+    if inc is None:
+        if _open(p, kind, f, at, report) is not None:
+            return
+        inc = Incident.objects.filter(pipeline=p, rule=kind, status__in=UNRESOLVED).first()
+        if inc is None:  # opened and resolved by others in between
+            return
+    _update(inc, f, at, report)
+
+
+def evaluate(pipelines: Iterable[Pipeline], at: datetime | None = None,
+             history: dict[int, tuple[Trend, list[Row]]] | None = None, source: str = FAST,
+             failed: Iterable[int] = ()) -> EvalReport:
+    """Evaluate the rules that read `source`'s data on these pipelines and move their incidents.
+
+    `history` is what health.refresh returned (trend and recent rows per pipeline); `failed` are
+    pipelines whose sync just failed: only the staleness rule is evaluated for them, and their other
+    incidents stay as they are (no data is not good news).
+    """
+    at = at or now()
+    pipes = [p for p in pipelines if p.enabled]
+    report = EvalReport()
+    if not pipes:
+        return report
+    history = history or {}
+    failed = set(failed)
+    ids = [p.pk for p in pipes]
+    overrides = {(r.pipeline_id, r.kind): r for r in AlertRule.objects.filter(pipeline_id__in=ids)}
+    current = {(i.pipeline_id, i.rule): i for i in Incident.objects.filter(pipeline_id__in=ids, status__in=UNRESOLVED)}
+    for p in pipes:
+        trend, rows = history.get(p.pk, (None, []))
+        ctx = Context(p, rows, trend, at)
+        for kind, rule in RULES.items():
+            if source not in rule.sources or (p.pk in failed and kind != RuleKind.STALE):
+                continue
+            cfg = rule.config(p, overrides.get((p.pk, kind)))
+            try:
+                finding = rule.check(ctx, cfg) if cfg.enabled and rule.applies(p) else None
+                _apply(p, kind, finding, current.get((p.pk, kind)), at, report)
+            except Exception as exc:  # one broken rule must not stop the others, nor the sync
+                log.exception("alert rule %s on %s failed", kind, p.name)
+                report.errors.append(f"{p.name} {kind}: {exc}")
+        report.evaluated += 1
+    return report
+
+
+def evaluate_after_sync(pipelines: list[Pipeline], at: datetime, history, source: str,
+                        failed: Iterable[int] = ()) -> EvalReport | None:
+    """evaluate(), for the collectors: a failure here is logged and never fails the sync."""
+    try:
+        return evaluate(pipelines, at, history, source, failed)
+    except Exception:
+        log.exception("alert evaluation after the %s cycle failed", source)
+        return None
+
+
+def evaluate_clock(at: datetime | None = None) -> EvalReport:
+    """The staleness rule on every enabled pipeline: catches pipelines no cycle has synced lately."""
+    at = at or now()
+    pipes = list(Pipeline.objects.filter(enabled=True).order_by("pk"))
+    return evaluate(pipes, at, {}, CLOCK)
+
+
+def rule_table(pipeline: Pipeline) -> list[dict]:
+    """Each rule as it applies to this pipeline: default, override, effective setting (admin, page)."""
+    overrides = {r.kind: r for r in pipeline.alert_rules.all()} if pipeline.pk else {}
+    out = []
+    for kind, rule in RULES.items():
+        cfg = rule.config(pipeline, overrides.get(kind))
+        out.append({"kind": kind, "label": rule.label, "applies": rule.applies(pipeline),
+                    "default": rule.describe_default(pipeline), "enabled": cfg.enabled,
+                    "effective": rule.describe(cfg.threshold, cfg.minutes), "overridden": kind in overrides})
+    return out
