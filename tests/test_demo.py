@@ -44,3 +44,13 @@ def test_the_demo_starts_everything_and_fills_the_history(tmp_path):
     fast_cycles = con.execute("SELECT count(*) FROM pipelines_pollcycle WHERE kind = 'fast'").fetchone()[0]
     assert fast_cycles >= 2
     assert con.execute("SELECT count(*) FROM pipelines_pipeline WHERE last_error != ''").fetchone()[0] == 0
+    # The poison and throttle pipelines opened incidents, and the worker delivered them to the demo's
+    # webhook receiver, which printed each one.
+    opened = {name for (name,) in con.execute(
+        "SELECT p.name FROM pipelines_incident i JOIN pipelines_pipeline p ON p.id = i.pipeline_id")}
+    assert {"invoices", "image-resize"} <= opened
+    delivered = con.execute("SELECT count(*) FROM pipelines_delivery WHERE status = 'sent'").fetchone()[0]
+    assert delivered >= 2
+    printed = [line for line in res.stdout.splitlines() if " webhook: " in line]
+    assert any("invoices" in line for line in printed) and any("image-resize" in line for line in printed)
+    assert (tmp_path / "var" / "demo-webhooks.jsonl").read_text().count("\n") == len(printed)

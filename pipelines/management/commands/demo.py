@@ -3,7 +3,8 @@
 Starts moto on 127.0.0.1 (unless AWS_ENDPOINT_URL names an endpoint), provisions a mix of
 real-shaped pipelines there, registers them through the same discovery an operator uses, loads a
 few hours of simulated history, then runs the simulator, a Celery worker with beat and the web
-server together until Ctrl-C.
+server together until Ctrl-C. A local webhook receiver is the demo's notification channel: each
+alert it receives is printed here and appended to var/demo-webhooks.jsonl.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from django.core.management.base import BaseCommand, CommandError
 from pipelines import aws, collect, retention
 from pipelines.discovery import DiscoveryError, discover
 from pipelines.emulator import MotoServer, free_port, wait_for_http
-from pipelines.models import AwsAccount, Pipeline
+from pipelines.models import AwsAccount, ChannelKind, NotificationChannel, Pipeline, Severity
+from pipelines.receiver import Received, WebhookReceiver
 from pipelines.simulator import DEMO_MIX, Simulator, scenario_named
 
 REGION = "us-east-1"
@@ -48,6 +50,7 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         self.children: list[subprocess.Popen] = []
         self.moto: MotoServer | None = None
+        self.receiver: WebhookReceiver | None = None
         stop = threading.Event()
 
         def on_signal(signum, frame):
@@ -56,6 +59,7 @@ class Command(BaseCommand):
         try:
             endpoint = self._endpoint()
             account = self._account(endpoint)
+            self._start_receiver()
             sim = Simulator(account.target())
             self._provision(sim, account, self._mix(opts["scenario"]))
             if opts["history_hours"] > 0:
@@ -104,6 +108,22 @@ class Command(BaseCommand):
         account.pipelines.all().delete()
         aws.reset_clients()
         return account
+
+    def _start_receiver(self) -> None:
+        """A webhook receiver on 127.0.0.1, registered as the demo's notification channel."""
+        log = Path(settings.VAR_DIR) / "demo-webhooks.jsonl"
+        log.unlink(missing_ok=True)
+        self.receiver = WebhookReceiver(port=free_port(), log_path=log, on_receive=self._print_webhook).start()
+        NotificationChannel.objects.update_or_create(
+            name="Demo webhook receiver",
+            defaults={"kind": ChannelKind.WEBHOOK, "target": self.receiver.url, "enabled": True,
+                      "min_severity": Severity.WARNING, "send_resolved": True})
+        self.stdout.write(f"Alerts go to a webhook receiver at {self.receiver.url} (logged to {log})")
+
+    def _print_webhook(self, item: Received) -> None:
+        body = item.body if isinstance(item.body, dict) else {}
+        text = body.get("text") or str(item.body)[:200]
+        self.stdout.write(f"{time.strftime('%H:%M:%S', time.localtime(item.at))} webhook: {text}")
 
     def _mix(self, wanted: list[str]) -> list[tuple[str, str]]:
         if not wanted:
@@ -181,5 +201,7 @@ class Command(BaseCommand):
                 child.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 child.kill()
+        if self.receiver:
+            self.receiver.stop()
         if self.moto:
             self.moto.stop()
