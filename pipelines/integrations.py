@@ -1,0 +1,368 @@
+"""Integrations: a Prometheus `/metrics` endpoint and a `/healthz` check for load balancers.
+
+`/metrics` exposes what opsboard already keeps on its rows: each pipeline's latest values, health,
+thresholds and sync state (Pipeline), open incidents (Incident), the poll-cost counters
+(PollCounter) and the last cycle of each kind (PollCycle). prometheus_client renders it from a
+collector over the database, in a fresh registry per request: the values are shared by every web
+process through the database, whereas the process-global registry is per process and holds
+whatever else the process registered. The response costs the same few queries however many
+pipelines there are. Access: a bearer token, an address allow-list, or both (settings
+METRICS_TOKEN, METRICS_ALLOWED_IPS); with neither, loopback only.
+
+`/healthz` answers 200 or 503 with a JSON body saying which of its checks failed: the database
+(SELECT 1), the Celery broker (a connection with a short timeout, or the embedded broker's
+folders), and collection (a fast cycle finished recently). It is open to anyone, so it says what
+failed but not why beyond the exception's class; the details go to the log. A check that fails
+in an unexpected way is reported as failed, never as a 500.
+"""
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import os
+import time
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Callable, Iterator
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db.models import Count, Min
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+from kombu import Connection
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from .health import TREND_MINUTES
+from .models import (
+    UNRESOLVED, CycleKind, Health, Incident, Pipeline, PollCounter, PollCycle, Severity, now,
+)
+
+log = logging.getLogger(__name__)
+
+# --- access to /metrics ----------------------------------------------------------------------------
+
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+#: Headers a reverse proxy adds. Behind a proxy every client shares the proxy's address, so an
+#: address allow-list cannot tell them apart: such requests must use the token.
+FORWARDING_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
+REALM = 'Bearer realm="opsboard metrics"'
+
+
+@lru_cache(maxsize=8)
+def _networks(allowed: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(n) for n in allowed)
+
+
+def client_address(request: HttpRequest) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The connecting address (REMOTE_ADDR), IPv4-mapped IPv6 unwrapped; None when there is none."""
+    try:
+        addr = ipaddress.ip_address(request.META.get("REMOTE_ADDR", "").split("%")[0])
+    except ValueError:
+        return None  # a Unix socket, or a server that does not say
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        return addr.ipv4_mapped
+    return addr
+
+
+def allowed_networks() -> tuple[str, ...]:
+    """What the address check admits: the configured list; loopback when nothing at all is configured."""
+    if settings.METRICS_ALLOWED_IPS:
+        return tuple(settings.METRICS_ALLOWED_IPS)
+    return () if settings.METRICS_TOKEN else LOOPBACK
+
+
+def _text(body: str, status: int) -> HttpResponse:
+    return HttpResponse(body + "\n", status=status, content_type="text/plain; charset=utf-8")
+
+
+def refuse(request: HttpRequest) -> HttpResponse | None:
+    """The response refusing this request, or None when it may read the metrics."""
+    networks = allowed_networks()
+    if networks:
+        if any(request.META.get(h) for h in FORWARDING_HEADERS):
+            return _text("This request came through a proxy, and the metrics address allow-list admits only "
+                         "direct connections; scrape directly, or set METRICS_TOKEN and send it.", 403)
+        addr = client_address(request)
+        if addr is None or not any(addr in net for net in _networks(networks)):
+            which = "METRICS_ALLOWED_IPS" if settings.METRICS_ALLOWED_IPS else "loopback (the default)"
+            return _text(f"Metrics are not served to {addr or 'this client'}: only to {which}. "
+                         "Set METRICS_ALLOWED_IPS or METRICS_TOKEN to scrape from elsewhere.", 403)
+    token = settings.METRICS_TOKEN
+    if token:
+        scheme, _, given = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            response = _text("A bearer token is required: send Authorization: Bearer <METRICS_TOKEN>.", 401)
+            response["WWW-Authenticate"] = REALM
+            return response
+        if not hmac.compare_digest(given.strip().encode(), token.encode()):
+            response = _text("The bearer token is wrong.", 401)
+            response["WWW-Authenticate"] = f'{REALM}, error="invalid_token"'
+            return response
+    return None
+
+
+# --- the collector ---------------------------------------------------------------------------------
+
+PIPELINE_LABELS = ["pipeline", "account", "queue"]
+#: (metric, Pipeline field, help). A field that is empty (never synced, not known) gives no sample.
+PIPELINE_GAUGES: tuple[tuple[str, str, str], ...] = (
+    ("opsboard_pipeline_backlog_messages", "backlog", "Visible messages in the queue, as of the last sync."),
+    ("opsboard_pipeline_in_flight_messages", "in_flight", "Messages received by a consumer and not yet deleted."),
+    ("opsboard_pipeline_delayed_messages", "delayed", "Delayed messages, not yet visible."),
+    ("opsboard_pipeline_dlq_messages", "dlq_depth", "Visible messages in the dead-letter queue."),
+    ("opsboard_pipeline_oldest_message_age_seconds", "oldest_age",
+     "Age of the oldest message in the queue (CloudWatch ApproximateAgeOfOldestMessage)."),
+    ("opsboard_pipeline_time_to_loss_seconds", "time_to_loss",
+     "Seconds until the oldest message expires at the current trend; absent when no loss is in sight."),
+    ("opsboard_pipeline_backlog_trend_messages_per_minute", "drain_rate",
+     f"Backlog slope over the last {TREND_MINUTES} minutes, messages per minute (negative: draining)."),
+    ("opsboard_pipeline_lambda_invocations_recent", "recent_invocations",
+     f"Consumer Lambda invocations over the last {TREND_MINUTES} minutes."),
+    ("opsboard_pipeline_lambda_errors_recent", "recent_errors",
+     f"Consumer Lambda errors over the last {TREND_MINUTES} minutes."),
+    ("opsboard_pipeline_lambda_throttles_recent", "recent_throttles",
+     f"Consumer Lambda throttles over the last {TREND_MINUTES} minutes."),
+    ("opsboard_pipeline_backlog_threshold_messages", "backlog_threshold", "Backlog above which the pipeline warns."),
+    ("opsboard_pipeline_oldest_age_sla_seconds", "oldest_age_sla",
+     "Oldest-message age above which the pipeline warns."),
+    ("opsboard_pipeline_dlq_threshold_messages", "dlq_threshold", "DLQ depth at which the pipeline warns."),
+    ("opsboard_pipeline_retention_seconds", "retention_period", "The queue's message retention period."),
+    ("opsboard_pipeline_consecutive_sync_failures", "consecutive_failures",
+     "Fast cycles in a row that failed to read the pipeline's queues."),
+)
+PIPELINE_TIMES: tuple[tuple[str, str, str], ...] = (
+    ("opsboard_pipeline_last_sync_timestamp_seconds", "last_sync_at",
+     "When the queue counts were last read successfully (Unix time)."),
+    ("opsboard_pipeline_metrics_synced_until_timestamp_seconds", "metrics_synced_until",
+     "The end of the last CloudWatch window fetched successfully (Unix time)."),
+)
+PIPELINE_FIELDS = ("name", "account__name", "queue_name", "enabled", "health", "health_reasons", "poll_interval",
+                   *(f for _, f, _ in PIPELINE_GAUGES), *(f for _, f, _ in PIPELINE_TIMES))
+
+
+class DatabaseCollector:
+    """A prometheus_client collector reading opsboard's tables when the registry is collected."""
+
+    def __init__(self, at: datetime | None = None) -> None:
+        self.at = at or now()
+
+    def collect(self) -> Iterator[Metric]:
+        pipelines = list(Pipeline.objects.select_related("account").only(*PIPELINE_FIELDS).order_by("name"))
+        labels = {p.pk: [p.name, p.account.name, p.queue_name] for p in pipelines}
+        yield from self.pipeline_values(pipelines, labels)
+        yield self.incidents(labels)
+        yield from self.poll_cost()
+        yield from self.cycles()
+
+    def pipeline_values(self, pipelines: list[Pipeline], labels: dict[int, list[str]]) -> Iterator[Metric]:
+        for name, field, doc in PIPELINE_GAUGES:
+            family = GaugeMetricFamily(name, doc, labels=PIPELINE_LABELS)
+            for p in pipelines:
+                value = getattr(p, field)
+                if value is not None:
+                    family.add_metric(labels[p.pk], float(value))
+            yield family
+        for name, field, doc in PIPELINE_TIMES:
+            family = GaugeMetricFamily(name, doc, labels=PIPELINE_LABELS)
+            for p in pipelines:
+                value = getattr(p, field)
+                if value is not None:
+                    family.add_metric(labels[p.pk], value.timestamp())
+            yield family
+        enabled = GaugeMetricFamily("opsboard_pipeline_enabled", "1 when the pipeline is collected, 0 when disabled.",
+                                    labels=PIPELINE_LABELS)
+        health = GaugeMetricFamily(
+            "opsboard_pipeline_health",
+            "The pipeline's health: 1 for its current value, 0 for the others (staleness included).",
+            labels=[*PIPELINE_LABELS, "health"])
+        for p in pipelines:
+            enabled.add_metric(labels[p.pk], 1.0 if p.enabled else 0.0)
+            current = p.current_health(self.at)[0]
+            for value in Health:
+                health.add_metric([*labels[p.pk], value.value], 1.0 if value == current else 0.0)
+        yield enabled
+        yield health
+
+    def incidents(self, labels: dict[int, list[str]]) -> Metric:
+        counts = {(pid, sev): n for pid, sev, n in
+                  Incident.objects.filter(status__in=UNRESOLVED).order_by().values("pipeline_id", "severity")
+                  .annotate(n=Count("pk")).values_list("pipeline_id", "severity", "n")}
+        family = GaugeMetricFamily("opsboard_pipeline_open_incidents",
+                                   "Unresolved (open or acknowledged) incidents, by severity.",
+                                   labels=[*PIPELINE_LABELS, "severity"])
+        for pid, pipeline_labels in labels.items():
+            for severity in Severity:
+                family.add_metric([*pipeline_labels, severity.value], float(counts.get((pid, severity.value), 0)))
+        return family
+
+    def poll_cost(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "opsboard_aws_requests", "AWS API requests made by collection cycles (HTTP attempts, retries included).",
+            labels=["account", "operation"])
+        metrics = CounterMetricFamily(
+            "opsboard_cloudwatch_metrics_requested", "CloudWatch metrics requested by GetMetricData (what it bills).",
+            labels=["account"])
+        cost = CounterMetricFamily(
+            "opsboard_aws_estimated_cost_usd",
+            "Estimated AWS cost of collection in US dollars, at the configured SQS and CloudWatch prices.",
+            labels=["account", "service"])
+        sqs: dict[str, int] = {}
+        cloudwatch: dict[str, int] = {}
+        for account, operation, total in PollCounter.objects.order_by("account__name", "operation").values_list(
+                "account__name", "operation", "total"):
+            account = account or ""
+            if operation == "metrics_requested":
+                metrics.add_metric([account], float(total))
+                cloudwatch[account] = cloudwatch.get(account, 0) + total
+            else:
+                requests.add_metric([account, operation], float(total))
+                if operation.startswith("sqs:"):
+                    sqs[account] = sqs.get(account, 0) + total
+        for account in sorted(sqs.keys() | cloudwatch.keys()):
+            cost.add_metric([account, "sqs"], sqs.get(account, 0) * settings.SQS_PRICE_PER_MILLION / 1e6)
+            cost.add_metric([account, "cloudwatch"],
+                            cloudwatch.get(account, 0) * settings.CLOUDWATCH_PRICE_PER_THOUSAND_METRICS / 1e3)
+        return iter((requests, metrics, cost))
+
+    def cycles(self) -> Iterator[Metric]:
+        finished = GaugeMetricFamily("opsboard_cycle_last_finished_timestamp_seconds",
+                                     "When the newest collection cycle of each kind finished (Unix time).",
+                                     labels=["kind"])
+        duration = GaugeMetricFamily("opsboard_cycle_last_duration_seconds",
+                                     "How long the newest collection cycle of each kind took.", labels=["kind"])
+        failed = GaugeMetricFamily("opsboard_cycle_last_failed_pipelines",
+                                   "Pipelines the newest collection cycle of each kind failed for.", labels=["kind"])
+        for kind in CycleKind:
+            # One small query per kind on the (kind, started_at) index: the table only grows.
+            last = (PollCycle.objects.filter(kind=kind, finished_at__isnull=False).order_by("-started_at")
+                    .values_list("started_at", "finished_at", "failed").first())
+            if last is None:
+                continue
+            started, ended, failures = last
+            finished.add_metric([kind.value], ended.timestamp())
+            duration.add_metric([kind.value], (ended - started).total_seconds())
+            failed.add_metric([kind.value], float(failures))
+        return iter((finished, duration, failed))
+
+
+def render_metrics(accept: str = "", at: datetime | None = None) -> tuple[bytes, str]:
+    """The exposition (text format, or OpenMetrics when the scraper asks for it) and its content type."""
+    registry = CollectorRegistry()
+    registry.register(DatabaseCollector(at))
+    encoder, content_type = choose_encoder(accept)
+    return encoder(registry), content_type
+
+
+@require_safe
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    refusal = refuse(request)
+    if refusal is not None:
+        return refusal
+    try:
+        body, content_type = render_metrics(request.headers.get("Accept", ""))
+    except DatabaseError as exc:
+        # Prometheus records the failed scrape (up == 0); an error page would say no more.
+        log.warning("metrics: the database failed: %s", exc)
+        return _text("The database is unavailable.", 503)
+    return HttpResponse(body, content_type=content_type)
+
+
+# --- /healthz --------------------------------------------------------------------------------------
+
+BROKER_TIMEOUT = 2.0  # seconds: a load balancer's probe times out after a few
+
+
+def check_database() -> tuple[bool, dict[str, Any]]:
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return True, {}
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0].split("+")[0].lower() if "://" in url else ""
+
+
+def check_broker() -> tuple[bool, dict[str, Any]]:
+    """Can tasks be queued: a broker connection, or for the embedded broker, its folders."""
+    url = settings.CELERY_BROKER_URL
+    scheme = _scheme(url)
+    if scheme == "filesystem":
+        options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}) or {}
+        folders = sorted({str(v) for k, v in options.items() if "folder" in k and v})
+        bad = [f for f in folders if not (os.path.isdir(f) and os.access(f, os.W_OK | os.X_OK))]
+        if not folders or bad:
+            log.warning("healthz: broker folders missing or not writable: %s", bad or "none configured")
+            return False, {"transport": scheme, "error": "the broker's folders are missing or not writable"}
+        return True, {"transport": scheme}
+    with Connection(url, connect_timeout=BROKER_TIMEOUT) as conn:
+        conn.ensure_connection(max_retries=0, timeout=BROKER_TIMEOUT)  # one attempt: a probe must answer fast
+    return True, {"transport": scheme}
+
+
+def check_collection(at: datetime) -> tuple[bool, dict[str, Any]]:
+    """A fast cycle finished within three poll intervals (when there is anything to poll)."""
+    stats = Pipeline.objects.filter(enabled=True).aggregate(pipelines=Count("pk"), shortest=Min("poll_interval"))
+    if not stats["pipelines"]:
+        return True, {"detail": "no pipelines"}
+    # A fast cycle that finds no pipeline due records nothing, so the limit follows the shortest interval.
+    max_age = 3 * max(settings.FAST_INTERVAL_SECONDS, stats["shortest"])
+    last = (PollCycle.objects.filter(kind=CycleKind.FAST, finished_at__isnull=False).order_by("-started_at")
+            .values_list("finished_at", flat=True).first())
+    if last is None:
+        return False, {"detail": "no fast cycle has finished yet", "max_age_seconds": max_age}
+    age = max(0.0, (at - last).total_seconds())
+    info: dict[str, Any] = {"last_fast_cycle_age_seconds": round(age), "max_age_seconds": max_age}
+    if age > max_age:
+        info["detail"] = "the last fast cycle is too old: are the Celery worker and beat running?"
+    return age <= max_age, info
+
+
+CHECKS = ("database", "broker", "collection")
+
+
+def _run(name: str, check: Callable[..., tuple[bool, dict[str, Any]]], *args: Any) -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        ok, info = check(*args)
+    except Exception as exc:  # noqa: BLE001 - a probe must answer, and say which check failed
+        log.warning("healthz: the %s check failed: %s: %s", name, type(exc).__name__, exc)
+        ok, info = False, {"error": type(exc).__name__}
+    return {"status": "ok" if ok else "fail", **info, "ms": round(1000 * (time.monotonic() - started), 1)}
+
+
+def run_checks(names: tuple[str, ...] = CHECKS, at: datetime | None = None) -> dict[str, Any]:
+    """The /healthz body: every chosen check's result and the overall status."""
+    at = at or now()
+    results: dict[str, dict[str, Any]] = {}
+    if "database" in names:
+        results["database"] = _run("database", check_database)
+    if "broker" in names:
+        results["broker"] = _run("broker", check_broker)
+    if "collection" in names:
+        if results.get("database", {}).get("status") == "fail":
+            results["collection"] = {"status": "fail", "detail": "not checked: the database is unavailable"}
+        else:
+            results["collection"] = _run("collection", check_collection, at)
+    ok = all(r["status"] == "ok" for r in results.values())
+    return {"status": "ok" if ok else "fail", "checks": results}
+
+
+@require_safe
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when every check passes, 503 otherwise. `?checks=database,broker` runs only those."""
+    raw = request.GET.get("checks", "")
+    names = tuple(n.strip() for n in raw.split(",") if n.strip()) if raw else CHECKS
+    unknown = [n for n in names if n not in CHECKS]
+    if unknown or not names:
+        return JsonResponse({"status": "fail", "error": f"unknown check {', '.join(unknown) or '(none)'}; "
+                                                        f"choose from {', '.join(CHECKS)}"}, status=400)
+    body = run_checks(names)
+    return JsonResponse(body, status=200 if body["status"] == "ok" else 503)
