@@ -11,7 +11,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 
-from . import collect, redrive, retention
+from . import alerts, collect, redrive, retention
 from .locks import cycle_lock
 from .models import AwsAccount
 
@@ -75,7 +75,8 @@ def maintenance() -> dict:
         if not acquired:
             return {"skipped": "locked"}
         resumed = redrive.resume_stale_redrives()  # DLQ tasks whose worker died
-        result = {"rolled_up": retention.rollup(), **retention.prune()}
+        stale = alerts.evaluate_clock()  # pipelines no cycle has synced lately
+        result = {"rolled_up": retention.rollup(), **retention.prune(), "stale_alerts": len(stale.opened)}
         return {**result, "redrives_resumed": resumed} if resumed else result
 
 
@@ -97,3 +98,22 @@ def resume_stale_redrives() -> list[int]:
 def _resume_redrives_after_restart(**_) -> None:
     """A worker that (re)starts picks up tasks whose worker died, once their heartbeat is stale."""
     resume_stale_redrives.apply_async(countdown=redrive.STALE_SECONDS + 5)
+
+
+# --- notifications -----------------------------------------------------------------------------------
+
+@shared_task(ignore_result=True)
+def deliver_notification(delivery_id: int) -> str | None:
+    """Send one notification (notify.deliver claims it, so a duplicate task sends nothing)."""
+    from . import notify
+
+    delivery = notify.deliver(delivery_id)
+    return None if delivery is None else delivery.status
+
+
+@shared_task(ignore_result=True, soft_time_limit=55, time_limit=58)
+def deliver_due_notifications() -> int:
+    """The beat sweep: retries, and deliveries whose task never reached a worker."""
+    from . import notify
+
+    return notify.deliver_due()
