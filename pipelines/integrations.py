@@ -366,3 +366,16 @@ def healthz(request: HttpRequest) -> JsonResponse:
                                                         f"choose from {', '.join(CHECKS)}"}, status=400)
     body = run_checks(names)
     return JsonResponse(body, status=200 if body["status"] == "ok" else 503)
+
+
+class HealthzMiddleware:
+    """Answers /healthz before anything reads the Host header: load balancers probe instances by
+    their address, which ALLOWED_HOSTS rightly does not list, and the probe must still get its answer."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info == "/healthz":
+            return healthz(request)
+        return self.get_response(request)

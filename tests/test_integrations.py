@@ -410,3 +410,11 @@ def test_it_needs_no_login_and_is_never_cached(client, polled):
     response = client.get("/healthz")
     assert response.status_code == 200 and "no-store" in response["Cache-Control"]
     assert client.post("/healthz").status_code == 405
+
+
+@pytest.mark.django_db
+def test_healthz_answers_a_probe_addressed_by_ip_that_allowed_hosts_does_not_list(client, settings):
+    settings.ALLOWED_HOSTS = ["ops.example.com"]
+    assert client.get("/admin/login/", HTTP_HOST="10.0.3.17").status_code == 400  # the rest stays guarded
+    response = client.get("/healthz?checks=database", HTTP_HOST="10.0.3.17")
+    assert response.status_code == 200 and response.json()["status"] == "ok"
