@@ -3,6 +3,7 @@
 Every variable is documented in .env.example. With no variables set, opsboard runs on embedded
 defaults: a SQLite file and a filesystem Celery broker under ./var, so nothing but Python is needed.
 """
+import ipaddress
 from pathlib import Path
 
 import environ
@@ -65,6 +66,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "pipelines.integrations.HealthzMiddleware",  # before anything validates the Host header
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -203,7 +205,7 @@ for _name in ("FAST_INTERVAL_SECONDS", "METRICS_INTERVAL_SECONDS", "COLLECT_CONC
 ALERT_RENOTIFY_MINUTES = _env(env.int, "ALERT_RENOTIFY_MINUTES", default=60)
 ALERT_DELIVERY_ATTEMPTS = _env(env.int, "ALERT_DELIVERY_ATTEMPTS", default=6)
 ALERT_WEBHOOK_TIMEOUT = _env(env.float, "ALERT_WEBHOOK_TIMEOUT", default=5.0)
-# Email for notification channels: smtp://user:password@host:587 (submission, STARTTLS) or
+# Email for notification channels: smtp+tls://user:password@host:587 (STARTTLS) or
 # smtp+ssl://…:465; the default prints messages to the worker's log.
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="opsboard <opsboard@localhost>")
@@ -212,6 +214,31 @@ SITE_URL = env.str("SITE_URL", default="http://localhost:8000").rstrip("/")
 for _name in ("ALERT_RENOTIFY_MINUTES", "ALERT_DELIVERY_ATTEMPTS"):
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name} must be a positive whole number.")
+
+
+def _networks(name: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses and CIDR ranges, each checked now rather than on the first request."""
+    out = []
+    for item in filter(None, (part.strip() for part in env.str(name, default="").split(","))):
+        try:
+            out.append(str(ipaddress.ip_network(item)))
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"{name} holds {item!r}, which is not an IP address or network ({exc}); use comma-separated "
+                "addresses or CIDR ranges such as 10.0.0.0/8,192.168.1.5.")
+    return tuple(out)
+
+
+# Prometheus /metrics: a bearer token and/or the client addresses allowed to scrape (matched against
+# the connecting address). With neither set, only loopback may scrape, so a fresh install leaks nothing.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="").strip()
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured(
+        "METRICS_TOKEN is too short; use at least 16 random characters (for example the output of "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`), or unset it.")
+METRICS_ALLOWED_IPS = _networks("METRICS_ALLOWED_IPS")
+# Load balancers probe /healthz over plain HTTP, and Prometheus often scrapes inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 
 # --- AWS client behaviour (credentials come from boto3's own chain, never the database) ------
 AWS_RETRY_MODE = env.str("AWS_RETRY_MODE", default="standard")
@@ -236,4 +263,6 @@ CELERY_BEAT_SCHEDULE = {
     "metrics-cycle": {"task": "pipelines.tasks.metrics_cycle", "schedule": float(METRICS_INTERVAL_SECONDS),
                       "options": {"expires": METRICS_INTERVAL_SECONDS}},
     "maintenance": {"task": "pipelines.tasks.maintenance", "schedule": 600.0, "options": {"expires": 600}},
+    "alert-deliveries": {"task": "pipelines.tasks.deliver_due_notifications", "schedule": 60.0,
+                         "options": {"expires": 60}},
 }
