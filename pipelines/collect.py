@@ -111,6 +111,7 @@ class CycleReport:
     metrics_requested: int = 0
     seconds: float = 0.0
     skipped: str = ""  # why the cycle did not run (lock held, nothing due)
+    alerts: dict[str, Any] = field(default_factory=dict)  # what the alert evaluation after it did
 
     @property
     def api_calls(self) -> int:
@@ -121,7 +122,7 @@ class CycleReport:
             "kind": self.kind, "account": self.account, "pipelines": self.pipelines,
             "samples_written": self.samples_written, "failed": len(self.errors), "errors": self.errors,
             "api_calls": self.api_calls, "calls": self.calls, "metrics_requested": self.metrics_requested,
-            "seconds": round(self.seconds, 3), "skipped": self.skipped,
+            "seconds": round(self.seconds, 3), "skipped": self.skipped, "alerts": self.alerts,
         }
 
 
@@ -251,7 +252,8 @@ def run_fast_cycle(account: AwsAccount, pipelines: list[Pipeline] | None = None,
             failed, ["backlog", "in_flight", "delayed", "dlq_depth", "last_error", "last_error_at", "consecutive_failures"],
             batch_size=500)
         history = health.refresh(pipes, at)
-    alerts.evaluate_after_sync(pipes, at, history, alerts.FAST, failed=[p.pk for p in failed])
+    evaluation = alerts.evaluate_after_sync(pipes, at, history, alerts.FAST, failed=[p.pk for p in failed])
+    report.alerts = evaluation.as_dict() if evaluation else {"errors": ["alert evaluation failed (see the log)"]}
     _record(report, account, started, meter)
     return report
 
@@ -441,8 +443,9 @@ def run_metrics_cycle(account: AwsAccount, pipelines: list[Pipeline] | None = No
         rows, errors = _fetch(account, queries, start, end, points)
     report.samples_written = _store(pipes, specs_by_pipe, rows, errors, end, report)
     history = health.refresh(pipes, at)  # ages, errors and throttles just arrived
-    alerts.evaluate_after_sync(pipes, at, history, alerts.METRICS,
-                               failed=[p.pk for p in pipes if p.name in report.errors])
+    evaluation = alerts.evaluate_after_sync(pipes, at, history, alerts.METRICS,
+                                            failed=[p.pk for p in pipes if p.name in report.errors])
+    report.alerts = evaluation.as_dict() if evaluation else {"errors": ["alert evaluation failed (see the log)"]}
     _record(report, account, started, meter)
     return report
 

@@ -110,3 +110,14 @@ def test_import_queues_command(account, build):
     assert "Registered 1 pipeline(s): alpha" in out.getvalue()
     with pytest.raises(CommandError, match="No AWS account named"):
         call_command("import_queues", "--account", "missing")
+
+
+def test_it_says_which_incidents_a_sync_opened(register, target):
+    p = register("orders")
+    sqs = aws.client(target, "sqs")
+    for i in range(3):
+        sqs.send_message(QueueUrl=p.dlq_url, MessageBody=f"dead {i}")
+    out = run("--fast-only")
+    assert out.rstrip().endswith("; incidents: 1 opened")
+    data = json.loads(run("--json", "--fast-only"))
+    assert data["cycles"][0]["alerts"]["opened"] == 0 and data["cycles"][0]["alerts"]["evaluated"] == 1

@@ -78,10 +78,17 @@ class Command(BaseCommand):
                 extra = f", {r.metrics_requested} metrics requested" if r.metrics_requested else ""
                 self.stdout.write(f"{r.kind:<8} {r.account}: {r.pipelines} pipeline(s), {r.samples_written} row(s) "
                                   f"written, {calls}{extra}, {r.seconds:.2f}s"
-                                  + (f" (skipped: {r.skipped})" if r.skipped else ""))
+                                  + (f" (skipped: {r.skipped})" if r.skipped else "") + self._alerts(r.alerts))
         if failed:
             lines = "\n".join(f"  {name}: {why}" for name, why in sorted(failed.items()))
             raise CommandError(f"{len(failed)} pipeline(s) failed:\n{lines}", returncode=1)
+
+    @staticmethod
+    def _alerts(done: dict) -> str:
+        """ "; incidents: 2 opened, 1 resolved", or nothing when no incident moved."""
+        moved = [f"{done[k]} {k}" for k in ("opened", "escalated", "reminded", "resolved") if done.get(k)]
+        problems = [f"{len(done['errors'])} rule error(s)"] if done.get("errors") else []
+        return f"; incidents: {', '.join(moved + problems)}" if moved or problems else ""
 
     def _select(self, names: list[str], accounts: list[str]) -> list[Pipeline]:
         qs = Pipeline.objects.select_related("account").order_by("pk")
