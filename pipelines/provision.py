@@ -3,7 +3,7 @@ tests and benchmarks): a queue with a DLQ and RedrivePolicy, a consumer function
 event-source mapping, log groups, and optionally a REST API whose SQS integration passes
 `$context.requestId` as a message attribute.
 
-Event-source mappings are created *disabled*: the emulator cannot run Lambda, and an enabled
+Event-source mappings are created *disabled* by default: the emulator cannot run Lambda, and an enabled
 mapping would make every send try to invoke it.
 """
 from __future__ import annotations
@@ -40,6 +40,9 @@ class PipelineSpec:
     maximum_concurrency: int | None = 5
     report_batch_item_failures: bool = True
     request_id_attribute: str = "requestId"
+    # Enabled only where nothing is sent: the emulator would try to invoke the function on every send.
+    mapping_enabled: bool = False
+    api_passes_request_id: bool = True
 
 
 @dataclass
@@ -103,7 +106,7 @@ def provision(target: aws.Target, spec: PipelineSpec) -> Provisioned:
             lam.put_function_concurrency(FunctionName=out.function_name,
                                          ReservedConcurrentExecutions=spec.reserved_concurrency)
         mapping: dict[str, Any] = {"EventSourceArn": out.queue_arn, "FunctionName": out.function_name,
-                                   "BatchSize": spec.batch_size, "Enabled": False}
+                                   "BatchSize": spec.batch_size, "Enabled": spec.mapping_enabled}
         if spec.maximum_concurrency:
             mapping["ScalingConfig"] = {"MaximumConcurrency": spec.maximum_concurrency}
         if spec.report_batch_item_failures:
@@ -125,10 +128,11 @@ def _rest_api(target: aws.Target, spec: PipelineSpec, out: Provisioned) -> tuple
     root = [r for r in apigw.get_resources(restApiId=api["id"])["items"] if r["path"] == "/"][0]["id"]
     apigw.put_method(restApiId=api["id"], resourceId=root, httpMethod="POST", authorizationType="NONE")
     account_id, queue_name = out.queue_arn.split(":")[4], out.queue_arn.split(":")[5]
-    template = ("Action=SendMessage&MessageBody=$util.urlEncode($input.body)"
-                f"&MessageAttribute.1.Name={spec.request_id_attribute}"
-                "&MessageAttribute.1.Value.StringValue=$context.requestId"
-                "&MessageAttribute.1.Value.DataType=String")
+    template = "Action=SendMessage&MessageBody=$util.urlEncode($input.body)"
+    if spec.api_passes_request_id:
+        template += (f"&MessageAttribute.1.Name={spec.request_id_attribute}"
+                     "&MessageAttribute.1.Value.StringValue=$context.requestId"
+                     "&MessageAttribute.1.Value.DataType=String")
     if spec.fifo:
         template += "&MessageGroupId=$context.requestId"
     apigw.put_integration(
