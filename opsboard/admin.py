@@ -9,12 +9,13 @@ class OpsboardAdminSite(admin.AdminSite):
     index_title = "Pipelines"
 
     def get_urls(self):
-        from pipelines import trace_views, views
+        from pipelines import incident_views, trace_views, views
 
         return [
             path("overview/rows/", self.admin_view(views.overview_rows), name="overview_rows"),
             path("trace/", self.admin_view(lambda r: trace_views.trace_page(r, self)), name="trace"),
             path("apps/", self.admin_view(super().index), name="apps"),
+            *incident_views.admin_urls(self),
             *super().get_urls(),
         ]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
@@ -13,6 +14,8 @@ from django.utils.timesince import timesince
 from . import collect
 from .discovery import DiscoveryError, discover, import_queues
 from .forms import ImportQueuesForm, PipelineForm
+from .incident_admin import AlertRuleInline  # also registers IncidentAdmin
+from .insights import insights_for
 from .models import AwsAccount, Health, Pipeline, PollCycle, RedriveTask, TraceLookup, TraceVerdict, now
 from .trends import human_seconds
 
@@ -120,11 +123,11 @@ SYNC_STATE = (
 class PipelineAdmin(admin.ModelAdmin):
     form = PipelineForm
     list_display = ("name", "status", "account", "backlog", "in_flight", "dlq_depth", "oldest", "consumer",
-                    "last_sync", "error", "charts")
+                    "config_insights", "last_sync", "error", "charts")
     list_select_related = ("account",)
     list_filter = ("health", "account", "enabled", "is_fifo", ProblemFilter)
     search_fields = ("name", "queue_url", "queue_name", "function_name", "api_id")
-    readonly_fields = DISCOVERED + SYNC_STATE
+    readonly_fields = DISCOVERED + SYNC_STATE + ("insights",)
     actions = ["refresh_from_aws", "sync_now", "enable", "disable", "redrive_dlq"]
     fieldsets = (
         (None, {"fields": ("name", "account", "queue_url", "enabled")}),
@@ -132,6 +135,8 @@ class PipelineAdmin(admin.ModelAdmin):
                                      "request_id_attribute")}),
         ("Polling and thresholds", {"fields": ("poll_interval", "backlog_threshold", "oldest_age_sla", "dlq_threshold")}),
         ("Status", {"fields": SYNC_STATE}),
+        ("Insights", {"fields": ("insights",), "description": "Configuration problems in what was discovered, "
+                                                              "each with its fix."}),
         ("Discovered from AWS", {"fields": DISCOVERED, "description":
                                  "Read from AWS when the pipeline is saved, and by the “Refresh from AWS” action."}),
     )
@@ -140,6 +145,9 @@ class PipelineAdmin(admin.ModelAdmin):
         if obj is None:  # adding: nothing to show yet but what the operator gives
             return self.fieldsets[:3]
         return self.fieldsets
+
+    def get_inlines(self, request, obj):
+        return [AlertRuleInline] if obj is not None else []  # rule defaults come from a saved pipeline
 
     def get_urls(self):
         from . import redrive_views, views
@@ -180,6 +188,20 @@ class PipelineAdmin(admin.ModelAdmin):
     @admin.display(description="")
     def charts(self, obj):
         return format_html('<a href="{}">dashboard</a>', reverse("admin:pipelines_pipeline_dashboard", args=[obj.pk]))
+
+    @admin.display(description="configuration")
+    def insights(self, obj):
+        return render_to_string("admin/pipelines/_insights.html", {"insights": insights_for(obj), "bare": True})
+
+    @admin.display(description="insights")
+    def config_insights(self, obj):
+        """The worst configuration insight and how many there are; computed from the row, no queries."""
+        found = insights_for(obj)
+        if not found:
+            return mark_safe('<span class="ob-muted">none</span>')
+        return format_html('<span class="ob-badge" style="background:{}" title="{}">{} · {}</span>',
+                           found[0].severity.colour, "\n".join(i.title for i in found),
+                           found[0].severity.label, len(found))
 
     @admin.display(description="oldest", ordering="oldest_age")
     def oldest(self, obj):
@@ -343,3 +365,6 @@ class TraceLookupAdmin(admin.ModelAdmin):
         from .trace_views import rerun_url
 
         return format_html('<a href="{}">re-run</a>', rerun_url(obj))
+
+
+from . import alert_admin  # noqa: E402,F401

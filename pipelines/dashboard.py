@@ -83,12 +83,24 @@ def _ago(t: datetime, at: datetime) -> str:
     return f"{secs // 3600} h ago" if secs < 172800 else f"{secs // 86400} days ago"
 
 
-def render_rows(rows: list[Row], dashboard_url: str, at: datetime | None = None) -> str:
+def _incident_badge(found: tuple[int, Any] | None, url: str, pk: int) -> str:
+    """A pipeline's count of unresolved incidents, coloured by the worst, linking to their list."""
+    if not found:
+        return ""
+    n, worst = found
+    return (f' <a class="ob-inc-badge" style="background:{worst.colour}" title="{n} unresolved incident(s)" '
+            f'href="{url}?pipeline__id__exact={pk}&amp;status=unresolved">{n}</a>')
+
+
+def render_rows(rows: list[Row], dashboard_url: str, at: datetime | None = None,
+                incidents: dict[int, tuple[int, Any]] | None = None, incidents_url: str = "") -> str:
     """The overview's table rows, built with f-strings and explicit escaping of every text value.
 
     500 rows through the template engine cost ~125 ms and through format_html ~80 ms; this ~15 ms.
+    `incidents` maps a pipeline id to (unresolved incidents, worst Severity), already fetched.
     """
     at = at or now()
+    incidents = incidents or {}
     out = []
     for r in rows:
         p, t, colour = r.pipeline, r.trend, r.health.colour
@@ -125,6 +137,7 @@ def render_rows(rows: list[Row], dashboard_url: str, at: datetime | None = None)
             f'<tr class="ob-row ob-{r.health.value}" data-pipeline="{escape(p.name)}">'
             f'<td><span class="ob-badge" style="background:{colour}">{r.health.label}</span>{reasons}</td>'
             f'<td><a class="ob-name" href="{dashboard_url.format(pk=p.pk)}">{escape(p.name)}</a>'
+            f'{_incident_badge(incidents.get(p.pk), incidents_url, p.pk)}'
             f'<div class="ob-muted">{escape(p.account.name)}{tags}</div></td>'
             f'<td class="num ob-big">{_num(p.backlog)}<div class="ob-muted">of {p.backlog_threshold:,}</div></td>'
             f'<td class="ob-trend {trend_cls}">{escape(t.drain.label)}</td><td class="num">{_num(p.in_flight)}</td>'

@@ -7,7 +7,8 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from . import collect, dashboard
+from . import collect, dashboard, incident_views
+from .insights import insights_for
 from .models import AwsAccount, Health, Pipeline, now
 
 REFRESH_SECONDS = 30
@@ -33,6 +34,8 @@ def _overview_context(request) -> dict:
     if account.isdigit():
         pipes = pipes.filter(account_id=int(account))
     rows = dashboard.overview(list(pipes), at)
+    # One query for every unresolved incident (of the chosen account), mapped to rows below.
+    incidents = incident_views.unresolved_for(request.user, int(account) if account.isdigit() else None)
     counts = {h: 0 for h in Health}
     for r in rows:
         counts[r.health] += 1
@@ -41,7 +44,9 @@ def _overview_context(request) -> dict:
         rows = [r for r in rows if r.health == health]
     # reverse() once: the row URL differs only by id.
     url = reverse("admin:pipelines_pipeline_dashboard", args=[0]).replace("/0/", "/{pk}/")
-    return {"rows": rows, "rows_html": dashboard.render_rows(rows, url, at), "at": at,
+    by_pipeline = incident_views.counts_by_pipeline(incidents) if incidents is not None else None
+    rows_html = dashboard.render_rows(rows, url, at, by_pipeline, incident_views.changelist_url())
+    return {"rows": rows, "rows_html": rows_html, "at": at, "unresolved_incidents": incidents,
             "health_counts": [(h, counts[h]) for h in Health if counts[h]],
             "selected_health": health, "selected_account": account, "refresh_seconds": REFRESH_SECONDS}
 
@@ -50,6 +55,8 @@ def overview(request, site, extra_context=None):
     """Every pipeline, worst first: health, backlog, DLQ, age vs SLA and retention, drain, errors."""
     context = {**site.each_context(request), "title": "Pipelines", **_overview_context(request),
                "accounts": AwsAccount.objects.order_by("name"), **(extra_context or {})}
+    context["incidents"] = incident_views.overview_strip(request, context["unresolved_incidents"],
+                                                         request.get_full_path())
     request.current_app = site.name
     return TemplateResponse(request, "admin/pipelines/overview.html", context)
 
@@ -72,9 +79,10 @@ def pipeline_dashboard(request, pipeline_id: int, model_admin):
         "health": health, "reasons": reasons, "trend": trend,
         "ranges": list(dashboard.RANGES), "range": request.GET.get("range", "24h"),
         "series_url": reverse("admin:pipelines_pipeline_series", args=[pipeline.pk]),
-        "cost": cost, "config": _config(pipeline),
+        "cost": cost, "config": _config(pipeline), "insights": insights_for(pipeline),
         "can_change": model_admin.has_change_permission(request, pipeline),
         "can_redrive": request.user.has_perm("pipelines.redrive_dlq"),
+        "incidents": incident_views.pipeline_panel(request, pipeline),
     }
     return TemplateResponse(request, "admin/pipelines/dashboard.html", context)
 

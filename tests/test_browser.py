@@ -21,7 +21,7 @@ def test_an_operator_sees_pipelines_and_their_health(page, live_server, register
     rows = page.locator("#result_list tbody tr")
     assert rows.count() == 2
     orders = page.locator("#result_list tbody tr", has_text="orders")
-    assert orders.locator(".ob-badge").inner_text() == "Warning"
+    assert orders.locator(".field-status .ob-badge").inner_text() == "Warning"
     assert "3 message(s) in the DLQ" in orders.inner_text()
     page.screenshot(path=str(SHOTS / "pipelines.png"), full_page=True)
     page.click("text=orders")
