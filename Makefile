@@ -41,7 +41,8 @@ test: install browser
 	$(PY) -m pytest
 
 ## Benchmarks print figures (they assert nothing): collection calls/time/cost, dashboard latency
-## (needs Postgres on 127.0.0.1:5432; loads 8.6 million rows once), redrive throughput.
+## (needs Postgres on 127.0.0.1:5432; loads 8.6 million rows once), redrive throughput, alert lead time
+## (real time: about 16 minutes).
 bench: install
 	$(PY) bench/collect_bench.py
 
@@ -50,6 +51,9 @@ bench-dashboard: install
 
 bench-redrive: install
 	$(PY) bench/redrive_bench.py
+
+bench-alerts: install
+	$(PY) bench/alert_lead_bench.py
 
 run: $(RUN_STAMP)
 	DEBUG=$${DEBUG:-true} $(PY) manage.py runserver $(PORT)
