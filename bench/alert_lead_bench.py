@@ -3,7 +3,7 @@ than the trouble is visible in a chart?
 
 Run from the repository root (also `make bench-alerts`):
 
-    .venv/bin/python bench/alert_lead_bench.py                 # 4 min healthy, then 12 min of faults
+    .venv/bin/python bench/alert_lead_bench.py                 # 4.5 min healthy, then 12 min of faults
     .venv/bin/python bench/alert_lead_bench.py --warmup 2 --fault 8
 
 It prints figures; it asserts nothing. It runs in real time against moto in server mode, on a
@@ -88,7 +88,8 @@ def run(args) -> None:
         traffic = threading.Thread(target=sim.run, kwargs={"tick": 2.0, "stop": stop}, daemon=True)
         traffic.start()
         started = time.time()
-        t0 = started + args.warmup * 60
+        # Faults do not wait for a cycle: by default they begin half-way between two fast cycles.
+        t0 = started + args.warmup * 60 + args.phase
         end = t0 + args.fault * 60
         next_fast, next_metrics = started, started + args.metrics_every
         faulted = False
@@ -162,6 +163,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--warmup", type=float, default=4.0, help="healthy minutes before the faults (default 4)")
     ap.add_argument("--fault", type=float, default=12.0, help="minutes of faults measured (default 12)")
+    ap.add_argument("--phase", type=float, default=30.0,
+                    help="seconds after a fast cycle the faults begin (default 30: half-way to the next)")
     ap.add_argument("--fast-every", type=int, default=60, help="seconds between fast cycles (default 60)")
     ap.add_argument("--metrics-every", type=int, default=120, help="seconds between metrics cycles (default 120)")
     args = ap.parse_args()

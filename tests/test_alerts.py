@@ -87,17 +87,20 @@ def test_it_counts_throttles_and_error_rates_over_the_window_ending_at_the_newes
     p = unsaved()
     f = check(RuleKind.THROTTLES, p, lagging)
     assert f.value == 20 and "20 Lambda throttle(s) in 10 min" in f.summary
-    f = check(RuleKind.ERRORS, p, lagging)
+    f = check(RuleKind.ERRORS, p, lagging)  # the default window: 5 minutes, 50 errors of 500
+    assert f.value == pytest.approx(10.0) and "over 5 min (50 of 500)" in f.summary
+    f = check(RuleKind.ERRORS, p, lagging, minutes=10)
     assert f.value == pytest.approx(7.0) and f.severity == Severity.WARNING  # 70 of 1,000
-    assert check(RuleKind.ERRORS, p, lagging, threshold=10) is None
+    assert check(RuleKind.ERRORS, p, lagging, minutes=10, threshold=10) is None
     # Too few invocations to judge: 3 errors in 4 is not a rate.
     assert check(RuleKind.ERRORS, p, rows(10, invocations=[0] * 6 + [1] * 4, errors=[0] * 7 + [1] * 3)) is None
 
 
 def test_api_5xx_rate_and_latency_against_its_own_trailing_median():
     p = unsaved()
-    f = check(RuleKind.API_5XX, p, rows(10, api_count=100, api_5xx=[0] * 5 + [8] * 5))
+    f = check(RuleKind.API_5XX, p, rows(10, api_count=100, api_5xx=[0] * 5 + [8] * 5), minutes=10)
     assert f.value == pytest.approx(4.0)
+    assert check(RuleKind.API_5XX, p, rows(10, api_count=100, api_5xx=[0] * 5 + [8] * 5)).value == pytest.approx(8.0)
     # Periodic spikes in the trailing hour do not raise the baseline: the median stays at 45 ms.
     trailing = [45.0] * 40 + [800.0] * 10
     assert check(RuleKind.API_LATENCY, p, rows(60, api_latency=trailing + [45.0] * 10)) is None
