@@ -238,22 +238,20 @@ class IncidentAdmin(admin.ModelAdmin):
         first = [f for f in self.fieldsets[0][1]["fields"] if f != "buttons"]
         return ((None, {"fields": first}), *self.fieldsets[1:])
 
-    @admin.action(description="Acknowledge", permissions=["change"])
-    def acknowledge_incidents(self, request, queryset):
+    def _transition(self, request, queryset, change: str, done_verb: str, rest_state: str) -> None:
+        """Apply a compare-and-set change (Incident.acknowledge or .resolve) and report the counts."""
         who = request.user.get_username()
         chosen = list(queryset)
-        done = sum(1 for i in chosen if i.acknowledge(by=who))
+        done = sum(1 for i in chosen if getattr(i, change)(by=who))
         rest = len(chosen) - done
-        self.message_user(request, f"Acknowledged {done} incident(s)"
-                                   + (f"; {plural(rest, 'was', 'were')} not open." if rest else "."),
+        self.message_user(request, f"{done_verb} {done} incident(s)"
+                                   + (f"; {plural(rest, 'was', 'were')} {rest_state}." if rest else "."),
                           messages.SUCCESS if done else messages.WARNING)
+
+    @admin.action(description="Acknowledge", permissions=["change"])
+    def acknowledge_incidents(self, request, queryset):
+        self._transition(request, queryset, "acknowledge", "Acknowledged", "not open")
 
     @admin.action(description="Resolve", permissions=["change"])
     def resolve_incidents(self, request, queryset):
-        who = request.user.get_username()
-        chosen = list(queryset)
-        done = sum(1 for i in chosen if i.resolve(by=who))
-        rest = len(chosen) - done
-        self.message_user(request, f"Resolved {done} incident(s)"
-                                   + (f"; {plural(rest, 'was', 'were')} already resolved." if rest else "."),
-                          messages.SUCCESS if done else messages.WARNING)
+        self._transition(request, queryset, "resolve", "Resolved", "already resolved")

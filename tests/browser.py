@@ -15,6 +15,13 @@ browser_test = [pytest.mark.browser,
                                    "(make test installs it when run as root)")]
 
 
+def browser(test):
+    """Mark one test in a module of other tests as a browser test (see browser_test)."""
+    for mark in browser_test:
+        test = mark(test)
+    return test
+
+
 def log_in(page, live_server, username="ops", password="browser-test-pw-1"):
     """Create a superuser and log in through the admin's login form."""
     from django.contrib.auth.models import User

@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from pipelines.models import (AlertRule, AwsAccount, ChannelKind, Delivery, DeliveryStatus, Incident, IncidentStatus,
                               NotificationChannel, NotifyEvent, Pipeline, RuleKind, Severity, now)
+from tests.browser import browser
 
 
 @pytest.fixture
@@ -345,12 +346,6 @@ def test_rule_overrides_are_saved_and_bad_ones_explained(admin_client, register)
 
 # --- in a real browser ------------------------------------------------------------------------------------
 
-def browser(test):
-    from tests.browser import browser_test
-
-    for mark in browser_test:
-        test = mark(test)
-    return test
 
 
 @browser

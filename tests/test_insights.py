@@ -9,6 +9,7 @@ from django.urls import reverse
 from pipelines.insights import InsightCode as C
 from pipelines.insights import duration, insights_for, throttle_reason
 from pipelines.models import Pipeline, Severity
+from tests.browser import browser
 
 DISCOVERED_AT = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 
@@ -277,12 +278,6 @@ def test_the_admin_shows_insights_on_the_change_page_and_the_worst_in_the_list(s
     assert "Critical · 2" in listing
 
 
-def browser(test):
-    from tests.browser import browser_test
-
-    for mark in browser_test:
-        test = mark(test)
-    return test
 
 
 @browser
