@@ -27,8 +27,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from .health import Row, Trend
-from .models import (UNRESOLVED, AlertRule, Incident, IncidentStatus, NotifyEvent, Pipeline, RuleKind, Severity,
-                     now)
+from .models import (LOSS_CRITICAL_SECONDS, LOSS_WARNING_SECONDS, UNRESOLVED, AlertRule, Health, Incident,
+                     IncidentStatus, NotifyEvent, Pipeline, RuleKind, Severity, now)
 from .trends import human_seconds
 
 log = logging.getLogger(__name__)
@@ -150,14 +150,18 @@ def check_oldest_age(c: Context, cfg: Config) -> Finding | None:
 
 
 def check_time_to_loss(c: Context, cfg: Config) -> Finding | None:
+    """Past the threshold share of the retention period, or projected to lose messages within a
+    day (critical: 80%, or within LOSS_CRITICAL_SECONDS), the same horizons the health uses."""
     p = c.pipeline
     if p.oldest_age is None or not p.retention_period:
         return None
     used = _pct(p.oldest_age, p.retention_period)
-    if used < cfg.threshold:
-        return None
-    severity = Severity.CRITICAL if used >= max(LOSS_CRITICAL_PCT, cfg.threshold) else Severity.WARNING
     ttl = c.trend.ttl if c.trend is not None else None
+    soon = ttl is not None and ttl < LOSS_WARNING_SECONDS
+    if used < cfg.threshold and not soon:
+        return None
+    critical = used >= max(LOSS_CRITICAL_PCT, cfg.threshold) or (ttl is not None and ttl < LOSS_CRITICAL_SECONDS)
+    severity = Severity.CRITICAL if critical else Severity.WARNING
     when = ("messages are expiring now" if ttl == 0 else
             f"messages start expiring in ~{human_seconds(ttl)}" if ttl is not None else
             f"messages expire after {human_seconds(p.retention_period)}")
@@ -271,7 +275,8 @@ RULES: dict[RuleKind, RuleDef] = {r.kind: r for r in [
             lambda t, m: f"oldest message older than {human_seconds(t)}", check_oldest_age),
     RuleDef(RuleKind.TIME_TO_LOSS, (METRICS,), lambda p: 50, 5,
             lambda t, m: f"oldest message past {t:g}% of the retention period (critical at "
-                         f"{max(LOSS_CRITICAL_PCT, t):g}%)", check_time_to_loss),
+                         f"{max(LOSS_CRITICAL_PCT, t):g}%), or messages expiring within a day at the current "
+                         "trend (critical: 6 h)", check_time_to_loss),
     RuleDef(RuleKind.THROTTLES, (METRICS,), lambda p: 0, 10,
             lambda t, m: f"more than {t:,.0f} Lambda throttle(s) in {m} min", check_throttles, _has_consumer),
     RuleDef(RuleKind.ERRORS, (METRICS,), lambda p: 5, 5,
@@ -402,7 +407,30 @@ def evaluate(pipelines: Iterable[Pipeline], at: datetime | None = None,
                 log.exception("alert rule %s on %s failed", kind, p.name)
                 report.errors.append(f"{p.name} {kind}: {exc}")
         report.evaluated += 1
+    _raise_health(pipes)
     return report
+
+
+def _raise_health(pipes: list[Pipeline]) -> None:
+    """A pipeline's stored health is at least as bad as its worst unresolved incident, whose summary
+    leads its reasons, so the overview's health column and its incident strip never disagree."""
+    worst: dict[int, tuple[Severity, str]] = {}
+    for pid, severity, summary in (Incident.objects.filter(pipeline_id__in=[p.pk for p in pipes],
+                                                           status__in=UNRESOLVED)
+                                   .values_list("pipeline_id", "severity", "summary")):
+        sev = Severity(severity)
+        if sev != Severity.INFO and (pid not in worst or sev.rank < worst[pid][0].rank):
+            worst[pid] = (sev, summary)
+    changed = []
+    for p in pipes:
+        if p.pk not in worst or p.health not in Health.values:
+            continue
+        sev, summary = worst[p.pk]
+        if Health(sev.value).rank < Health(p.health).rank:
+            p.health = sev.value
+            p.health_reasons = [[sev.value, summary], *p.health_reasons]
+            changed.append(p)
+    Pipeline.objects.bulk_update(changed, ["health", "health_reasons"], batch_size=500)
 
 
 def evaluate_after_sync(pipelines: list[Pipeline], at: datetime, history, source: str,

@@ -62,12 +62,28 @@ def test_time_to_loss_warns_past_half_the_retention_and_is_critical_at_80_percen
     assert check(RuleKind.TIME_TO_LOSS, unsaved(retention_period=retention, oldest_age=5000), []) is None
     p = unsaved(retention_period=retention, oldest_age=6000)
     ages = rows(10, oldest_age=[6000 - 60 * (9 - i) for i in range(10)])
-    trend = health.trend_from(p, ages, T)
-    f = check(RuleKind.TIME_TO_LOSS, p, ages, trend)
+    f = check(RuleKind.TIME_TO_LOSS, p, [])  # no trend to project
     assert f.severity == Severity.WARNING and "56% of the 3.0 h retention" in f.summary
-    assert "messages start expiring in ~" in f.summary  # the age grows 1 s/s: 4,800 s left
+    # Ageing one second per second, 4,800 s are left: within 6 hours, so critical.
+    f = check(RuleKind.TIME_TO_LOSS, p, ages, health.trend_from(p, ages, T))
+    assert f.severity == Severity.CRITICAL and "messages start expiring in ~80 min" in f.summary
     f = check(RuleKind.TIME_TO_LOSS, unsaved(retention_period=retention, oldest_age=9000), [])
     assert f.severity == Severity.CRITICAL
+
+
+def test_time_to_loss_also_fires_on_the_projection_before_half_the_retention_is_used():
+    # 18% of a 3-hour retention, but ageing one second per second: messages expire in ~2.4 h.
+    p = unsaved(retention_period=3 * 3600, oldest_age=2000)
+    ages = rows(10, oldest_age=[2000 - 60 * (9 - i) for i in range(10)])
+    f = check(RuleKind.TIME_TO_LOSS, p, ages, health.trend_from(p, ages, T))
+    assert f.severity == Severity.CRITICAL and "19% of the 3.0 h retention" in f.summary
+    # A 4-day queue at the same age is a day and more from any loss: nothing yet.
+    p = unsaved(retention_period=4 * 86400, oldest_age=2000)
+    assert check(RuleKind.TIME_TO_LOSS, p, ages, health.trend_from(p, ages, T)) is None
+    # Ages falling: being worked through, no projection.
+    falling = rows(10, oldest_age=[2600 - 60 * i for i in range(10)])
+    p = unsaved(retention_period=3 * 3600, oldest_age=2060)
+    assert check(RuleKind.TIME_TO_LOSS, p, falling, health.trend_from(p, falling, T)) is None
 
 
 def test_dlq_is_a_warning_when_steady_and_critical_while_it_grows():
@@ -277,3 +293,14 @@ def test_the_clock_evaluation_catches_a_pipeline_nobody_synced(pipeline, frozen)
     report = alerts.evaluate_clock(T + timedelta(minutes=20))
     assert len(report.opened) == 1
     assert "no data for 20 min" in Incident.objects.get(rule=RuleKind.STALE).summary
+
+
+def test_the_stored_health_is_never_better_than_the_worst_open_incident(pipeline, frozen):
+    sync(pipeline, T, dlq=3)
+    for i in range(1, 4):
+        sync(pipeline, T + timedelta(minutes=i), dlq=3 + i)  # growing: the DLQ incident is critical
+    pipeline.refresh_from_db()
+    assert Incident.objects.get(rule=RuleKind.DLQ).severity == Severity.CRITICAL
+    assert pipeline.health == "critical"
+    assert pipeline.health_reasons[0] == ["critical", "6 message(s) in the DLQ, +3 in the last 15 min"]
+    assert ["warning", "6 message(s) in the DLQ"] in pipeline.health_reasons

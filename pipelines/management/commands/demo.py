@@ -59,6 +59,7 @@ class Command(BaseCommand):
         try:
             endpoint = self._endpoint()
             account = self._account(endpoint)
+            self._clear_broker()
             self._start_receiver()
             sim = Simulator(account.target())
             self._provision(sim, account, self._mix(opts["scenario"]))
@@ -180,11 +181,16 @@ class Command(BaseCommand):
         env = {"METRICS_INTERVAL_SECONDS": "120", **os.environ, "DEBUG": os.environ.get("DEBUG", "true")}
         self.children.append(subprocess.Popen(args, env=env, cwd=settings.BASE_DIR, stdin=subprocess.DEVNULL))
 
-    def _start_worker(self) -> None:
+    @staticmethod
+    def _clear_broker() -> None:
+        """The embedded broker: tasks queued by an earlier run are for resources long gone. (Run
+        before the first sync, whose notifications are queued for the worker.)"""
         folder = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}).get("data_folder_in")
-        if folder:  # the embedded broker: tasks queued by an earlier run are for resources long gone
+        if folder:
             for leftover in Path(folder).glob("*.msg"):
                 leftover.unlink(missing_ok=True)
+
+    def _start_worker(self) -> None:
         schedule = Path(settings.VAR_DIR) / "celerybeat-schedule"
         self._spawn([sys.executable, "-m", "celery", "-A", "opsboard", "worker", "-B", "--loglevel", "WARNING",
                      "--concurrency", "2", "--schedule", str(schedule)])
