@@ -17,7 +17,9 @@ evaluation → delivery → HTTP) to a local webhook receiver.
 "Visible in a chart" is when the data a chart draws first crosses the line that chart draws for
 it, as stored by a cycle (the wall time that cycle finished): the backlog against its threshold,
 the oldest message's age against its SLA, and the DLQ leaving zero (its chart has no line: any
-message there is the signal). The lead time is that moment less the first webhook's arrival.
+message there is the signal; it shares the backlog chart's axis, scaled to the threshold, where a
+handful of messages hardly shows, so the moment it reaches 10 is printed too). The lead time is the
+earliest of these moments less the first webhook's arrival.
 """
 from __future__ import annotations
 
@@ -120,7 +122,8 @@ def run(args) -> None:
                     rows = MetricSample.objects.filter(pipeline=p, minute__gte=since)
                     checks = {"backlog ≥ threshold": rows.filter(visible__gte=p.backlog_threshold),
                               "age ≥ SLA": rows.filter(oldest_age__gte=p.oldest_age_sla),
-                              "DLQ > 0": rows.filter(dlq_visible__gt=0)}
+                              "DLQ > 0": rows.filter(dlq_visible__gt=0),
+                              "DLQ ≥ 10": rows.filter(dlq_visible__gte=10)}
                     for what, qs in checks.items():
                         if (name, what) not in first_seen and qs.exists():
                             first_seen[(name, what)] = stored
