@@ -11,7 +11,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
-from . import collect
+from . import alerts, collect
 from .discovery import DiscoveryError, discover, import_queues
 from .forms import ImportQueuesForm, PipelineForm
 from .incident_admin import AlertRuleInline  # also registers IncidentAdmin
@@ -276,7 +276,10 @@ class PipelineAdmin(admin.ModelAdmin):
 
     @admin.action(description="Disable polling", permissions=["change"])
     def disable(self, request, queryset):
-        self.message_user(request, f"Disabled {queryset.update(enabled=False)} pipeline(s).")
+        count = queryset.update(enabled=False)
+        resolved = alerts.resolve_disabled()  # nobody watches a disabled pipeline: its incidents end
+        self.message_user(request, f"Disabled {count} pipeline(s)"
+                                   + (f"; resolved {resolved} open incident(s)." if resolved else "."))
 
 
 @admin.register(PollCycle)

@@ -183,9 +183,6 @@ class NotificationChannel(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def accepts(self, severity: str) -> bool:
-        return Severity(severity).rank <= Severity(self.min_severity).rank
-
 
 class NotifyEvent(models.TextChoices):
     OPENED = "opened", "Opened"

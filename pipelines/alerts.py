@@ -2,17 +2,20 @@
 
 Every pipeline has every rule in `RULES`, with defaults taken from its own thresholds; an
 `AlertRule` row overrides a rule's threshold, window or on/off for one pipeline. A rule is
-evaluated when the data it reads arrives: queue counts after the fast cycle, CloudWatch metrics
-after the metrics cycle, sync failures after both (and by the maintenance task, which notices a
-pipeline nobody synced). Rules read the pipeline row and its last `health.HISTORY_MINUTES` of
-minute rows, which `health.refresh` has just loaded: evaluating adds two queries per cycle plus one
-write per incident that changed.
+evaluated when the data it reads arrives: queue counts and sync failures after the fast cycle,
+CloudWatch metrics after the metrics cycle, and staleness again by the maintenance task, which
+notices a pipeline nobody synced. Rules read the pipeline row and its last
+`health.HISTORY_MINUTES` of minute rows, which `health.refresh` has just loaded: evaluating costs
+three reads per cycle, one bulk write for the incidents still firing, and one transaction per
+incident that opens, escalates, is re-notified or resolves.
 
 A firing rule opens one incident per pipeline and rule (a partial unique index makes a concurrent
 second opening fail, and the loser joins the winner's incident); while it keeps firing the
-incident is updated, escalated (and notified) when its severity rises, and re-notified every
-ALERT_RENOTIFY_MINUTES while nobody has acknowledged it; when the rule stops firing the incident is
-resolved. Each transition is a compare-and-set, so exactly one worker notifies it.
+incident is updated, escalated (and notified) when its severity passes the worst it has been, and
+re-notified every ALERT_RENOTIFY_MINUTES while nobody has acknowledged it; once the rule has been
+quiet for RESOLVE_AFTER the incident is resolved. Each transition is a compare-and-set whose
+notifications are queued in the same transaction, so exactly one worker notifies it and a state
+change is never recorded without its notifications.
 """
 from __future__ import annotations
 
@@ -22,11 +25,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Iterable
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from .health import Row, Trend
+from .health import HISTORY_MINUTES, Row, Trend
 from .models import (LOSS_CRITICAL_SECONDS, LOSS_WARNING_SECONDS, UNRESOLVED, AlertRule, Health, Incident,
                      IncidentStatus, NotifyEvent, Pipeline, RuleKind, Severity, now)
 from .trends import human_seconds
@@ -40,6 +44,8 @@ MIN_INVOCATIONS = 10  # error rates over fewer invocations are noise
 MIN_REQUESTS = 20  # likewise API requests for the 5xx rate
 MIN_BASELINE_POINTS = 20  # minutes of latency a baseline needs
 MIN_LATENCY_RISE_MS = 50.0  # and the rise must be at least this, whatever the ratio
+CURRENT_DATA = timedelta(minutes=15)  # CloudWatch data older than this says nothing about now
+RESOLVE_AFTER = timedelta(minutes=5)  # a rule quiet this long resolves its incident (no flapping)
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,7 @@ class Finding:
 class Config:
     enabled: bool
     threshold: float
-    minutes: int
+    minutes: int | None  # None: the rule has no window
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,7 @@ class RuleDef:
     kind: RuleKind
     sources: tuple[str, ...]
     threshold: Callable[[Pipeline], float]  # the default, from the pipeline's own settings
-    minutes: int  # the default window or duration
+    minutes: int | None  # the default window or duration; None: the rule reads the latest values only
     describe: Callable[[float, int], str]  # "backlog above 1,000 for 5 min"
     check: Callable[[Context, Config], Finding | None]
     applies: Callable[[Pipeline], bool] = lambda p: True
@@ -81,11 +87,15 @@ class RuleDef:
     def label(self) -> str:
         return self.kind.label
 
+    @property
+    def has_window(self) -> bool:
+        return self.minutes is not None
+
     def config(self, pipeline: Pipeline, override: AlertRule | None = None) -> Config:
         if override is None:
             return Config(True, float(self.threshold(pipeline)), self.minutes)
         threshold = override.threshold if override.threshold is not None else self.threshold(pipeline)
-        return Config(override.enabled, float(threshold), override.minutes or self.minutes)
+        return Config(override.enabled, float(threshold), (override.minutes or self.minutes) if self.has_window else None)
 
     def describe_default(self, pipeline: Pipeline) -> str:
         return self.describe(float(self.threshold(pipeline)), self.minutes)
@@ -97,11 +107,12 @@ def _points(rows: list[Row], name: str) -> list[tuple[datetime, float]]:
     return [(r.minute, getattr(r, name)) for r in rows if getattr(r, name) is not None]
 
 
-def _window(rows: list[Row], name: str, minutes: int) -> tuple[list[float], list[float]]:
+def _window(rows: list[Row], name: str, minutes: int, at: datetime) -> tuple[list[float], list[float]]:
     """The values of the last `minutes` minutes ending at the newest minute that has the field
-    (CloudWatch data lags), and the values before that window."""
+    (CloudWatch data lags), and the values before that window. Nothing when even the newest is
+    older than CURRENT_DATA: an idle function publishes nothing, and an old burst is not news."""
     pts = _points(rows, name)
-    if not pts:
+    if not pts or at - pts[-1][0] > CURRENT_DATA:
         return [], []
     start = pts[-1][0] - timedelta(minutes=minutes)
     return [v for t, v in pts if t > start], [v for t, v in pts if t <= start]
@@ -173,7 +184,7 @@ def check_dlq(c: Context, cfg: Config) -> Finding | None:
     depth = c.pipeline.dlq_depth
     if depth is None or depth <= 0 or depth < cfg.threshold:
         return None
-    recent, before = _window(c.rows, "dlq_visible", cfg.minutes)
+    recent, before = _window(c.rows, "dlq_visible", cfg.minutes, c.at)
     # SQS does not count moves into a DLQ as sends: growth is read off its visible count.
     base = before[-1] if before else (recent[0] if recent else depth)
     grew = depth - min([base, *recent])
@@ -184,19 +195,19 @@ def check_dlq(c: Context, cfg: Config) -> Finding | None:
 
 
 def check_throttles(c: Context, cfg: Config) -> Finding | None:
-    throttles = sum(_window(c.rows, "throttles", cfg.minutes)[0])
+    throttles = sum(_window(c.rows, "throttles", cfg.minutes, c.at)[0])
     if throttles <= cfg.threshold:
         return None
-    ran = sum(_window(c.rows, "invocations", cfg.minutes)[0])
+    ran = sum(_window(c.rows, "invocations", cfg.minutes, c.at)[0])
     return Finding(Severity.WARNING, f"{throttles:,.0f} Lambda throttle(s) in {cfg.minutes} min "
                                      f"({ran:,.0f} invocation(s) ran)", throttles, cfg.threshold)
 
 
 def _rate_check(c: Context, cfg: Config, part: str, whole: str, minimum: int, what: str, of: str) -> Finding | None:
-    total = sum(_window(c.rows, whole, cfg.minutes)[0])
+    total = sum(_window(c.rows, whole, cfg.minutes, c.at)[0])
     if total < minimum:
         return None
-    failed = sum(_window(c.rows, part, cfg.minutes)[0])
+    failed = sum(_window(c.rows, part, cfg.minutes, c.at)[0])
     rate = _pct(failed, total)
     if rate <= cfg.threshold:
         return None
@@ -214,7 +225,8 @@ def check_api_5xx(c: Context, cfg: Config) -> Finding | None:
 
 
 def check_api_latency(c: Context, cfg: Config) -> Finding | None:
-    recent, before = _window(c.rows, "api_latency", cfg.minutes)
+    minutes = min(cfg.minutes, HISTORY_MINUTES - MIN_BASELINE_POINTS)  # leave room for the baseline
+    recent, before = _window(c.rows, "api_latency", minutes, c.at)
     if not recent or len(before) < MIN_BASELINE_POINTS:
         return None
     # The median of the trailing minutes: periodic spikes do not drag the baseline up with them.
@@ -222,12 +234,14 @@ def check_api_latency(c: Context, cfg: Config) -> Finding | None:
     current = statistics.fmean(recent)
     if baseline <= 0 or current < cfg.threshold * baseline or current - baseline < MIN_LATENCY_RISE_MS:
         return None
-    return Finding(Severity.WARNING, f"API latency {current:,.0f} ms over {cfg.minutes} min, "
+    return Finding(Severity.WARNING, f"API latency {current:,.0f} ms over {minutes} min, "
                                      f"{current / baseline:.1f}× its trailing baseline of {baseline:,.0f} ms",
                    round(current, 1), round(cfg.threshold * baseline, 1))
 
 
 def check_stale(c: Context, cfg: Config) -> Finding | None:
+    """Queue reads failing, no queue read for three poll intervals, or CloudWatch fetches failing
+    for three metrics intervals (then every CloudWatch rule is blind)."""
     p = c.pipeline
     if p.consecutive_failures >= cfg.threshold:
         return Finding(Severity.WARNING, f"{p.consecutive_failures} syncs in a row failed: "
@@ -235,7 +249,11 @@ def check_stale(c: Context, cfg: Config) -> Finding | None:
                        p.consecutive_failures, cfg.threshold)
     if p.last_sync_at is not None and p.is_stale(c.at):
         age = int((c.at - p.last_sync_at).total_seconds() // 60)
-        return Finding(Severity.WARNING, f"no data for {age} min: is the worker or beat running?", age, None)
+        return Finding(Severity.WARNING, f"no data for {age} min: its collection cycles are not running or "
+                                         "not finishing", age, None)
+    metrics_late = timedelta(seconds=3 * settings.METRICS_INTERVAL_SECONDS)
+    if p.metrics_error and (p.metrics_synced_until is None or c.at - p.metrics_synced_until > metrics_late):
+        return Finding(Severity.WARNING, f"CloudWatch metrics failing: {p.metrics_error[:300]}", None, None)
     return None
 
 
@@ -266,14 +284,14 @@ def _has_api(p: Pipeline) -> bool:
 RULES: dict[RuleKind, RuleDef] = {r.kind: r for r in [
     RuleDef(RuleKind.BACKLOG, (FAST,), lambda p: p.backlog_threshold, 5,
             lambda t, m: f"backlog above {t:,.0f} for {m} min", check_backlog),
-    RuleDef(RuleKind.FORECAST, (FAST,), lambda p: 30, 20,
+    RuleDef(RuleKind.FORECAST, (FAST,), lambda p: 30, None,
             lambda t, m: f"backlog trend crosses the backlog threshold within {t:,.0f} min", check_forecast),
     RuleDef(RuleKind.DLQ, (FAST,), lambda p: max(1, p.dlq_threshold), 15,
             lambda t, m: f"{t:,.0f}+ message(s) in the DLQ (critical while it grew in the last {m} min)",
             check_dlq, lambda p: bool(p.dlq_url)),
-    RuleDef(RuleKind.OLDEST_AGE, (METRICS,), lambda p: p.oldest_age_sla, 5,
+    RuleDef(RuleKind.OLDEST_AGE, (METRICS,), lambda p: p.oldest_age_sla, None,
             lambda t, m: f"oldest message older than {human_seconds(t)}", check_oldest_age),
-    RuleDef(RuleKind.TIME_TO_LOSS, (METRICS,), lambda p: 50, 5,
+    RuleDef(RuleKind.TIME_TO_LOSS, (METRICS,), lambda p: 50, None,
             lambda t, m: f"oldest message past {t:g}% of the retention period (critical at "
                          f"{max(LOSS_CRITICAL_PCT, t):g}%), or messages expiring within a day at the current "
                          "trend (critical: 6 h)", check_time_to_loss),
@@ -285,21 +303,21 @@ RULES: dict[RuleKind, RuleDef] = {r.kind: r for r in [
             lambda t, m: f"API 5xx above {t:g}% of requests over {m} min", check_api_5xx, _has_api),
     RuleDef(RuleKind.API_LATENCY, (METRICS,), lambda p: 3, 10,
             lambda t, m: f"API latency over {m} min above {t:g}× its trailing median", check_api_latency, _has_api),
-    RuleDef(RuleKind.STALE, (FAST, METRICS, CLOCK), lambda p: 3, 5,
-            lambda t, m: f"{t:,.0f} failed syncs in a row, or no data for three poll intervals", check_stale),
+    # Not after the metrics cycle: it loaded its rows before a fast cycle may have changed them.
+    RuleDef(RuleKind.STALE, (FAST, CLOCK), lambda p: 3, None,
+            lambda t, m: f"{t:,.0f} failed syncs in a row, no data for three poll intervals, or CloudWatch "
+                         "failing for three metrics intervals", check_stale),
 ]}
 
 
 # --- incidents ---------------------------------------------------------------------------------------
 
 def _notify(incident: Incident, event: str) -> None:
-    """Queue the notifications; the incident's state change stands even if this fails."""
+    """Queue the notifications, inside the transaction of the state change that caused them: both
+    commit or neither does (and the next evaluation tries again)."""
     from . import notify  # notify renders rule labels from this module
 
-    try:
-        notify.enqueue(incident, event)
-    except Exception:
-        log.exception("could not queue the %s notification of incident %s", event, incident.pk)
+    notify.enqueue(incident, event)
 
 
 @dataclass
@@ -312,6 +330,7 @@ class EvalReport:
     reminded: list[int] = field(default_factory=list)
     resolved: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    updated: list[Incident] = field(default_factory=list)  # still firing: written in bulk at the end
 
     def as_dict(self) -> dict:
         return {"evaluated": self.evaluated, "opened": len(self.opened), "escalated": len(self.escalated),
@@ -326,44 +345,59 @@ def _open(p: Pipeline, kind: RuleKind, f: Finding, at: datetime, report: EvalRep
                 pipeline=p, rule=kind, severity=f.severity, peak_severity=f.severity, summary=f.summary[:500],
                 value=f.value, threshold=f.threshold, opened_at=at, last_seen_at=at, last_notified_at=at,
                 notifications=1)
+            _notify(inc, NotifyEvent.OPENED)
     except IntegrityError:
         return None
     report.opened.append(inc.pk)
-    _notify(inc, NotifyEvent.OPENED)
     return inc
+
+
+def _transition(live, event: str, inc: Incident, changes: dict, report_list: list[int]) -> None:
+    """Compare-and-set `changes` on `live` (a queryset of this incident in its expected state) and,
+    if this worker won, notify in the same transaction."""
+    with transaction.atomic():
+        if live.update(**changes) != 1:
+            return
+        inc.refresh_from_db()
+        _notify(inc, event)
+    report_list.append(inc.pk)
 
 
 def _update(inc: Incident, f: Finding, at: datetime, report: EvalReport) -> None:
     live = Incident.objects.filter(pk=inc.pk, status__in=UNRESOLVED)
-    fields = {"summary": f.summary[:500], "value": f.value, "threshold": f.threshold, "last_seen_at": at}
-    old, new = Severity(inc.severity), f.severity
-    if new.rank < old.rank:
-        # Escalation: whoever moves the severity notifies.
-        peak = new if not inc.peak_severity or new.rank < Severity(inc.peak_severity).rank else inc.peak_severity
-        if live.filter(severity=old).update(severity=new, peak_severity=peak, last_notified_at=at,
-                                            notifications=F("notifications") + 1, **fields) == 1:
-            inc.refresh_from_db()
-            report.escalated.append(inc.pk)
-            _notify(inc, NotifyEvent.ESCALATED)
+    fields = {"summary": f.summary[:500], "value": f.value, "threshold": f.threshold, "last_seen_at": at,
+              "severity": f.severity}
+    peak = Severity(inc.peak_severity or inc.severity)
+    if f.severity.rank < peak.rank:
+        # Worse than it has ever been: escalate, and whoever moves the peak notifies.
+        _transition(live.filter(peak_severity=inc.peak_severity), NotifyEvent.ESCALATED, inc,
+                    {**fields, "peak_severity": f.severity, "last_notified_at": at,
+                     "notifications": F("notifications") + 1}, report.escalated)
         return
     renotify = timedelta(minutes=settings.ALERT_RENOTIFY_MINUTES)
-    if (inc.status == IncidentStatus.OPEN and inc.last_notified_at is not None
-            and at - inc.last_notified_at >= renotify):
-        if live.filter(status=IncidentStatus.OPEN, last_notified_at=inc.last_notified_at).update(
-                severity=new, last_notified_at=at, notifications=F("notifications") + 1, **fields) == 1:
-            inc.refresh_from_db()
-            report.reminded.append(inc.pk)
-            _notify(inc, NotifyEvent.REMINDER)
+    if inc.status == IncidentStatus.OPEN and inc.last_notified_at is not None and at - inc.last_notified_at >= renotify:
+        _transition(live.filter(status=IncidentStatus.OPEN, last_notified_at=inc.last_notified_at),
+                    NotifyEvent.REMINDER, inc,
+                    {**fields, "last_notified_at": at, "notifications": F("notifications") + 1}, report.reminded)
         return
-    live.update(severity=new, **fields)  # a lower severity is recorded quietly; the peak stays
+    # Still firing, nothing to tell anyone: record what it looks like now (in bulk, at the end).
+    for name, value in fields.items():
+        setattr(inc, name, value)
+    report.updated.append(inc)
+
+
+def _resolve(inc: Incident, at: datetime, report: EvalReport, by: str = "") -> None:
+    _transition(Incident.objects.filter(pk=inc.pk, status__in=UNRESOLVED), NotifyEvent.RESOLVED, inc,
+                {"status": IncidentStatus.RESOLVED, "resolved_at": at, "resolved_by": by}, report.resolved)
 
 
 def _apply(p: Pipeline, kind: RuleKind, f: Finding | None, inc: Incident | None, at: datetime,
-           report: EvalReport) -> None:
+           report: EvalReport, judged: bool = True) -> None:
+    """Move the incident of one rule on one pipeline. `judged=False`: the rule is switched off or
+    does not apply, so an incident it left open ends now rather than after RESOLVE_AFTER."""
     if f is None:
-        if inc is not None and inc.resolve(at=at):
-            report.resolved.append(inc.pk)
-            _notify(inc, NotifyEvent.RESOLVED)
+        if inc is not None and (not judged or at - inc.last_seen_at >= RESOLVE_AFTER):
+            _resolve(inc, at, report)
         return
     if inc is None:
         if _open(p, kind, f, at, report) is not None:
@@ -400,13 +434,19 @@ def evaluate(pipelines: Iterable[Pipeline], at: datetime | None = None,
             if source not in rule.sources or (p.pk in failed and kind != RuleKind.STALE):
                 continue
             cfg = rule.config(p, overrides.get((p.pk, kind)))
+            judged = cfg.enabled and rule.applies(p)
             try:
-                finding = rule.check(ctx, cfg) if cfg.enabled and rule.applies(p) else None
-                _apply(p, kind, finding, current.get((p.pk, kind)), at, report)
+                finding = rule.check(ctx, cfg) if judged else None
+                _apply(p, kind, finding, current.get((p.pk, kind)), at, report, judged)
+            except SoftTimeLimitExceeded:
+                raise
             except Exception as exc:  # one broken rule must not stop the others, nor the sync
                 log.exception("alert rule %s on %s failed", kind, p.name)
                 report.errors.append(f"{p.name} {kind}: {exc}")
         report.evaluated += 1
+    # Incidents still firing: one bulk write (status untouched, so a concurrent resolve stands).
+    Incident.objects.bulk_update(report.updated, ["summary", "value", "threshold", "last_seen_at", "severity"],
+                                 batch_size=500)
     _raise_health(pipes)
     return report
 
@@ -438,25 +478,28 @@ def evaluate_after_sync(pipelines: list[Pipeline], at: datetime, history, source
     """evaluate(), for the collectors: a failure here is logged and never fails the sync."""
     try:
         return evaluate(pipelines, at, history, source, failed)
+    except SoftTimeLimitExceeded:
+        raise
     except Exception:
         log.exception("alert evaluation after the %s cycle failed", source)
         return None
 
 
 def evaluate_clock(at: datetime | None = None) -> EvalReport:
-    """The staleness rule on every enabled pipeline: catches pipelines no cycle has synced lately."""
+    """The staleness rule on every enabled pipeline (catches pipelines no cycle has synced lately),
+    and the end of incidents on pipelines that were disabled."""
     at = at or now()
     pipes = list(Pipeline.objects.filter(enabled=True).order_by("pk"))
-    return evaluate(pipes, at, {}, CLOCK)
+    report = evaluate(pipes, at, {}, CLOCK)
+    resolve_disabled(at, report)
+    return report
 
 
-def rule_table(pipeline: Pipeline) -> list[dict]:
-    """Each rule as it applies to this pipeline: default, override, effective setting (admin, page)."""
-    overrides = {r.kind: r for r in pipeline.alert_rules.all()} if pipeline.pk else {}
-    out = []
-    for kind, rule in RULES.items():
-        cfg = rule.config(pipeline, overrides.get(kind))
-        out.append({"kind": kind, "label": rule.label, "applies": rule.applies(pipeline),
-                    "default": rule.describe_default(pipeline), "enabled": cfg.enabled,
-                    "effective": rule.describe(cfg.threshold, cfg.minutes), "overridden": kind in overrides})
-    return out
+def resolve_disabled(at: datetime | None = None, report: EvalReport | None = None) -> int:
+    """Resolve (and notify) the incidents of disabled pipelines: nobody watches them any more."""
+    at, report = at or now(), report or EvalReport()
+    before = len(report.resolved)
+    for inc in Incident.objects.filter(pipeline__enabled=False, status__in=UNRESOLVED):
+        _resolve(inc, at, report, by="(pipeline disabled)")
+    return len(report.resolved) - before
+

@@ -49,6 +49,16 @@ class AlertRuleForm(forms.ModelForm):
             raise forms.ValidationError("A threshold cannot be negative; leave it empty for the default.")
         return value
 
+    def clean(self):
+        from .alerts import RULES
+
+        data = super().clean()
+        kind, minutes = data.get("kind"), data.get("minutes")
+        if kind in RULES and minutes is not None and not RULES[RuleKind(kind)].has_window:
+            self.add_error("minutes", f"The “{RULES[RuleKind(kind)].label}” rule reads the latest values and has "
+                                      "no window; leave this empty.")
+        return data
+
 
 class AlertRuleFormSet(BaseInlineFormSet):
     @property

@@ -174,8 +174,9 @@ def strip(request):
         raise PermissionDenied
     query, account = request.GET.urlencode(), request.GET.get("account", "")
     next_url = reverse("admin:index") + (f"?{query}" if query else "")
-    box = overview_strip(request, unresolved_for(request.user, int(account) if account.isdigit() else None),
-                         next_url)
+    from .views import account_filter
+
+    box = overview_strip(request, unresolved_for(request.user, account_filter(account)), next_url)
     return TemplateResponse(request, "admin/pipelines/_incidents.html", {"incidents": box})
 
 

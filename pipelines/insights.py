@@ -226,7 +226,3 @@ def insights_for(p: Pipeline) -> list[Insight]:
         return []
     found = [i for check in CHECKS if (i := check(p)) is not None]
     return sorted(found, key=lambda i: i.severity.rank)  # stable: checks keep their order within a severity
-
-
-def worst(insights: list[Insight]) -> Severity | None:
-    return insights[0].severity if insights else None

@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 #: Headers a reverse proxy adds. Behind a proxy every client shares the proxy's address, so an
 #: address allow-list cannot tell them apart: such requests must use the token.
-FORWARDING_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
+FORWARDING_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP", "HTTP_X_FORWARDED_PROTO",
+                      "HTTP_X_FORWARDED_HOST")
 REALM = 'Bearer realm="opsboard metrics"'
 
 

@@ -26,16 +26,22 @@ def _require_view(request) -> None:
         raise PermissionDenied
 
 
+def account_filter(value: str) -> int | None:
+    """The overview's ?account= as an id, or None (all accounts) for anything that is not one."""
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 10 else None
+
+
 def _overview_context(request) -> dict:
     _require_view(request)
     at = now()
     pipes = Pipeline.objects.select_related("account").only(*OVERVIEW_FIELDS).order_by("name")
     account = request.GET.get("account", "")
-    if account.isdigit():
-        pipes = pipes.filter(account_id=int(account))
+    account_id = account_filter(account)
+    if account_id is not None:
+        pipes = pipes.filter(account_id=account_id)
     rows = dashboard.overview(list(pipes), at)
     # One query for every unresolved incident (of the chosen account), mapped to rows below.
-    incidents = incident_views.unresolved_for(request.user, int(account) if account.isdigit() else None)
+    incidents = incident_views.unresolved_for(request.user, account_id)
     counts = {h: 0 for h in Health}
     for r in rows:
         counts[r.health] += 1

@@ -251,8 +251,9 @@ def test_a_concurrent_opening_joins_the_other_workers_incident(pipeline, frozen,
     # And two workers resolving it: only one resolves (and notifies).
     inc = Incident.objects.get()
     stale_copy = Incident.objects.get()
-    alerts._apply(pipeline, RuleKind.DLQ, None, inc, T, report)
-    alerts._apply(pipeline, RuleKind.DLQ, None, stale_copy, T, report)
+    later = T + alerts.RESOLVE_AFTER
+    alerts._apply(pipeline, RuleKind.DLQ, None, inc, later, report)
+    alerts._apply(pipeline, RuleKind.DLQ, None, stale_copy, later, report)
     assert report.resolved == [inc.pk] and Delivery.objects.filter(event="resolved").count() == 1
 
 
@@ -273,10 +274,12 @@ def test_overrides_change_thresholds_and_can_switch_a_rule_off(pipeline, frozen)
     AlertRule.objects.filter(kind=RuleKind.DLQ).update(threshold=None, enabled=False)
     sync(pipeline, T + timedelta(minutes=1), dlq=40)
     assert not Incident.objects.exists()
-    table = {r["kind"]: r for r in alerts.rule_table(pipeline)}
-    assert table[RuleKind.DLQ]["overridden"] and not table[RuleKind.DLQ]["enabled"]
-    assert table[RuleKind.BACKLOG]["effective"] == "backlog above 1,000 for 5 min"
-    assert not table[RuleKind.THROTTLES]["applies"]  # no consumer discovered
+    assert alerts.RULES[RuleKind.BACKLOG].describe_default(pipeline) == "backlog above 1,000 for 5 min"
+    assert not alerts.RULES[RuleKind.THROTTLES].applies(pipeline)  # no consumer discovered
+    # A rule without a window keeps none, whatever the override says.
+    AlertRule.objects.create(pipeline=pipeline, kind=RuleKind.OLDEST_AGE, minutes=30, threshold=60)
+    cfg = alerts.RULES[RuleKind.OLDEST_AGE].config(pipeline, AlertRule.objects.get(kind=RuleKind.OLDEST_AGE))
+    assert cfg.minutes is None and cfg.threshold == 60
 
 
 def test_a_broken_rule_is_reported_and_the_others_still_run(pipeline, frozen, monkeypatch):
@@ -304,3 +307,67 @@ def test_the_stored_health_is_never_better_than_the_worst_open_incident(pipeline
     assert pipeline.health == "critical"
     assert pipeline.health_reasons[0] == ["critical", "6 message(s) in the DLQ, +3 in the last 15 min"]
     assert ["warning", "6 message(s) in the DLQ"] in pipeline.health_reasons
+
+
+def test_a_severity_bouncing_around_its_line_escalates_once(pipeline, frozen, channel):
+    severities = []
+    for i in range(14):
+        frozen.at = T + timedelta(minutes=i)
+        sync(pipeline, frozen.at, backlog=4900 if i % 2 else 5100)  # critical at 5,000 (5× the threshold)
+        inc = Incident.objects.filter(rule=RuleKind.BACKLOG).first()
+        severities.append(inc and inc.severity)
+    # Opened at minute 5 as a warning, critical at 6, then warning, critical… but told only once.
+    assert severities[5:9] == ["warning", "critical", "warning", "critical"]
+    events = list(Delivery.objects.filter(incident=inc).order_by("pk").values_list("event", flat=True))
+    assert events == ["opened", "escalated"] and inc.peak_severity == Severity.CRITICAL
+
+
+def test_an_incident_resolves_only_after_its_rule_stays_quiet(pipeline, frozen, channel):
+    sync(pipeline, T, dlq=2)
+    for i in range(1, 5):  # quiet for 4 minutes: still open
+        frozen.at = T + timedelta(minutes=i)
+        assert sync(pipeline, frozen.at, dlq=0).resolved == []
+    sync(pipeline, T + timedelta(minutes=5), dlq=1)  # firing again: the same incident (refilling: growing)
+    assert Incident.objects.filter(rule=RuleKind.DLQ).count() == 1
+    frozen.at = T + timedelta(minutes=10)
+    assert len(sync(pipeline, frozen.at, dlq=0).resolved) == 1
+    assert list(Delivery.objects.order_by("pk").values_list("event", flat=True)) == [
+        "opened", "escalated", "resolved"]
+
+
+def test_disabling_a_pipeline_resolves_its_incidents(pipeline, frozen, channel):
+    sync(pipeline, T, dlq=2)
+    Pipeline.objects.filter(pk=pipeline.pk).update(enabled=False)
+    report = alerts.evaluate_clock(T + timedelta(minutes=1))
+    inc = Incident.objects.get(rule=RuleKind.DLQ)
+    assert report.resolved == [inc.pk] and inc.resolved_by == "(pipeline disabled)"
+    assert Delivery.objects.filter(event="resolved").count() == 1
+
+
+def test_an_old_burst_of_cloudwatch_data_is_not_news():
+    # Throttles 40 minutes ago, then an idle function publishing nothing since.
+    old = rows(60, throttles=[0] * 10 + [5] * 10 + [None] * 40, invocations=[10] * 20 + [None] * 40)
+    assert check(RuleKind.THROTTLES, unsaved(), old) is None
+
+
+def test_stale_fires_when_cloudwatch_keeps_failing():
+    p = unsaved(metrics_error="GetMetricData: AccessDenied", metrics_synced_until=T - timedelta(minutes=20))
+    f = check(RuleKind.STALE, p, [])
+    assert f.summary == "CloudWatch metrics failing: GetMetricData: AccessDenied"
+    p.metrics_synced_until = T - timedelta(minutes=5)  # one failure after a recent success: not yet
+    assert check(RuleKind.STALE, p, []) is None
+
+
+def test_notifications_are_queued_with_the_state_change_or_not_at_all(pipeline, frozen, channel, monkeypatch):
+    from pipelines import notify
+
+    def broken(incident, event):
+        Delivery.objects.create(channel=channel, event=event, incident=incident)
+        raise RuntimeError("could not render")
+    monkeypatch.setattr(notify, "enqueue", broken)
+    report = sync(pipeline, T, dlq=2)
+    assert report.errors and not Incident.objects.exists() and not Delivery.objects.exists()
+    monkeypatch.undo()
+    frozen.at = T + timedelta(minutes=1)
+    sync(pipeline, frozen.at, dlq=2)  # the next evaluation opens it, with its notification
+    assert Delivery.objects.get().incident == Incident.objects.get()

@@ -212,6 +212,9 @@ def test_the_overview_lists_worst_first_and_filters(staff_client, pipeline):
     assert "flooded" in only and ">orders<" not in only
     rows = staff_client.get(reverse("admin:overview_rows"), {"account": other.pk}).content.decode()
     assert "flooded" in rows and ">orders<" not in rows and "<tr" in rows
+    for odd in ("²", "99999999999999999999", "-1", "x"):  # not an account id: all accounts, no error
+        res = staff_client.get(reverse("admin:overview_rows"), {"account": odd})
+        assert res.status_code == 200 and "flooded" in res.content.decode()
 
 
 def test_the_pipeline_page_and_its_json(staff_client, pipeline):

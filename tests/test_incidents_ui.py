@@ -125,6 +125,15 @@ def test_the_incident_page_is_read_only_and_shows_its_notifications(admin_client
 
 # --- the acknowledge / resolve buttons --------------------------------------------------------------
 
+def test_disabling_a_pipeline_resolves_its_incidents_and_says_so(admin_client, orders):
+    inc = make_incident(orders, RuleKind.DLQ)
+    res = admin_client.post(reverse("admin:pipelines_pipeline_changelist"),
+                            {"action": "disable", "_selected_action": [orders.pk]}, follow=True)
+    assert "Disabled 1 pipeline(s); resolved 1 open incident(s)." in [m.message for m in res.context["messages"]]
+    inc.refresh_from_db()
+    assert inc.status == IncidentStatus.RESOLVED and inc.resolved_by == "(pipeline disabled)"
+
+
 def test_the_buttons_change_the_incident_and_go_back_with_a_message(admin_client, orders):
     incident = make_incident(orders)
     back = reverse("admin:pipelines_pipeline_dashboard", args=[orders.pk]) + "?range=6h"
@@ -332,7 +341,10 @@ def test_rule_overrides_are_saved_and_bad_ones_explained(admin_client, register)
     res = admin_client.post(url, {**base, **formset})
     assert res.status_code == 200 and "A threshold cannot be negative" in res.content.decode()
     assert not AlertRule.objects.exists()
-    formset["alert_rules-0-threshold"] = "2500"
+    formset.update({"alert_rules-0-threshold": "2500", "alert_rules-1-kind": "forecast", "alert_rules-1-minutes": "15"})
+    res = admin_client.post(url, {**base, **formset})
+    assert res.status_code == 200 and "rule reads the latest values and has no window" in res.content.decode()
+    formset.update({"alert_rules-1-kind": "dlq", "alert_rules-1-minutes": ""})
     res = admin_client.post(url, {**base, **formset})
     assert res.status_code == 302, res.content.decode()[:2000]
     saved = {r.kind: r for r in AlertRule.objects.filter(pipeline=p)}

@@ -230,6 +230,8 @@ def test_it_serves_only_loopback_when_nothing_is_configured(client, db):
     # A reverse proxy on the same machine connects from loopback: what it relays is not local.
     relayed = client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.7")
     assert relayed.status_code == 403 and "came through a proxy" in relayed.content.decode()
+    # A TLS-terminating proxy may add only the scheme; that, too, is a relayed request.
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_PROTO="https").status_code == 403
 
 
 def test_it_requires_the_bearer_token_when_one_is_set(client, db, metrics_defaults):
