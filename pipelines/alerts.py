@@ -468,7 +468,8 @@ def _raise_health(pipes: list[Pipeline]) -> None:
         sev, summary = worst[p.pk]
         if Health(sev.value).rank < Health(p.health).rank:
             p.health = sev.value
-            p.health_reasons = [[sev.value, summary], *p.health_reasons]
+            # The summary says more than a reason it starts with ("3 message(s) in the DLQ, +2 in …").
+            p.health_reasons = [[sev.value, summary], *(r for r in p.health_reasons if not summary.startswith(r[1]))]
             changed.append(p)
     Pipeline.objects.bulk_update(changed, ["health", "health_reasons"], batch_size=500)
 
