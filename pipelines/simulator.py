@@ -435,7 +435,8 @@ class Simulator:
                 m = Minute(
                     sent=int(accepted), received=int(processed), deleted=int(processed - poison),
                     empty_receives=0 if backlog else int(sc.concurrency * 3), invocations=max(0, int(invocations)),
-                    errors=int(poison / max(1, sc.batch_size) + processed * sc.failure_rate),
+                    # Each failing message fails the invocation that carried it.
+                    errors=int(min(invocations, round(poison) + int(processed * sc.failure_rate))),
                     throttles=int((backlog > capacity) * sc.concurrency * 2),
                     durations=[sc.ms_per_message * sc.batch_size] * max(1, int(invocations)),
                     concurrency=min(sc.concurrency, max(1, math.ceil(processed / max(capacity, 1) * sc.concurrency))),
