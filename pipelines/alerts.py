@@ -71,6 +71,7 @@ class Context:
     rows: list[Row]  # oldest first
     trend: Trend | None
     at: datetime
+    backlog_limit: float | None = None  # the backlog rule's effective threshold (the forecast aims at it)
 
 
 @dataclass(frozen=True)
@@ -262,14 +263,14 @@ def check_forecast(c: Context, cfg: Config) -> Finding | None:
     rate = c.trend.drain.rate if c.trend is not None else None
     if rate is None or rate <= 0 or p.backlog is None:
         return None
-    limit = p.backlog_threshold
+    limit = c.backlog_limit if c.backlog_limit is not None else p.backlog_threshold
     minutes = max(0.0, (limit - p.backlog) / rate)
     if minutes > cfg.threshold:
         return None
     if p.backlog > limit:
-        text = f"backlog {p.backlog:,} above {limit:,} and still growing ({rate:+,.0f}/min)"
+        text = f"backlog {p.backlog:,} above {limit:,.0f} and still growing ({rate:+,.0f}/min)"
     else:
-        text = f"backlog {p.backlog:,} on course to pass {limit:,} in ~{minutes:.0f} min ({rate:+,.0f}/min)"
+        text = f"backlog {p.backlog:,} on course to pass {limit:,.0f} in ~{minutes:.0f} min ({rate:+,.0f}/min)"
     return Finding(Severity.WARNING, text, round(minutes, 1), cfg.threshold)
 
 
@@ -429,7 +430,8 @@ def evaluate(pipelines: Iterable[Pipeline], at: datetime | None = None,
     current = {(i.pipeline_id, i.rule): i for i in Incident.objects.filter(pipeline_id__in=ids, status__in=UNRESOLVED)}
     for p in pipes:
         trend, rows = history.get(p.pk, (None, []))
-        ctx = Context(p, rows, trend, at)
+        ctx = Context(p, rows, trend, at, RULES[RuleKind.BACKLOG].config(p, overrides.get((p.pk, RuleKind.BACKLOG)))
+                      .threshold)
         for kind, rule in RULES.items():
             if source not in rule.sources or (p.pk in failed and kind != RuleKind.STALE):
                 continue

@@ -136,6 +136,10 @@ def test_the_forecast_fires_when_the_trend_crosses_the_threshold_within_the_hori
     assert check(RuleKind.FORECAST, p, growing, trend, threshold=5) is None  # beyond a 5-minute horizon
     flat = rows(10, visible=700)
     assert check(RuleKind.FORECAST, p, flat, health.trend_from(p, flat, T)) is None
+    # An override of the backlog rule's threshold moves the forecast's target with it.
+    f = alerts.RULES[RuleKind.FORECAST].check(
+        Context(p, growing, trend, T, backlog_limit=850), alerts.RULES[RuleKind.FORECAST].config(p))
+    assert f.value == pytest.approx(5) and "on course to pass 850 in ~5 min" in f.summary
     # Already above and still growing: it stays open through the crossing.
     above = unsaved(backlog=1300)
     f = check(RuleKind.FORECAST, above, growing, health.trend_from(above, growing, T))
