@@ -42,7 +42,7 @@ test: install browser
 
 ## Benchmarks print figures (they assert nothing): collection calls/time/cost, dashboard latency
 ## (needs Postgres on 127.0.0.1:5432; loads 8.6 million rows once), redrive throughput, alert lead time
-## (real time: about 16 minutes).
+## (real time: about 16 minutes), alert evaluation cost (Postgres).
 bench: install
 	$(PY) bench/collect_bench.py
 
@@ -54,6 +54,9 @@ bench-redrive: install
 
 bench-alerts: install
 	$(PY) bench/alert_lead_bench.py
+
+bench-alerts-eval: install
+	$(PY) bench/alert_eval_bench.py
 
 run: $(RUN_STAMP)
 	DEBUG=$${DEBUG:-true} $(PY) manage.py runserver $(PORT)

@@ -1,0 +1,161 @@
+"""Alert evaluation cost: what evaluating the rules after a cycle adds, for many pipelines.
+
+Run from the repository root (also `make bench-alerts-eval`):
+
+    .venv/bin/python bench/alert_eval_bench.py                       # 1000 pipelines, Postgres
+    .venv/bin/python bench/alert_eval_bench.py --pipelines 200 --database-url sqlite:////tmp/e.sqlite3
+
+It prints figures; it asserts nothing. The database (`opsboard_bench_alerts` on 127.0.0.1 by default,
+recreated each run) gets N pipelines with the last 70 minutes of minute rows each (what the rules
+read), a tenth of them in trouble (backlog over its threshold for the whole window, a DLQ filling,
+throttles, 20% Lambda errors). Then, in one process:
+
+1. The way a cycle does it: `health.refresh` (which every cycle ran before alerts existed; it now
+   also hands over the rows it read) and then `alerts.evaluate` for the fast and the metrics rules,
+   first when the incidents open (they all open in that evaluation), then timed in the steady state
+   (they keep firing), with queries counted.
+2. A naive baseline doing the same evaluation per pipeline: one history query, one override query
+   and one incident query for each, the same rules and transitions, each firing incident saved.
+
+Times are wall-clock medians of 5 runs; the query counts are exact.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def configure(database_url: str) -> None:
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    os.environ["DATABASE_URL"] = database_url
+    os.environ["DEBUG"] = "false"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+
+
+def recreate_postgres(url: str) -> None:
+    import psycopg
+
+    base, _, name = url.rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as con:
+        con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        con.execute(f'CREATE DATABASE "{name}"')
+
+
+def load(n: int, at) -> list:
+    from pipelines.models import AwsAccount, MetricSample, Pipeline
+
+    account = AwsAccount.objects.create(name="bench", region="us-east-1")
+    pipes = Pipeline.objects.bulk_create([
+        Pipeline(name=f"p{i:04d}", account=account, queue_url=f"https://sqs/123456789012/p{i}", queue_name=f"p{i}",
+                 dlq_url=f"https://sqs/123456789012/p{i}-dlq", function_name=f"f{i}", api_id=f"api{i}",
+                 retention_period=4 * 86400, last_sync_at=at, backlog=5000 if i % 10 == 0 else 20,
+                 dlq_depth=30 if i % 10 == 0 else 0, oldest_age=60, backlog_threshold=1000)
+        for i in range(n)])
+    rows = []
+    for p in pipes:
+        bad = p.name.endswith("0")
+        for m in range(70):
+            minute = at - timedelta(minutes=69 - m)
+            rows.append(MetricSample(
+                pipeline=p, minute=minute, visible=5000 if bad else 20, in_flight=5, delayed=0,
+                dlq_visible=(m // 2 if bad else 0), oldest_age=60, sent=100, received=100, deleted=100,
+                lambda_invocations=50, lambda_errors=10 if bad else 0, lambda_throttles=3 if bad else 0,
+                api_count=100, api_5xx=0, api_latency_avg=45.0))
+    MetricSample.objects.bulk_create(rows, batch_size=5000)
+    return list(Pipeline.objects.filter(account=account).order_by("pk"))
+
+
+def timed(fn, runs: int = 5) -> tuple[float, int]:
+    """Median seconds of `runs` calls, and the queries one call makes."""
+    from django.db import connection
+
+    times, counts = [], []
+    for _ in range(runs):
+        count = [0]
+
+        def counter(execute, sql, params, many, context):
+            count[0] += 1
+            return execute(sql, params, many, context)
+        with connection.execute_wrapper(counter):
+            started = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - started)
+        counts.append(count[0])
+    return statistics.median(times), counts[-1]
+
+
+def naive(pipes, at, source) -> None:
+    """Per pipeline: its own history, incidents and overrides, then the same rules and transitions."""
+    from pipelines import alerts, health
+    from pipelines.models import UNRESOLVED, AlertRule, Incident
+
+    for p in pipes:
+        rows = health.recent_rows([p.pk], at, health.HISTORY_MINUTES).get(p.pk, [])
+        trend = health.trend_from(p, [r for r in rows if r.minute >= at - timedelta(minutes=health.TREND_MINUTES)], at)
+        overrides = {r.kind: r for r in AlertRule.objects.filter(pipeline=p)}
+        current = {i.rule: i for i in Incident.objects.filter(pipeline=p, status__in=UNRESOLVED)}
+        report = alerts.EvalReport()
+        ctx = alerts.Context(p, rows, trend, at)
+        for kind, rule in alerts.RULES.items():
+            if source not in rule.sources:
+                continue
+            cfg = rule.config(p, overrides.get(kind))
+            finding = rule.check(ctx, cfg) if cfg.enabled and rule.applies(p) else None
+            alerts._apply(p, kind, finding, current.get(kind), at, report)
+        for inc in report.updated:
+            inc.save(update_fields=["summary", "value", "threshold", "last_seen_at", "severity"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pipelines", type=int, default=1000)
+    ap.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/opsboard_bench_alerts")
+    args = ap.parse_args()
+    if args.database_url.startswith("postgres"):
+        recreate_postgres(args.database_url)
+    configure(args.database_url)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from pipelines import alerts, collect, health
+    from pipelines.models import Incident, now
+
+    at = collect.floor_minute(now())
+    started = time.perf_counter()
+    pipes = load(args.pipelines, at)
+    print(f"{len(pipes)} pipelines, {len(pipes) * 70:,} minute rows loaded in {time.perf_counter() - started:.1f} s "
+          f"({args.database_url.split('://')[0]})")
+
+    def cycle(source):
+        history = health.refresh(pipes, at)
+        return alerts.evaluate(pipes, at, history, source)
+
+    first = cycle(alerts.FAST), cycle(alerts.METRICS)
+    opened = sum(len(r.opened) for r in first)
+    print(f"first evaluation opened {opened} incidents ({Incident.objects.count()} in all)")
+    refresh_secs, refresh_queries = timed(lambda: health.refresh(pipes, at))
+    print(f"health.refresh (runs after every cycle already; it now also returns the rows the rules read): "
+          f"{refresh_secs * 1000:.0f} ms, {refresh_queries} queries")
+    print(f"\n{'steady state, incidents firing':<40} {'median':>9} {'queries':>8}")
+    history = health.refresh(pipes, at)
+    for source in (alerts.FAST, alerts.METRICS):
+        batched = timed(lambda: alerts.evaluate(pipes, at, history, source))
+        per_pipeline = timed(lambda: naive(pipes, at, source))
+        print(f"{'alerts.evaluate, ' + source + ' rules':<40} {batched[0] * 1000:>7.0f} ms {batched[1]:>8}")
+        print(f"{'naive per-pipeline, ' + source + ' rules':<40} {per_pipeline[0] * 1000:>7.0f} ms {per_pipeline[1]:>8}")
+        print(f"{'  naive / batched':<40} {per_pipeline[0] / batched[0]:>8.1f}×")
+
+
+if __name__ == "__main__":
+    main()
