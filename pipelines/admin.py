@@ -12,16 +12,13 @@ from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
 from . import alerts, collect
+from .admin_support import ReadOnly, badge, error_text
 from .discovery import DiscoveryError, discover, import_queues
 from .forms import ImportQueuesForm, PipelineForm
 from .incident_admin import AlertRuleInline  # also registers IncidentAdmin
 from .insights import insights_for
-from .models import AwsAccount, Health, Pipeline, PollCycle, RedriveTask, TraceLookup, TraceVerdict, now
+from .models import AwsAccount, Pipeline, PollCycle, RedriveTask, TraceLookup, TraceVerdict, now
 from .trends import human_seconds
-
-
-def badge(health: Health) -> str:
-    return format_html('<span class="ob-badge" style="background:{}">{}</span>', health.colour, health.label)
 
 
 @admin.register(AwsAccount)
@@ -220,10 +217,7 @@ class PipelineAdmin(admin.ModelAdmin):
 
     @admin.display(description="error")
     def error(self, obj):
-        text = obj.last_error or obj.metrics_error
-        if not text:
-            return ""
-        return format_html('<span class="ob-error" title="{}">{}</span>', text, text[:80] + ("…" if len(text) > 80 else ""))
+        return error_text(obj.last_error or obj.metrics_error)
 
     @admin.display(description="estimated AWS API cost")
     def monthly_cost(self, obj):
@@ -283,18 +277,13 @@ class PipelineAdmin(admin.ModelAdmin):
 
 
 @admin.register(PollCycle)
-class PollCycleAdmin(admin.ModelAdmin):
+class PollCycleAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ("started_at", "kind", "account", "pipelines", "failed", "api_calls", "metrics_requested",
                     "cost_usd", "seconds")
     list_filter = ("kind", "account")
     list_select_related = ("account",)
     date_hierarchy = "started_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
+    deletable = True
 
     @admin.display(description="cost")
     def cost_usd(self, obj):
@@ -306,7 +295,7 @@ class PollCycleAdmin(admin.ModelAdmin):
 
 
 @admin.register(RedriveTask)
-class RedriveTaskAdmin(admin.ModelAdmin):
+class RedriveTaskAdmin(ReadOnly, admin.ModelAdmin):
     """The record of every DLQ action (AWS keeps only the last 10 move tasks); read-only."""
 
     list_display = ("task", "created_at", "pipeline_name", "operation", "status_badge", "engine", "dry_run",
@@ -315,15 +304,6 @@ class RedriveTaskAdmin(admin.ModelAdmin):
     list_select_related = ("pipeline",)
     search_fields = ("pipeline_name", "source_url", "destination_url", "requested_by_name", "filter_value")
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="task", ordering="pk")
     def task(self, obj):
@@ -334,12 +314,11 @@ class RedriveTaskAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):
-        s = obj.status_choice
-        return format_html('<span class="ob-badge" style="background:{}">{}</span>', s.colour, s.label)
+        return badge(obj.status_choice)
 
 
 @admin.register(TraceLookup)
-class TraceLookupAdmin(admin.ModelAdmin):
+class TraceLookupAdmin(ReadOnly, admin.ModelAdmin):
     """Every per-request trace lookup, read-only, with a link that runs it again."""
 
     list_display = ("created_at", "ident", "searched", "verdict_badge", "calls_made", "username", "rerun")
@@ -347,12 +326,7 @@ class TraceLookupAdmin(admin.ModelAdmin):
     list_select_related = ("pipeline",)
     search_fields = ("ident", "username", "pipeline_name")
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
+    deletable = True
 
     @admin.display(description="pipeline", ordering="pipeline_name")
     def searched(self, obj):
@@ -360,8 +334,7 @@ class TraceLookupAdmin(admin.ModelAdmin):
 
     @admin.display(description="verdict", ordering="verdict")
     def verdict_badge(self, obj):
-        v = TraceVerdict(obj.verdict)
-        return format_html('<span class="ob-badge" style="background:{}">{}</span>', v.colour, v.label)
+        return badge(TraceVerdict(obj.verdict))
 
     @admin.display(description="re-run")
     def rerun(self, obj):

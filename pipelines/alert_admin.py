@@ -12,12 +12,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from . import notify
+from .admin_support import ReadOnly, badge, error_text
 from .models import ChannelKind, Delivery, DeliveryStatus, NotificationChannel, NotifyEvent, now
-
-
-def status_badge(status: str) -> str:
-    s = DeliveryStatus(status)
-    return format_html('<span class="ob-badge" style="background:{}">{}</span>', s.colour, s.label)
 
 
 def short_target(kind: str, target: str) -> str:
@@ -82,7 +78,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
         if not obj._last_status:
             return "none yet"
         when = f"{timesince(obj._last_at, now())} ago"
-        return format_html('{} <small title="{}">{}</small>', status_badge(obj._last_status), obj._last_error, when)
+        return format_html('{} <small title="{}">{}</small>', badge(DeliveryStatus(obj._last_status)), obj._last_error, when)
 
     @admin.action(description="Send a test notification", permissions=["change"])
     def send_test_action(self, request, queryset):
@@ -101,7 +97,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(ReadOnly, admin.ModelAdmin):
     """Every notification and each attempt at it; read-only, with an action to retry now."""
 
     list_display = ("created_at", "channel", "event", "incident_link", "status_tag", "attempt_count",
@@ -114,15 +110,6 @@ class DeliveryAdmin(admin.ModelAdmin):
     fields = ("created_at", "channel", "event", "incident_link", "status_tag", "attempt_count", "next_attempt_at",
               "sent_at", "last_error", "attempts_table", "payload_pretty")
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_retry_permission(self, request):
         return request.user.has_perm("pipelines.change_delivery")
@@ -139,15 +126,11 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_tag(self, obj):
-        return status_badge(obj.status)
+        return badge(DeliveryStatus(obj.status))
 
     @admin.display(description="last error")
     def error_short(self, obj):
-        text = obj.last_error
-        if not text:
-            return ""
-        return format_html('<span class="ob-error" title="{}">{}</span>', text,
-                           text[:80] + ("…" if len(text) > 80 else ""))
+        return error_text(obj.last_error)
 
     @admin.display(description="attempts")
     def attempts_table(self, obj):

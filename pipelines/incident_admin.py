@@ -15,18 +15,11 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from .admin_support import ReadOnly, badge, error_text, plural
 from .dashboard import _ago as ago
 from .models import (UNRESOLVED, AlertRule, Delivery, DeliveryStatus, Incident, IncidentStatus, Pipeline, RuleKind,
                      now)
 from .trends import human_seconds
-
-
-def coloured(choice) -> str:
-    return format_html('<span class="ob-badge" style="background:{}">{}</span>', choice.colour, choice.label)
-
-
-def plural(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
 
 
 # --- rule overrides on the pipeline page -------------------------------------------------------------
@@ -105,7 +98,7 @@ class IncidentStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
-class DeliveryInline(admin.TabularInline):
+class DeliveryInline(ReadOnly, admin.TabularInline):
     """The notifications sent (or being retried) for an incident; read-only."""
 
     model = Delivery
@@ -118,26 +111,13 @@ class DeliveryInline(admin.TabularInline):
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("channel")
 
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     @admin.display(description="status")
     def delivery_status(self, obj):
-        return coloured(DeliveryStatus(obj.status))
+        return badge(DeliveryStatus(obj.status))
 
     @admin.display(description="last error")
     def error(self, obj):
-        if not obj.last_error:
-            return ""
-        text = obj.last_error
-        short = text if len(text) <= 120 else text[:119] + "…"
-        return format_html('<span class="ob-error" title="{}">{}</span>', text, short)
+        return error_text(obj.last_error, 119)
 
 
 LIFECYCLE = ("opened_at", "last_seen_at", "lasted", "acknowledged_at", "acknowledged_by", "resolved_at",
@@ -196,11 +176,11 @@ class IncidentAdmin(admin.ModelAdmin):
 
     @admin.display(description="severity", ordering="severity")
     def severity_badge(self, obj):
-        return coloured(obj.severity_choice)
+        return badge(obj.severity_choice)
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):
-        return coloured(obj.status_choice)
+        return badge(obj.status_choice)
 
     @admin.display(description="opened", ordering="opened_at")
     def opened(self, obj):
