@@ -6,8 +6,9 @@ evaluated when the data it reads arrives: queue counts and sync failures after t
 CloudWatch metrics after the metrics cycle, and staleness again by the maintenance task, which
 notices a pipeline nobody synced. Rules read the pipeline row and its last
 `health.HISTORY_MINUTES` of minute rows, which `health.refresh` has just loaded: evaluating costs
-three reads per cycle, one bulk write for the incidents still firing, and one transaction per
-incident that opens, escalates, is re-notified or resolves.
+two reads per cycle (overrides, unresolved incidents), one bulk write for the incidents still
+firing and one for the health they raise, and one transaction per incident that opens, escalates,
+is re-notified or resolves.
 
 A firing rule opens one incident per pipeline and rule (a partial unique index makes a concurrent
 second opening fail, and the loser joins the winner's incident); while it keeps firing the
@@ -353,15 +354,16 @@ def _open(p: Pipeline, kind: RuleKind, f: Finding, at: datetime, report: EvalRep
     return inc
 
 
-def _transition(live, event: str, inc: Incident, changes: dict, report_list: list[int]) -> None:
+def _transition(live, event: str, inc: Incident, changes: dict, report_list: list[int]) -> bool:
     """Compare-and-set `changes` on `live` (a queryset of this incident in its expected state) and,
-    if this worker won, notify in the same transaction."""
+    if this worker won, notify in the same transaction. True when it won."""
     with transaction.atomic():
         if live.update(**changes) != 1:
-            return
+            return False
         inc.refresh_from_db()
         _notify(inc, event)
     report_list.append(inc.pk)
+    return True
 
 
 def _update(inc: Incident, f: Finding, at: datetime, report: EvalReport) -> None:
@@ -388,25 +390,30 @@ def _update(inc: Incident, f: Finding, at: datetime, report: EvalReport) -> None
 
 
 def _resolve(inc: Incident, at: datetime, report: EvalReport, by: str = "") -> None:
+    """Resolve and notify (or find another worker did: either way it is no longer open)."""
     _transition(Incident.objects.filter(pk=inc.pk, status__in=UNRESOLVED), NotifyEvent.RESOLVED, inc,
                 {"status": IncidentStatus.RESOLVED, "resolved_at": at, "resolved_by": by}, report.resolved)
 
 
 def _apply(p: Pipeline, kind: RuleKind, f: Finding | None, inc: Incident | None, at: datetime,
-           report: EvalReport, judged: bool = True) -> None:
-    """Move the incident of one rule on one pipeline. `judged=False`: the rule is switched off or
-    does not apply, so an incident it left open ends now rather than after RESOLVE_AFTER."""
+           report: EvalReport, judged: bool = True) -> Incident | None:
+    """Move the incident of one rule on one pipeline; returns it while it stays unresolved.
+    `judged=False`: the rule is switched off or does not apply, so an incident it left open ends
+    now rather than after RESOLVE_AFTER."""
     if f is None:
         if inc is not None and (not judged or at - inc.last_seen_at >= RESOLVE_AFTER):
             _resolve(inc, at, report)
-        return
+            return None
+        return inc
     if inc is None:
-        if _open(p, kind, f, at, report) is not None:
-            return
+        opened = _open(p, kind, f, at, report)
+        if opened is not None:
+            return opened
         inc = Incident.objects.filter(pipeline=p, rule=kind, status__in=UNRESOLVED).first()
         if inc is None:  # opened and resolved by others in between
-            return
+            return None
     _update(inc, f, at, report)
+    return inc
 
 
 def evaluate(pipelines: Iterable[Pipeline], at: datetime | None = None,
@@ -439,7 +446,7 @@ def evaluate(pipelines: Iterable[Pipeline], at: datetime | None = None,
             judged = cfg.enabled and rule.applies(p)
             try:
                 finding = rule.check(ctx, cfg) if judged else None
-                _apply(p, kind, finding, current.get((p.pk, kind)), at, report, judged)
+                current[(p.pk, kind)] = _apply(p, kind, finding, current.get((p.pk, kind)), at, report, judged)
             except SoftTimeLimitExceeded:
                 raise
             except Exception as exc:  # one broken rule must not stop the others, nor the sync
@@ -449,18 +456,17 @@ def evaluate(pipelines: Iterable[Pipeline], at: datetime | None = None,
     # Incidents still firing: one bulk write (status untouched, so a concurrent resolve stands).
     Incident.objects.bulk_update(report.updated, ["summary", "value", "threshold", "last_seen_at", "severity"],
                                  batch_size=500)
-    _raise_health(pipes)
+    _raise_health(pipes, [i for i in current.values() if i is not None])
     return report
 
 
-def _raise_health(pipes: list[Pipeline]) -> None:
-    """A pipeline's stored health is at least as bad as its worst unresolved incident, whose summary
-    leads its reasons, so the overview's health column and its incident strip never disagree."""
+def _raise_health(pipes: list[Pipeline], unresolved: list[Incident]) -> None:
+    """A pipeline's stored health is at least as bad as its worst unresolved incident (as this
+    evaluation left them), whose summary leads its reasons, so the overview's health column and its
+    incident strip never disagree."""
     worst: dict[int, tuple[Severity, str]] = {}
-    for pid, severity, summary in (Incident.objects.filter(pipeline_id__in=[p.pk for p in pipes],
-                                                           status__in=UNRESOLVED)
-                                   .values_list("pipeline_id", "severity", "summary")):
-        sev = Severity(severity)
+    for inc in unresolved:
+        pid, sev, summary = inc.pipeline_id, Severity(inc.severity), inc.summary
         if sev != Severity.INFO and (pid not in worst or sev.rank < worst[pid][0].rank):
             worst[pid] = (sev, summary)
     changed = []
