@@ -36,6 +36,11 @@ browser:
 	  else echo "no /usr/bin/chromium and no root to install it: browser tests will be skipped"; fi; \
 	fi
 
+## Lint and format check (ruff, configured in pyproject.toml); CI runs it before the suite.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
 ## The whole suite: on Postgres/Redis when DATABASE_URL/CELERY_BROKER_URL say so, else embedded defaults.
 test: install browser
 	$(PY) -m pytest

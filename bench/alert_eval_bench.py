@@ -19,6 +19,7 @@ throttles, 20% Lambda errors). Then, in one process:
 
 Times are wall-clock medians of 5 runs; the query counts are exact.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,22 +57,51 @@ def load(n: int, at) -> list:
     from pipelines.models import AwsAccount, MetricSample, Pipeline
 
     account = AwsAccount.objects.create(name="bench", region="us-east-1")
-    pipes = Pipeline.objects.bulk_create([
-        Pipeline(name=f"p{i:04d}", account=account, queue_url=f"https://sqs/123456789012/p{i}", queue_name=f"p{i}",
-                 dlq_url=f"https://sqs/123456789012/p{i}-dlq", function_name=f"f{i}", api_id=f"api{i}",
-                 retention_period=4 * 86400, last_sync_at=at, backlog=5000 if i % 10 == 0 else 20,
-                 dlq_depth=30 if i % 10 == 0 else 0, oldest_age=60, backlog_threshold=1000)
-        for i in range(n)])
+    pipes = Pipeline.objects.bulk_create(
+        [
+            Pipeline(
+                name=f"p{i:04d}",
+                account=account,
+                queue_url=f"https://sqs/123456789012/p{i}",
+                queue_name=f"p{i}",
+                dlq_url=f"https://sqs/123456789012/p{i}-dlq",
+                function_name=f"f{i}",
+                api_id=f"api{i}",
+                retention_period=4 * 86400,
+                last_sync_at=at,
+                backlog=5000 if i % 10 == 0 else 20,
+                dlq_depth=30 if i % 10 == 0 else 0,
+                oldest_age=60,
+                backlog_threshold=1000,
+            )
+            for i in range(n)
+        ]
+    )
     rows = []
     for p in pipes:
         bad = p.name.endswith("0")
         for m in range(70):
             minute = at - timedelta(minutes=69 - m)
-            rows.append(MetricSample(
-                pipeline=p, minute=minute, visible=5000 if bad else 20, in_flight=5, delayed=0,
-                dlq_visible=(m // 2 if bad else 0), oldest_age=60, sent=100, received=100, deleted=100,
-                lambda_invocations=50, lambda_errors=10 if bad else 0, lambda_throttles=3 if bad else 0,
-                api_count=100, api_5xx=0, api_latency_avg=45.0))
+            rows.append(
+                MetricSample(
+                    pipeline=p,
+                    minute=minute,
+                    visible=5000 if bad else 20,
+                    in_flight=5,
+                    delayed=0,
+                    dlq_visible=(m // 2 if bad else 0),
+                    oldest_age=60,
+                    sent=100,
+                    received=100,
+                    deleted=100,
+                    lambda_invocations=50,
+                    lambda_errors=10 if bad else 0,
+                    lambda_throttles=3 if bad else 0,
+                    api_count=100,
+                    api_5xx=0,
+                    api_latency_avg=45.0,
+                )
+            )
     MetricSample.objects.bulk_create(rows, batch_size=5000)
     return list(Pipeline.objects.filter(account=account).order_by("pk"))
 
@@ -84,9 +114,10 @@ def timed(fn, runs: int = 5) -> tuple[float, int]:
     for _ in range(runs):
         count = [0]
 
-        def counter(execute, sql, params, many, context):
+        def counter(execute, sql, params, many, context, count=count):
             count[0] += 1
             return execute(sql, params, many, context)
+
         with connection.execute_wrapper(counter):
             started = time.perf_counter()
             fn()
@@ -134,8 +165,10 @@ def main() -> None:
     at = collect.floor_minute(now())
     started = time.perf_counter()
     pipes = load(args.pipelines, at)
-    print(f"{len(pipes)} pipelines, {len(pipes) * 70:,} minute rows loaded in {time.perf_counter() - started:.1f} s "
-          f"({args.database_url.split('://')[0]})")
+    print(
+        f"{len(pipes)} pipelines, {len(pipes) * 70:,} minute rows loaded in {time.perf_counter() - started:.1f} s "
+        f"({args.database_url.split('://')[0]})"
+    )
 
     def cycle(source):
         history = health.refresh(pipes, at)
@@ -145,15 +178,19 @@ def main() -> None:
     opened = sum(len(r.opened) for r in first)
     print(f"first evaluation opened {opened} incidents ({Incident.objects.count()} in all)")
     refresh_secs, refresh_queries = timed(lambda: health.refresh(pipes, at))
-    print(f"health.refresh (runs after every cycle already; it now also returns the rows the rules read): "
-          f"{refresh_secs * 1000:.0f} ms, {refresh_queries} queries")
+    print(
+        f"health.refresh (runs after every cycle already; it now also returns the rows the rules read): "
+        f"{refresh_secs * 1000:.0f} ms, {refresh_queries} queries"
+    )
     print(f"\n{'steady state, incidents firing':<40} {'median':>9} {'queries':>8}")
     history = health.refresh(pipes, at)
     for source in (alerts.FAST, alerts.METRICS):
-        batched = timed(lambda: alerts.evaluate(pipes, at, history, source))
-        per_pipeline = timed(lambda: naive(pipes, at, source))
+        batched = timed(lambda source=source: alerts.evaluate(pipes, at, history, source))
+        per_pipeline = timed(lambda source=source: naive(pipes, at, source))
         print(f"{'alerts.evaluate, ' + source + ' rules':<40} {batched[0] * 1000:>7.0f} ms {batched[1]:>8}")
-        print(f"{'naive per-pipeline, ' + source + ' rules':<40} {per_pipeline[0] * 1000:>7.0f} ms {per_pipeline[1]:>8}")
+        print(
+            f"{'naive per-pipeline, ' + source + ' rules':<40} {per_pipeline[0] * 1000:>7.0f} ms {per_pipeline[1]:>8}"
+        )
         print(f"{'  naive / batched':<40} {per_pipeline[0] / batched[0]:>8.1f}×")
 
 

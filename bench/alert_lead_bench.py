@@ -21,6 +21,7 @@ message there is the signal; it shares the backlog chart's axis, scaled to the t
 handful of messages hardly shows, so the moment it reaches 10 is printed too). The lead time is the
 earliest of these moments less the first webhook's arrival.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,16 +74,26 @@ def run(args) -> None:
         NotificationChannel.objects.create(name="receiver", kind=ChannelKind.WEBHOOK, target=receiver.url)
         sim = Simulator(account.target())
         faults = {"invoices": scenario_named("poison"), "image-resize": scenario_named("throttle")}
-        healthy = {"invoices": dataclasses.replace(faults["invoices"], poison_rate=0.0),
-                   "image-resize": dataclasses.replace(faults["image-resize"],
-                                                       concurrency=2 * faults["image-resize"].concurrency)}
+        healthy = {
+            "invoices": dataclasses.replace(faults["invoices"], poison_rate=0.0),
+            "image-resize": dataclasses.replace(
+                faults["image-resize"], concurrency=2 * faults["image-resize"].concurrency
+            ),
+        }
         pipes = {}
         for name, scenario in healthy.items():
             made = sim.add(name, scenario).res
             found = discover(account.target(), made.queue_url, "rest", made.api_id, made.api_stage)
-            p = Pipeline(name=name, account=account, api_kind="rest", api_id=made.api_id, api_stage=made.api_stage,
-                         api_log_group=made.api_log_group, backlog_threshold=scenario.backlog_threshold,
-                         oldest_age_sla=scenario.oldest_age_sla)
+            p = Pipeline(
+                name=name,
+                account=account,
+                api_kind="rest",
+                api_id=made.api_id,
+                api_stage=made.api_stage,
+                api_log_group=made.api_log_group,
+                backlog_threshold=scenario.backlog_threshold,
+                oldest_age_sla=scenario.oldest_age_sla,
+            )
             p.apply_discovery(found.fields)
             p.save()
             pipes[name] = p
@@ -97,8 +109,11 @@ def run(args) -> None:
         faulted = False
         first_seen: dict[tuple[str, str], float] = {}
         calls = 0
-        print(f"healthy for {args.warmup:g} min, then faults for {args.fault:g} min "
-              f"(fast cycle every {args.fast_every} s, metrics every {args.metrics_every} s)", flush=True)
+        print(
+            f"healthy for {args.warmup:g} min, then faults for {args.fault:g} min "
+            f"(fast cycle every {args.fast_every} s, metrics every {args.metrics_every} s)",
+            flush=True,
+        )
         while time.time() < end:
             now_t = time.time()
             if not faulted and now_t >= t0:
@@ -120,10 +135,12 @@ def run(args) -> None:
                 for name, p in pipes.items():
                     since = collect.floor_minute(aws_datetime(t0))
                     rows = MetricSample.objects.filter(pipeline=p, minute__gte=since)
-                    checks = {"backlog ≥ threshold": rows.filter(visible__gte=p.backlog_threshold),
-                              "age ≥ SLA": rows.filter(oldest_age__gte=p.oldest_age_sla),
-                              "DLQ > 0": rows.filter(dlq_visible__gt=0),
-                              "DLQ ≥ 10": rows.filter(dlq_visible__gte=10)}
+                    checks = {
+                        "backlog ≥ threshold": rows.filter(visible__gte=p.backlog_threshold),
+                        "age ≥ SLA": rows.filter(oldest_age__gte=p.oldest_age_sla),
+                        "DLQ > 0": rows.filter(dlq_visible__gt=0),
+                        "DLQ ≥ 10": rows.filter(dlq_visible__gte=10),
+                    }
                     for what, qs in checks.items():
                         if (name, what) not in first_seen and qs.exists():
                             first_seen[(name, what)] = stored
@@ -131,25 +148,40 @@ def run(args) -> None:
         stop.set()
         traffic.join(timeout=10)
 
-        print(f"\n{'pipeline':<14} {'first webhook (rule)':<42} {'after t0':>9}   chart line crossed (after t0)"
-              f"   lead time")
+        print(
+            f"\n{'pipeline':<14} {'first webhook (rule)':<42} {'after t0':>9}   chart line crossed (after t0)"
+            f"   lead time"
+        )
         for name in pipes:
-            hooks = [r for r in receiver.received if r.at >= t0 and (r.body or {}).get("pipeline", {}).get("name") == name
-                     and r.body.get("event") == "opened"]
+            hooks = [
+                r
+                for r in receiver.received
+                if r.at >= t0
+                and (r.body or {}).get("pipeline", {}).get("name") == name
+                and r.body.get("event") == "opened"
+            ]
             first = hooks[0] if hooks else None
             rule = f"{first.body['incident']['rule']}: {first.body['incident']['summary']}"[:40] if first else "none"
             crossings = {what: at for (n, what), at in first_seen.items() if n == name}
             seen = min(crossings.values()) if crossings else None
-            line = ", ".join(f"{w} {fmt(at - t0)}" for w, at in sorted(crossings.items(), key=lambda kv: kv[1])) or \
-                f"none within {args.fault:g} min"
+            line = (
+                ", ".join(f"{w} {fmt(at - t0)}" for w, at in sorted(crossings.items(), key=lambda kv: kv[1]))
+                or f"none within {args.fault:g} min"
+            )
             lead = (seen - first.at) if first and seen else ((end - first.at) if first else None)
-            print(f"{name:<14} {rule:<42} {fmt(first.at - t0) if first else '—':>9}   {line}   "
-                  f"{fmt(lead)}{'' if seen or not first else ' (at least: nothing crossed)'}")
+            print(
+                f"{name:<14} {rule:<42} {fmt(first.at - t0) if first else '—':>9}   {line}   "
+                f"{fmt(lead)}{'' if seen or not first else ' (at least: nothing crossed)'}"
+            )
             for h in hooks:
-                print(f"{'':<14}   {fmt(h.at - t0):>7}  {h.body['incident']['severity']:<8} "
-                      f"{h.body['incident']['rule']}: {h.body['incident']['summary'][:90]}")
-        print(f"\nwebhooks received after t0: {sum(1 for r in receiver.received if r.at >= t0)}; "
-              f"AWS calls by collection: {calls}")
+                print(
+                    f"{'':<14}   {fmt(h.at - t0):>7}  {h.body['incident']['severity']:<8} "
+                    f"{h.body['incident']['rule']}: {h.body['incident']['summary'][:90]}"
+                )
+        print(
+            f"\nwebhooks received after t0: {sum(1 for r in receiver.received if r.at >= t0)}; "
+            f"AWS calls by collection: {calls}"
+        )
     finally:
         receiver.stop()
         moto.stop()
@@ -157,17 +189,21 @@ def run(args) -> None:
 
 
 def aws_datetime(epoch: float):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(epoch, tz=timezone.utc)
+    return datetime.fromtimestamp(epoch, tz=UTC)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--warmup", type=float, default=4.0, help="healthy minutes before the faults (default 4)")
     ap.add_argument("--fault", type=float, default=12.0, help="minutes of faults measured (default 12)")
-    ap.add_argument("--phase", type=float, default=30.0,
-                    help="seconds after a fast cycle the faults begin (default 30: half-way to the next)")
+    ap.add_argument(
+        "--phase",
+        type=float,
+        default=30.0,
+        help="seconds after a fast cycle the faults begin (default 30: half-way to the next)",
+    )
     ap.add_argument("--fast-every", type=int, default=60, help="seconds between fast cycles (default 60)")
     ap.add_argument("--metrics-every", type=int, default=120, help="seconds between metrics cycles (default 120)")
     args = ap.parse_args()

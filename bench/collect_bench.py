@@ -33,6 +33,7 @@ on a throwaway SQLite database under a temporary directory unless `--database-ur
    (which counts the DLQ age as if the DLQ always held messages: the upper bound); the DLQ-empty
    rows are that less the DLQ-age queries a cycle leaves out for a DLQ it knows is empty.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,6 +48,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +71,24 @@ CHILD_TIMEOUT = 300  # seconds; the sequential loop at 2000 calls and 65 ms take
 
 # --- setup ---------------------------------------------------------------------------------------
 
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="N = 10, 100 and a 200-pipeline timing only")
-    ap.add_argument("--database-url", nargs="?", const=os.environ.get("DATABASE_URL", ""), default=None,
-                    help="use this database (or, with no value, $DATABASE_URL) instead of a throwaway SQLite file")
-    ap.add_argument("--concurrency", type=int, nargs="+", default=[16, 32],
-                    help="COLLECT_CONCURRENCY values to time the fast cycle with (default: 16 32)")
+    ap.add_argument(
+        "--database-url",
+        nargs="?",
+        const=os.environ.get("DATABASE_URL", ""),
+        default=None,
+        help="use this database (or, with no value, $DATABASE_URL) instead of a throwaway SQLite file",
+    )
+    ap.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="+",
+        default=[16, 32],
+        help="COLLECT_CONCURRENCY values to time the fast cycle with (default: 16 32)",
+    )
     ap.add_argument("--time-limit", type=int, default=900, help="abort the whole run after this many seconds")
     # Internal: the timed runs, in child processes.
     ap.add_argument("--child", choices=["fast", "sequential"], help=argparse.SUPPRESS)
@@ -136,8 +149,13 @@ def create_queues(target, count: int) -> list[dict[str, str]]:
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})
         url = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": redrive})["QueueUrl"]
-        return {"name": name, "url": url, "arn": dlq_arn.rsplit(":", 1)[0] + f":{name}",
-                "dlq_url": dlq_url, "dlq_arn": dlq_arn}
+        return {
+            "name": name,
+            "url": url,
+            "arn": dlq_arn.rsplit(":", 1)[0] + f":{name}",
+            "dlq_url": dlq_url,
+            "dlq_arn": dlq_arn,
+        }
 
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="bench-setup") as pool:
         return list(pool.map(one, range(count)))
@@ -149,31 +167,59 @@ def seed_percentile_data(target, queue: dict[str, str]) -> None:
     moto answers a percentile query with HTTP 500 only when there is data to compute it from, so
     without this the warm-up cycle would never learn that percentiles are unsupported.
     """
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from pipelines import aws
 
     cw = aws.client(target, "cloudwatch")
-    ts = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=2)
-    cw.put_metric_data(Namespace="AWS/Lambda", MetricData=[{
-        "MetricName": "Duration", "Dimensions": [{"Name": "FunctionName", "Value": f"{queue['name']}-consumer"}],
-        "Timestamp": ts, "Value": 250.0}])
-    cw.put_metric_data(Namespace="AWS/ApiGateway", MetricData=[{
-        "MetricName": "Latency", "Dimensions": [{"Name": "ApiId", "Value": "api0000"}, {"Name": "Stage", "Value": "$default"}],
-        "Timestamp": ts, "Value": 40.0}])
+    ts = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)
+    cw.put_metric_data(
+        Namespace="AWS/Lambda",
+        MetricData=[
+            {
+                "MetricName": "Duration",
+                "Dimensions": [{"Name": "FunctionName", "Value": f"{queue['name']}-consumer"}],
+                "Timestamp": ts,
+                "Value": 250.0,
+            }
+        ],
+    )
+    cw.put_metric_data(
+        Namespace="AWS/ApiGateway",
+        MetricData=[
+            {
+                "MetricName": "Latency",
+                "Dimensions": [{"Name": "ApiId", "Value": "api0000"}, {"Name": "Stage", "Value": "$default"}],
+                "Timestamp": ts,
+                "Value": 40.0,
+            }
+        ],
+    )
 
 
 def register(account, queues: list[dict[str, str]], tag: str) -> None:
     """Pipeline rows for the given queues, with a consumer and an HTTP API so every metric is planned."""
     from pipelines.models import Pipeline
 
-    Pipeline.objects.bulk_create([
-        Pipeline(name=f"{tag}-{i:04d}", account=account, queue_url=q["url"], queue_name=q["name"],
-                 queue_arn=q["arn"], dlq_url=q["dlq_url"], dlq_arn=q["dlq_arn"],
-                 function_name=f"{q['name']}-consumer", api_kind="http", api_id=f"api{i:04d}",
-                 api_stage="$default")
-        for i, q in enumerate(queues)
-    ], batch_size=500)
+    Pipeline.objects.bulk_create(
+        [
+            Pipeline(
+                name=f"{tag}-{i:04d}",
+                account=account,
+                queue_url=q["url"],
+                queue_name=q["name"],
+                queue_arn=q["arn"],
+                dlq_url=q["dlq_url"],
+                dlq_arn=q["dlq_arn"],
+                function_name=f"{q['name']}-consumer",
+                api_kind="http",
+                api_id=f"api{i:04d}",
+                api_stage="$default",
+            )
+            for i, q in enumerate(queues)
+        ],
+        batch_size=500,
+    )
 
 
 def make_account(name: str, endpoint_url: str, queues: list[dict[str, str]]):
@@ -185,6 +231,7 @@ def make_account(name: str, endpoint_url: str, queues: list[dict[str, str]]):
 
 
 # --- 1. calls per cycle --------------------------------------------------------------------------
+
 
 def planned_metrics(account, at) -> dict[str, Any]:
     """Metrics per pipeline as run_metrics_cycle(account, at=at) will plan them, made independently.
@@ -206,7 +253,8 @@ def planned_metrics(account, at) -> dict[str, Any]:
         "slow_due": [s.field for s in collect.METRICS if s.every > 1 and cycle % s.every == 0],
         "per_pipeline": [len(collect.plan_metrics(p, unsupported, p.pk in empty, cycle=cycle)) for p in pipes],
         "with_dlq_messages": sum(len(collect.plan_metrics(p, unsupported, False, cycle=cycle)) for p in pipes),
-        "dlq_empty": len(empty), "dlqs": sum(1 for p in pipes if p.dlq_arn),
+        "dlq_empty": len(empty),
+        "dlqs": sum(1 for p in pipes if p.dlq_arn),
     }
 
 
@@ -242,19 +290,28 @@ def measure_calls(account, n: int) -> dict[str, Any]:
     total = sum(plan["per_pipeline"])
     return {
         "n": n,
-        "fast_calls": fast.calls.get("sqs:GetQueueAttributes", 0), "fast_other": _other(fast.calls, "sqs:GetQueueAttributes"),
-        "fast_floor": 2 * n, "fast_errors": len(fast.errors),
-        "warm_calls": warm.calls.get("cloudwatch:GetMetricData", 0), "warm_metrics": warm.metrics_requested,
-        "warm_plan": sorted(set(warm_plan["per_pipeline"])), "warm_errors": len(warm.errors),
+        "fast_calls": fast.calls.get("sqs:GetQueueAttributes", 0),
+        "fast_other": _other(fast.calls, "sqs:GetQueueAttributes"),
+        "fast_floor": 2 * n,
+        "fast_errors": len(fast.errors),
+        "warm_calls": warm.calls.get("cloudwatch:GetMetricData", 0),
+        "warm_metrics": warm.metrics_requested,
+        "warm_plan": sorted(set(warm_plan["per_pipeline"])),
+        "warm_errors": len(warm.errors),
         "unsupported": list(account.unsupported_statistics),
         "metrics_calls": steady.calls.get("cloudwatch:GetMetricData", 0),
         "metrics_other": _other(steady.calls, "cloudwatch:GetMetricData"),
         "metrics_floor": math.ceil(total / collect.MAX_QUERIES_PER_CALL),
         "metrics_floor_reported": math.ceil(steady.metrics_requested / collect.MAX_QUERIES_PER_CALL),
-        "metrics_requested": steady.metrics_requested, "metrics_planned": total,
-        "per_pipeline": sorted(set(plan["per_pipeline"])), "metrics_errors": len(steady.errors),
-        "cycle": plan["cycle"], "cycle_after": (plan["cycle"] - warm_plan["cycle"]),
-        "slow_due": plan["slow_due"], "dlq_empty": plan["dlq_empty"], "dlqs": plan["dlqs"],
+        "metrics_requested": steady.metrics_requested,
+        "metrics_planned": total,
+        "per_pipeline": sorted(set(plan["per_pipeline"])),
+        "metrics_errors": len(steady.errors),
+        "cycle": plan["cycle"],
+        "cycle_after": (plan["cycle"] - warm_plan["cycle"]),
+        "slow_due": plan["slow_due"],
+        "dlq_empty": plan["dlq_empty"],
+        "dlqs": plan["dlqs"],
         "with_dlq_messages": plan["with_dlq_messages"],
     }
 
@@ -264,6 +321,7 @@ def _other(calls: dict[str, int], key: str) -> int:
 
 
 # --- 2. fast-cycle wall time (child processes) ---------------------------------------------------
+
 
 def emit(result: dict[str, Any]) -> None:
     print(RESULT_TAG + json.dumps(result), flush=True)
@@ -283,11 +341,26 @@ def child_fast(account_id: int) -> None:
         Pipeline.objects.filter(account=account).update(last_sync_at=None)  # all due
         cpu, t = cpu_seconds(), time.perf_counter()
         report = collect.run_fast_cycle(account)
-        runs.append({"seconds": time.perf_counter() - t, "cpu": cpu_seconds() - cpu, "calls": report.calls,
-                     "pipelines": report.pipelines, "errors": len(report.errors),
-                     "first_error": next(iter(report.errors.values()), "")})
-    emit({"concurrency": settings.COLLECT_CONCURRENCY, "runs": runs, "rss_ready_kb": rss_ready,
-          "rss_peak_kb": max_rss_kb(), "hwm_ready_kb": hwm_ready, "hwm_peak_kb": hwm_kb()})
+        runs.append(
+            {
+                "seconds": time.perf_counter() - t,
+                "cpu": cpu_seconds() - cpu,
+                "calls": report.calls,
+                "pipelines": report.pipelines,
+                "errors": len(report.errors),
+                "first_error": next(iter(report.errors.values()), ""),
+            }
+        )
+    emit(
+        {
+            "concurrency": settings.COLLECT_CONCURRENCY,
+            "runs": runs,
+            "rss_ready_kb": rss_ready,
+            "rss_peak_kb": max_rss_kb(),
+            "hwm_ready_kb": hwm_ready,
+            "hwm_peak_kb": hwm_kb(),
+        }
+    )
 
 
 def child_sequential(account_id: int, sample: int | None = None) -> None:
@@ -302,20 +375,32 @@ def child_sequential(account_id: int, sample: int | None = None) -> None:
     from pipelines.models import AwsAccount, Pipeline
 
     account = AwsAccount.objects.get(pk=account_id)
-    urls = [u for pair in Pipeline.objects.filter(account=account).order_by("pk").values_list("queue_url", "dlq_url")
-            for u in pair if u]
+    urls = [
+        u
+        for pair in Pipeline.objects.filter(account=account).order_by("pk").values_list("queue_url", "dlq_url")
+        for u in pair
+        if u
+    ]
     timed = urls[:sample] if sample else urls
     sqs = boto3.client("sqs", region_name=REGION, endpoint_url=account.endpoint_url)
     t = time.perf_counter()
     for url in timed:
         sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(aws.COUNT_ATTRIBUTES))
     seconds = time.perf_counter() - t
-    emit({"seconds": seconds * len(urls) / len(timed), "measured_seconds": seconds, "calls": len(urls),
-          "timed_calls": len(timed), "rss_peak_kb": max_rss_kb()})
+    emit(
+        {
+            "seconds": seconds * len(urls) / len(timed),
+            "measured_seconds": seconds,
+            "calls": len(urls),
+            "timed_calls": len(timed),
+            "rss_peak_kb": max_rss_kb(),
+        }
+    )
 
 
-def run_child(kind: str, account_id: int, proxy, concurrency: int | None = None,
-              sample: int | None = None) -> dict[str, Any]:
+def run_child(
+    kind: str, account_id: int, proxy, concurrency: int | None = None, sample: int | None = None
+) -> dict[str, Any]:
     """Run this script as a child doing one timed job; return its result and the calls the proxy saw."""
     env = dict(os.environ)
     if concurrency is not None:
@@ -328,7 +413,7 @@ def run_child(kind: str, account_id: int, proxy, concurrency: int | None = None,
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"child {kind} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    result = json.loads(lines[-1][len(RESULT_TAG):])
+    result = json.loads(lines[-1][len(RESULT_TAG) :])
     result["proxied"] = proxy.counts["forwarded"] - before
     return result
 
@@ -355,8 +440,9 @@ def proxy_overhead(moto_url: str, queue_url: str, calls: int = 50) -> dict[str, 
     return out
 
 
-def measure_timing(account, direct_account, proxy, concurrencies: list[int],
-                   samples: dict[float, int | None]) -> dict[str, Any]:
+def measure_timing(
+    account, direct_account, proxy, concurrencies: list[int], samples: dict[float, int | None]
+) -> dict[str, Any]:
     """For each added latency: the fast cycle at each concurrency, then the sequential loop."""
     by_latency = {}
     for latency, sample in samples.items():
@@ -379,15 +465,24 @@ def measure_timing(account, direct_account, proxy, concurrencies: list[int],
 
 # --- 3. cost -------------------------------------------------------------------------------------
 
+
 def cost_pipeline():
     """An unsaved full pipeline: queue + DLQ + Lambda consumer + REST API."""
     from pipelines.models import Pipeline
 
     base = "https://sqs.us-east-1.amazonaws.com/123456789012"
-    return Pipeline(name="orders", queue_url=f"{base}/orders", queue_name="orders",
-                    dlq_url=f"{base}/orders-dlq", dlq_arn="arn:aws:sqs:us-east-1:123456789012:orders-dlq",
-                    function_name="orders-consumer", api_kind="rest", api_id="a1b2c3d4e5",
-                    api_name="orders-api", api_stage="prod")
+    return Pipeline(
+        name="orders",
+        queue_url=f"{base}/orders",
+        queue_name="orders",
+        dlq_url=f"{base}/orders-dlq",
+        dlq_arn="arn:aws:sqs:us-east-1:123456789012:orders-dlq",
+        function_name="orders-consumer",
+        api_kind="rest",
+        api_id="a1b2c3d4e5",
+        api_name="orders-api",
+        api_stage="prod",
+    )
 
 
 def cost_with(pipeline, unsupported: tuple[str, ...], dlq_empty: bool) -> dict[str, float]:
@@ -399,7 +494,9 @@ def cost_with(pipeline, unsupported: tuple[str, ...], dlq_empty: bool) -> dict[s
     cost = dict(collect.monthly_cost(pipeline, unsupported))
     cycles = collect.MONTH_SECONDS / settings.METRICS_INTERVAL_SECONDS
     if dlq_empty:
-        left_out = set(collect.plan_metrics(pipeline, unsupported)) - set(collect.plan_metrics(pipeline, unsupported, True))
+        left_out = set(collect.plan_metrics(pipeline, unsupported)) - set(
+            collect.plan_metrics(pipeline, unsupported, True)
+        )
         cost["metrics_requested"] -= sum(cycles / spec.every for spec in left_out)
         cost["cloudwatch"] = cost["metrics_requested"] * settings.CLOUDWATCH_PRICE_PER_THOUSAND_METRICS / 1e3
         cost["total"] = cost["sqs"] + cost["cloudwatch"]
@@ -430,6 +527,7 @@ def measure_cost() -> dict[str, Any]:
 
 # --- output --------------------------------------------------------------------------------------
 
+
 def yes(ok: bool) -> str:
     return "yes" if ok else "NO"
 
@@ -439,83 +537,111 @@ def print_calls(rows: list[dict[str, Any]]) -> None:
     print(f"   {'N':>5}  {'cycle':<16} {'operation':<26} {'measured':>8} {'floor':>6}  equal  notes")
     for r in rows:
         other = f"; +{r['fast_other']} other calls" if r["fast_other"] else ""
-        print(f"   {r['n']:>5}  {'fast':<16} {'sqs:GetQueueAttributes':<26} {r['fast_calls']:>8} {r['fast_floor']:>6}"
-              f"  {yes(r['fast_calls'] == r['fast_floor'] and not r['fast_other']):<5}  2 queues x N; "
-              f"{r['fast_errors']} failed{other}")
-        print(f"   {r['n']:>5}  {'metrics warm-up':<16} {'cloudwatch:GetMetricData':<26} {r['warm_calls']:>8} {'-':>6}"
-              f"  {'-':<5}  plans {'/'.join(map(str, r['warm_plan']))} metrics/pipeline, {r['warm_metrics']} requested;"
-              f" account now skips {r['unsupported'] or 'nothing'}")
+        print(
+            f"   {r['n']:>5}  {'fast':<16} {'sqs:GetQueueAttributes':<26} {r['fast_calls']:>8} {r['fast_floor']:>6}"
+            f"  {yes(r['fast_calls'] == r['fast_floor'] and not r['fast_other']):<5}  2 queues x N; "
+            f"{r['fast_errors']} failed{other}"
+        )
+        print(
+            f"   {r['n']:>5}  {'metrics warm-up':<16} {'cloudwatch:GetMetricData':<26} {r['warm_calls']:>8} {'-':>6}"
+            f"  {'-':<5}  plans {'/'.join(map(str, r['warm_plan']))} metrics/pipeline, {r['warm_metrics']} requested;"
+            f" account now skips {r['unsupported'] or 'nothing'}"
+        )
         other = f"; +{r['metrics_other']} other calls" if r["metrics_other"] else ""
         ok = r["metrics_calls"] == r["metrics_floor"] == r["metrics_floor_reported"] and not r["metrics_other"]
         slow = ", ".join(r["slow_due"]) or "no slow metric"
-        print(f"   {r['n']:>5}  {'metrics steady':<16} {'cloudwatch:GetMetricData':<26} {r['metrics_calls']:>8}"
-              f" {r['metrics_floor']:>6}  {yes(ok):<5}  cycle {r['cycle']} (warm-up +{r['cycle_after']}; due: {slow}); "
-              f"{r['dlq_empty']}/{r['dlqs']} DLQs known empty; {'/'.join(map(str, r['per_pipeline']))} metrics/pipeline, "
-              f"floor ceil({r['metrics_planned']}/500) from the plan, ceil({r['metrics_requested']}/500) = "
-              f"{r['metrics_floor_reported']} from metrics_requested (requested = planned: "
-              f"{yes(r['metrics_requested'] == r['metrics_planned'])}); {r['metrics_errors']} failed{other}; "
-              f"with DLQ messages: {r['with_dlq_messages']} metrics, "
-              f"{math.ceil(r['with_dlq_messages'] / 500)} calls")
+        print(
+            f"   {r['n']:>5}  {'metrics steady':<16} {'cloudwatch:GetMetricData':<26} {r['metrics_calls']:>8}"
+            f" {r['metrics_floor']:>6}  {yes(ok):<5}  cycle {r['cycle']} (warm-up +{r['cycle_after']}; due: {slow}); "
+            f"{r['dlq_empty']}/{r['dlqs']} DLQs known empty; {'/'.join(map(str, r['per_pipeline']))} metrics/pipeline, "
+            f"floor ceil({r['metrics_planned']}/500) from the plan, ceil({r['metrics_requested']}/500) = "
+            f"{r['metrics_floor_reported']} from metrics_requested (requested = planned: "
+            f"{yes(r['metrics_requested'] == r['metrics_planned'])}); {r['metrics_errors']} failed{other}; "
+            f"with DLQ messages: {r['with_dlq_messages']} metrics, "
+            f"{math.ceil(r['with_dlq_messages'] / 500)} calls"
+        )
 
 
 def print_timing(t: dict[str, Any], n: int) -> None:
     over = t["overhead"]
     print(f"2. Fast-cycle wall time, {n} pipelines ({2 * n} queues), latency added to every AWS call by a FaultProxy")
-    print(f"   overhead of the proxy at latency 0: {over['direct']:.1f} ms per sequential GetQueueAttributes "
-          f"direct to moto vs {over['proxy']:.1f} ms through FaultProxy (+{over['proxy'] - over['direct']:.1f} ms)")
+    print(
+        f"   overhead of the proxy at latency 0: {over['direct']:.1f} ms per sequential GetQueueAttributes "
+        f"direct to moto vs {over['proxy']:.1f} ms through FaultProxy (+{over['proxy'] - over['direct']:.1f} ms)"
+    )
     for latency, lt in t["latencies"].items():
         seq = lt["sequential"]
         per_call = seq["seconds"] / seq["calls"]
         ms = latency * 1000
         if seq["timed_calls"] < seq["calls"]:
-            how = (f"EXTRAPOLATED linearly from {seq['timed_calls']} calls timed in {seq['measured_seconds']:.2f} s; "
-                   f"proxy forwarded {seq['proxied']}")
+            how = (
+                f"EXTRAPOLATED linearly from {seq['timed_calls']} calls timed in {seq['measured_seconds']:.2f} s; "
+                f"proxy forwarded {seq['proxied']}"
+            )
         else:
             how = f"measured; proxy forwarded {seq['proxied']}"
-        print(f"   +{ms:.0f} ms  sequential boto3 loop: {seq['seconds']:7.2f} s for {seq['calls']} calls "
-              f"({per_call * 1000:.1f} ms/call; {how})")
+        print(
+            f"   +{ms:.0f} ms  sequential boto3 loop: {seq['seconds']:7.2f} s for {seq['calls']} calls "
+            f"({per_call * 1000:.1f} ms/call; {how})"
+        )
         if latency == LATENCY_REFERENCE:
             ref = REFERENCE_SECONDS / REFERENCE_CALLS
-            print(f"   +{ms:.0f} ms  (design brief's reference: {REFERENCE_SECONDS:.0f} s for {REFERENCE_CALLS} calls "
-                  f"through its \"20 ms\" proxy, {ref * 1000:.0f} ms/call; here {per_call * 1000:.1f} ms/call, "
-                  f"{seq['seconds'] * REFERENCE_CALLS / seq['calls']:.0f} s for {REFERENCE_CALLS} calls)")
+            print(
+                f"   +{ms:.0f} ms  (design brief's reference: {REFERENCE_SECONDS:.0f} s for {REFERENCE_CALLS} calls "
+                f'through its "20 ms" proxy, {ref * 1000:.0f} ms/call; here {per_call * 1000:.1f} ms/call, '
+                f"{seq['seconds'] * REFERENCE_CALLS / seq['calls']:.0f} s for {REFERENCE_CALLS} calls)"
+            )
         for c, r in lt["fast"].items():
             for label, run in zip(("cold", "warm"), r["runs"]):
                 ratio = seq["seconds"] / run["seconds"]
                 calls = run["calls"].get("sqs:GetQueueAttributes", 0)
-                print(f"   +{ms:.0f} ms  fast cycle, concurrency {c:>2}, {label}: {run['seconds']:6.2f} s  "
-                      f"ratio {ratio:5.1f}x  (>= 10x: {yes(ratio >= 10)}, < 10 s: {yes(run['seconds'] < 10)}; "
-                      f"{calls} calls, {run['errors']} failed"
-                      f"{'; ' + run['first_error'][:120] if run['errors'] else ''}; child CPU {run['cpu']:.2f} s; "
-                      f"latency-bound ideal {calls * per_call / c:.2f} s)")
+                print(
+                    f"   +{ms:.0f} ms  fast cycle, concurrency {c:>2}, {label}: {run['seconds']:6.2f} s  "
+                    f"ratio {ratio:5.1f}x  (>= 10x: {yes(ratio >= 10)}, < 10 s: {yes(run['seconds'] < 10)}; "
+                    f"{calls} calls, {run['errors']} failed"
+                    f"{'; ' + run['first_error'][:120] if run['errors'] else ''}; child CPU {run['cpu']:.2f} s; "
+                    f"latency-bound ideal {calls * per_call / c:.2f} s)"
+                )
         c0, r0 = next(iter(lt["fast"].items()))
         warm = r0["runs"][-1]
         calls = warm["calls"].get("sqs:GetQueueAttributes", 0)
         projected = max(calls * per_call / c0, warm["cpu"])
-        print(f"   +{ms:.0f} ms  estimate without the emulator's limit (concurrency {c0}): max(latency-bound ideal "
-              f"{calls * per_call / c0:.2f} s, child CPU {warm['cpu']:.2f} s) = {projected:.2f} s, ratio "
-              f"{seq['seconds'] / projected:.1f}x  (an estimate, not a measurement)")
+        print(
+            f"   +{ms:.0f} ms  estimate without the emulator's limit (concurrency {c0}): max(latency-bound ideal "
+            f"{calls * per_call / c0:.2f} s, child CPU {warm['cpu']:.2f} s) = {projected:.2f} s, ratio "
+            f"{seq['seconds'] / projected:.1f}x  (an estimate, not a measurement)"
+        )
     concurrencies = next(iter(t["latencies"].values()))["fast"].keys()
     for c in concurrencies:
         runs = [(latency, lt["fast"][c]) for latency, lt in t["latencies"].items()]
         peak = max(r["hwm_peak_kb"] or r["rss_peak_kb"] for _, r in runs)
-        print(f"   peak RSS, concurrency {c:>2} child: {peak / 1024:6.1f} MB  (< 200 MB: {yes(peak < 200 * 1024)}; "
-              + "; ".join(f"+{latency * 1000:.0f} ms child {(r['hwm_peak_kb'] or r['rss_peak_kb']) / 1024:.1f} MB"
-                          f" ({r['hwm_ready_kb'] / 1024:.1f} MB after Django setup, ru_maxrss "
-                          f"{r['rss_peak_kb'] / 1024:.1f} MB, proxy forwarded {r['proxied']} for both cycles)"
-                          for latency, r in runs)
-              + ")")
+        print(
+            f"   peak RSS, concurrency {c:>2} child: {peak / 1024:6.1f} MB  (< 200 MB: {yes(peak < 200 * 1024)}; "
+            + "; ".join(
+                f"+{latency * 1000:.0f} ms child {(r['hwm_peak_kb'] or r['rss_peak_kb']) / 1024:.1f} MB"
+                f" ({r['hwm_ready_kb'] / 1024:.1f} MB after Django setup, ru_maxrss "
+                f"{r['rss_peak_kb'] / 1024:.1f} MB, proxy forwarded {r['proxied']} for both cycles)"
+                for latency, r in runs
+            )
+            + ")"
+        )
     d = t["direct"]
-    print(f"   fast cycle straight to moto (no proxy, no added latency), concurrency {d['concurrency']}: "
-          + ", ".join(f"{label} {run['seconds']:.2f} s (child CPU {run['cpu']:.2f} s)"
-                      for label, run in zip(("cold", "warm"), d["runs"]))
-          + f"  <- the emulator/CPU floor on this {os.cpu_count()}-CPU machine")
-    print("   'cold' is the child's first cycle (clients and connections made inside it); 'warm' the second,"
-          " as in a long-lived worker.\n   Ratios are the sequential loop's time at the same added latency over"
-          " the fast cycle's.\n   Peak RSS is VmHWM of the child process that ran only the two fast"
-          f" cycles (Django + boto3 + {n} Pipeline rows + the cycles).\n   The child's ru_maxrss is"
-          " printed too but is not its own: Linux carries ru_maxrss across fork+exec, so it starts at this"
-          " parent's RSS\n   (emulator setup, call-count cycles, proxy) when the child was spawned.")
+    print(
+        f"   fast cycle straight to moto (no proxy, no added latency), concurrency {d['concurrency']}: "
+        + ", ".join(
+            f"{label} {run['seconds']:.2f} s (child CPU {run['cpu']:.2f} s)"
+            for label, run in zip(("cold", "warm"), d["runs"])
+        )
+        + f"  <- the emulator/CPU floor on this {os.cpu_count()}-CPU machine"
+    )
+    print(
+        "   'cold' is the child's first cycle (clients and connections made inside it); 'warm' the second,"
+        " as in a long-lived worker.\n   Ratios are the sequential loop's time at the same added latency over"
+        " the fast cycle's.\n   Peak RSS is VmHWM of the child process that ran only the two fast"
+        f" cycles (Django + boto3 + {n} Pipeline rows + the cycles).\n   The child's ru_maxrss is"
+        " printed too but is not its own: Linux carries ru_maxrss across fork+exec, so it starts at this"
+        " parent's RSS\n   (emulator setup, call-count cycles, proxy) when the child was spawned."
+    )
 
 
 def print_cost(c: dict[str, Any]) -> None:
@@ -523,26 +649,39 @@ def print_cost(c: dict[str, Any]) -> None:
 
     comps = ", ".join(f"{k} {v:g}" if v == int(v) else f"{k} {v:.2f}" for k, v in c["components"].items())
     slow = "; ".join(f"{f} every {e} cycles" for f, e in c["slow"])
-    print(f"3. AWS API cost per pipeline-month, full pipeline (queue + DLQ + Lambda + REST API), "
-          f"fast every {settings.FAST_INTERVAL_SECONDS} s, metrics every {settings.METRICS_INTERVAL_SECONDS} s")
-    print(f"   metrics per cycle by component, averaged over the cadences (all available, DLQ holding messages): "
-          f"{comps} ({slow}); SQS ${settings.SQS_PRICE_PER_MILLION}/million calls, CloudWatch "
-          f"${settings.CLOUDWATCH_PRICE_PER_THOUSAND_METRICS}/1000 metrics")
-    print(f"   {'case':<50} {'metrics':>7} {'SQS calls':>10} {'SQS $':>7} {'CW metrics':>11} {'CW $':>7} "
-          f"{'total $':>8}  <= $1.50")
+    print(
+        f"3. AWS API cost per pipeline-month, full pipeline (queue + DLQ + Lambda + REST API), "
+        f"fast every {settings.FAST_INTERVAL_SECONDS} s, metrics every {settings.METRICS_INTERVAL_SECONDS} s"
+    )
+    print(
+        f"   metrics per cycle by component, averaged over the cadences (all available, DLQ holding messages): "
+        f"{comps} ({slow}); SQS ${settings.SQS_PRICE_PER_MILLION}/million calls, CloudWatch "
+        f"${settings.CLOUDWATCH_PRICE_PER_THOUSAND_METRICS}/1000 metrics"
+    )
+    print(
+        f"   {'case':<50} {'metrics':>7} {'SQS calls':>10} {'SQS $':>7} {'CW metrics':>11} {'CW $':>7} "
+        f"{'total $':>8}  <= $1.50"
+    )
     for label, k in c["cases"]:
-        print(f"   {label:<50} {k['metrics_per_cycle']:>7.2f} {k['sqs_calls']:>10,.0f} {k['sqs']:>7.4f} "
-              f"{k['metrics_requested']:>11,.0f} {k['cloudwatch']:>7.4f} {k['total']:>8.4f}  {yes(k['total'] <= 1.5)}")
-    print("   'metrics' is metrics requested per metrics cycle, on average; the DLQ-empty rows are monthly_cost"
-          " less the DLQ-age queries.")
+        print(
+            f"   {label:<50} {k['metrics_per_cycle']:>7.2f} {k['sqs_calls']:>10,.0f} {k['sqs']:>7.4f} "
+            f"{k['metrics_requested']:>11,.0f} {k['cloudwatch']:>7.4f} {k['total']:>8.4f}  {yes(k['total'] <= 1.5)}"
+        )
+    print(
+        "   'metrics' is metrics requested per metrics cycle, on average; the DLQ-empty rows are monthly_cost"
+        " less the DLQ-age queries."
+    )
 
 
 def print_rss_parent() -> None:
-    print(f"   (this parent process, for reference: peak RSS {max_rss_kb() / 1024:.1f} MB, including emulator "
-          "setup, the call-count cycles and the proxy)")
+    print(
+        f"   (this parent process, for reference: peak RSS {max_rss_kb() / 1024:.1f} MB, including emulator "
+        "setup, the call-count cycles and the proxy)"
+    )
 
 
 # --- main ----------------------------------------------------------------------------------------
+
 
 class TimeLimit(Exception):
     pass
@@ -584,8 +723,10 @@ def run(args: argparse.Namespace) -> None:
         cost = measure_cost()
         if args.database_url:
             cleanup(tag)
-    print(f"\n=== opsboard collection bench ({'quick' if args.quick else 'full'}; "
-          f"{time.monotonic() - started:.0f} s) ===\n")
+    print(
+        f"\n=== opsboard collection bench ({'quick' if args.quick else 'full'}; "
+        f"{time.monotonic() - started:.0f} s) ===\n"
+    )
     print_calls(rows)
     print()
     print_timing(timing, timing_n)

@@ -27,6 +27,7 @@ moto's cost per message sent and deleted still grows with depth (it scans the qu
 which real SQS's does not; the default spreads the 10,000 messages over 10 DLQs of 1,000 so that
 depth does not dominate. `--dlqs 1` shows the single deep queue.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -94,11 +95,20 @@ def fill(target, url: str, count: int, start: int) -> None:
 
     sqs = aws.client(target, "sqs")
     for i in range(start, start + count, 10):
-        sqs.send_message_batch(QueueUrl=url, Entries=[{
-            "Id": str(j), "MessageBody": json.dumps({"order": j, "payload": "x" * 200}),
-            "MessageAttributes": {"requestId": {"DataType": "String", "StringValue": f"req-{j}"},
-                                  "attempt": {"DataType": "Number", "StringValue": "5"}}}
-            for j in range(i, min(i + 10, start + count))])
+        sqs.send_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {
+                    "Id": str(j),
+                    "MessageBody": json.dumps({"order": j, "payload": "x" * 200}),
+                    "MessageAttributes": {
+                        "requestId": {"DataType": "String", "StringValue": f"req-{j}"},
+                        "attempt": {"DataType": "Number", "StringValue": "5"},
+                    },
+                }
+                for j in range(i, min(i + 10, start + count))
+            ],
+        )
 
 
 def depth(target, url: str) -> int:
@@ -112,9 +122,18 @@ def run_batch_engine(pipelines) -> tuple[float, object]:
     from pipelines import aws, redrive
     from pipelines.models import RedriveEngine, RedriveTask
 
-    tasks = [RedriveTask.objects.create(pipeline=p, pipeline_name=p.name, source_url=p.dlq_url, source_arn=p.dlq_arn,
-                                        destination_url=p.queue_url, destination_arn=p.queue_arn,
-                                        engine=RedriveEngine.BATCH) for p in pipelines]
+    tasks = [
+        RedriveTask.objects.create(
+            pipeline=p,
+            pipeline_name=p.name,
+            source_url=p.dlq_url,
+            source_arn=p.dlq_arn,
+            destination_url=p.queue_url,
+            destination_arn=p.queue_arn,
+            engine=RedriveEngine.BATCH,
+        )
+        for p in pipelines
+    ]
     with aws.metering() as meter:
         t0 = time.perf_counter()
         for t in tasks:
@@ -136,17 +155,19 @@ def run_naive(target, pipelines) -> tuple[float, object, int]:
         for p in pipelines:
             empty = 0
             while empty < 2:
-                msgs = sqs.receive_message(QueueUrl=p.dlq_url, MaxNumberOfMessages=1, VisibilityTimeout=60,
-                                           MessageAttributeNames=["All"]).get("Messages", [])
+                msgs = sqs.receive_message(
+                    QueueUrl=p.dlq_url, MaxNumberOfMessages=1, VisibilityTimeout=60, MessageAttributeNames=["All"]
+                ).get("Messages", [])
                 if not msgs:
                     empty += 1
                     continue
                 m = msgs[0]
                 params = {"QueueUrl": p.queue_url, "MessageBody": m["Body"]}
                 if m.get("MessageAttributes"):
-                    params["MessageAttributes"] = {k: {f: v for f, v in a.items() if f in ("DataType", "StringValue",
-                                                                                           "BinaryValue")}
-                                                   for k, a in m["MessageAttributes"].items()}
+                    params["MessageAttributes"] = {
+                        k: {f: v for f, v in a.items() if f in ("DataType", "StringValue", "BinaryValue")}
+                        for k, a in m["MessageAttributes"].items()
+                    }
                 sqs.send_message(**params)
                 sqs.delete_message(QueueUrl=p.dlq_url, ReceiptHandle=m["ReceiptHandle"])
                 moved += 1
@@ -167,8 +188,10 @@ def main(argv=None) -> int:
         from pipelines.models import AwsAccount
         from tests.redrive_support import QuickMotoServer
 
-        print(f"redrive benchmark: {args.messages:,} messages in {args.dlqs} DLQ(s) of {per_dlq:,}, "
-              "moto in server mode over HTTP (QuickMotoServer)\n")
+        print(
+            f"redrive benchmark: {args.messages:,} messages in {args.dlqs} DLQ(s) of {per_dlq:,}, "
+            "moto in server mode over HTTP (QuickMotoServer)\n"
+        )
         with QuickMotoServer(log_path=str(Path(tmp) / "moto.log")) as server:
             results = {}
             for name in ("batch", "naive"):
@@ -188,9 +211,11 @@ def main(argv=None) -> int:
                 left = sum(depth(target, p.dlq_url) for p in pipelines)
                 arrived = sum(depth(target, p.queue_url) for p in pipelines)
                 results[name] = (elapsed, meter, moved)
-                print(f"{name}: moved {moved:,} in {elapsed:.1f}s = {moved / elapsed:,.0f} messages/s; "
-                      f"{meter.total_calls:,} API calls = {meter.total_calls / moved:.4f} per message "
-                      f"({calls_line(meter)}); left in DLQs {left}, at the destinations {arrived:,}")
+                print(
+                    f"{name}: moved {moved:,} in {elapsed:.1f}s = {moved / elapsed:,.0f} messages/s; "
+                    f"{meter.total_calls:,} API calls = {meter.total_calls / moved:.4f} per message "
+                    f"({calls_line(meter)}); left in DLQs {left}, at the destinations {arrived:,}"
+                )
                 if left or arrived != args.messages:
                     print(f"  !! expected 0 left and {args.messages:,} delivered")
         (b_t, b_m, b_n), (n_t, n_m, n_n) = results["batch"], results["naive"]
@@ -200,11 +225,15 @@ def main(argv=None) -> int:
         print(f"{'':14}{'messages/s':>12}{'calls/message':>16}")
         print(f"{'batch engine':14}{b_rate:>12,.0f}{b_cpm:>16.4f}")
         print(f"{'naive mover':14}{n_rate:>12,.0f}{n_cpm:>16.4f}")
-        print(f"\nthroughput: batch / naive = {b_rate / n_rate:.1f}x (target >= 5x): "
-              f"{'met' if b_rate / n_rate >= 5 else 'NOT met'}")
+        print(
+            f"\nthroughput: batch / naive = {b_rate / n_rate:.1f}x (target >= 5x): "
+            f"{'met' if b_rate / n_rate >= 5 else 'NOT met'}"
+        )
         print(f"calls per message: {b_cpm:.4f} (target <= 0.31, floor 0.30): {'met' if b_cpm <= 0.31 else 'NOT met'}")
-        print(f"API calls: batch {b_m.total_calls:,} vs naive {n_m.total_calls:,} "
-              f"({n_m.total_calls / b_m.total_calls:.1f}x fewer)")
+        print(
+            f"API calls: batch {b_m.total_calls:,} vs naive {n_m.total_calls:,} "
+            f"({n_m.total_calls / b_m.total_calls:.1f}x fewer)"
+        )
     return 0
 
 

@@ -1,4 +1,5 @@
 """opsboard's admin site: the operations UI, with the pipeline overview as its landing page."""
+
 from django.contrib import admin
 from django.urls import path
 

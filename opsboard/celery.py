@@ -1,4 +1,5 @@
 """Celery application: configuration comes from Django settings (the CELERY_ namespace)."""
+
 import os
 
 from celery import Celery

@@ -3,6 +3,7 @@
 Every variable is documented in .env.example. With no variables set, opsboard runs on embedded
 defaults: a SQLite file and a filesystem Celery broker under ./var, so nothing but Python is needed.
 """
+
 import ipaddress
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def _env(getter, name, **kwargs):
     try:
         return getter(name, **kwargs)
     except (ValueError, TypeError) as exc:
-        raise ImproperlyConfigured(f"The environment variable {name} is malformed ({exc}); fix or unset it.")
+        raise ImproperlyConfigured(f"The environment variable {name} is malformed ({exc}); fix or unset it.") from None
 
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
@@ -100,7 +101,7 @@ _DB_HELP = "use postgres://USER:PASSWORD@HOST:5432/NAME or sqlite:////absolute/p
 try:
     DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'opsboard.sqlite3'}")}
 except (ImproperlyConfigured, ValueError, KeyError) as exc:
-    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL Django can use ({exc}); {_DB_HELP}.")
+    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL Django can use ({exc}); {_DB_HELP}.") from None
 if DATABASES["default"].get("ENGINE") not in ("django.db.backends.postgresql", "django.db.backends.sqlite3"):
     raise ImproperlyConfigured(f"DATABASE_URL is not a database URL opsboard supports; {_DB_HELP}.")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" and DATABASES["default"]["NAME"] != ":memory:":
@@ -225,7 +226,8 @@ def _networks(name: str) -> tuple[str, ...]:
         except ValueError as exc:
             raise ImproperlyConfigured(
                 f"{name} holds {item!r}, which is not an IP address or network ({exc}); use comma-separated "
-                "addresses or CIDR ranges such as 10.0.0.0/8,192.168.1.5.")
+                "addresses or CIDR ranges such as 10.0.0.0/8,192.168.1.5."
+            ) from None
     return tuple(out)
 
 
@@ -235,7 +237,8 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="").strip()
 if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
     raise ImproperlyConfigured(
         "METRICS_TOKEN is too short; use at least 16 random characters (for example the output of "
-        "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`), or unset it.")
+        "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`), or unset it."
+    )
 METRICS_ALLOWED_IPS = _networks("METRICS_ALLOWED_IPS")
 # Load balancers probe /healthz over plain HTTP, and Prometheus often scrapes inside the network.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
@@ -258,11 +261,20 @@ LOGGING = {
 }
 
 CELERY_BEAT_SCHEDULE = {
-    "fast-cycle": {"task": "pipelines.tasks.fast_cycle", "schedule": float(FAST_INTERVAL_SECONDS),
-                   "options": {"expires": FAST_INTERVAL_SECONDS}},
-    "metrics-cycle": {"task": "pipelines.tasks.metrics_cycle", "schedule": float(METRICS_INTERVAL_SECONDS),
-                      "options": {"expires": METRICS_INTERVAL_SECONDS}},
+    "fast-cycle": {
+        "task": "pipelines.tasks.fast_cycle",
+        "schedule": float(FAST_INTERVAL_SECONDS),
+        "options": {"expires": FAST_INTERVAL_SECONDS},
+    },
+    "metrics-cycle": {
+        "task": "pipelines.tasks.metrics_cycle",
+        "schedule": float(METRICS_INTERVAL_SECONDS),
+        "options": {"expires": METRICS_INTERVAL_SECONDS},
+    },
     "maintenance": {"task": "pipelines.tasks.maintenance", "schedule": 600.0, "options": {"expires": 600}},
-    "alert-deliveries": {"task": "pipelines.tasks.deliver_due_notifications", "schedule": 60.0,
-                         "options": {"expires": 60}},
+    "alert-deliveries": {
+        "task": "pipelines.tasks.deliver_due_notifications",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
 }

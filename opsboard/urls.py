@@ -2,6 +2,7 @@
 
 /metrics (Prometheus) and /healthz (load balancers, uptime checks) sit at the root, outside the admin.
 """
+
 from django.contrib import admin
 from django.urls import path
 from django.views.generic import RedirectView

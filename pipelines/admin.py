@@ -1,4 +1,5 @@
 """The operations UI: accounts, pipelines, cycle records, on the Django admin."""
+
 from __future__ import annotations
 
 from django.contrib import admin, messages
@@ -60,10 +61,20 @@ class AwsAccountAdmin(admin.ModelAdmin):
                 form.add_error(None, str(exc))
             else:
                 verb = "would register" if form.cleaned_data["dry_run"] else "registered"
-                self.message_user(request, f"{account.name}: {verb} {len(result.created)} pipeline(s), "
-                                           f"skipped {len(result.skipped)} queue(s).", messages.SUCCESS)
-        context = {**self.admin_site.each_context(request), "title": f"Import queues from {account}",
-                   "account": account, "form": form, "result": result, "opts": self.model._meta}
+                self.message_user(
+                    request,
+                    f"{account.name}: {verb} {len(result.created)} pipeline(s), "
+                    f"skipped {len(result.skipped)} queue(s).",
+                    messages.SUCCESS,
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Import queues from {account}",
+            "account": account,
+            "form": form,
+            "result": result,
+            "opts": self.model._meta,
+        }
         return TemplateResponse(request, "admin/pipelines/awsaccount/import.html", context)
 
     @admin.action(description="Import queues that have a dead-letter queue", permissions=["change"])
@@ -74,8 +85,12 @@ class AwsAccountAdmin(admin.ModelAdmin):
             except DiscoveryError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
                 continue
-            self.message_user(request, f"{account.name}: registered {len(result.created)} pipeline(s), "
-                                       f"skipped {len(result.skipped)} queue(s).", messages.SUCCESS)
+            self.message_user(
+                request,
+                f"{account.name}: registered {len(result.created)} pipeline(s), "
+                f"skipped {len(result.skipped)} queue(s).",
+                messages.SUCCESS,
+            )
 
 
 class ProblemFilter(admin.SimpleListFilter):
@@ -83,8 +98,13 @@ class ProblemFilter(admin.SimpleListFilter):
     parameter_name = "problem"
 
     def lookups(self, request, model_admin):
-        return [("errors", "Sync errors"), ("dlq", "Messages in DLQ"), ("no_dlq", "No DLQ"),
-                ("no_consumer", "No consumer"), ("backlog", "Backlog above threshold")]
+        return [
+            ("errors", "Sync errors"),
+            ("dlq", "Messages in DLQ"),
+            ("no_dlq", "No DLQ"),
+            ("no_consumer", "No consumer"),
+            ("backlog", "Backlog above threshold"),
+        ]
 
     def queryset(self, request, queryset):
         from django.db.models import F
@@ -104,23 +124,64 @@ class ProblemFilter(admin.SimpleListFilter):
 
 
 DISCOVERED = (
-    "queue_arn", "queue_name", "is_fifo", "visibility_timeout", "retention_period",
-    "dlq_url", "dlq_arn", "max_receive_count", "dlq_retention_period",
-    "function_name", "function_arn", "function_timeout", "reserved_concurrency", "batch_size",
-    "maximum_concurrency", "report_batch_item_failures", "mapping_uuid", "mapping_state", "extra_mappings",
-    "api_name", "api_passes_request_id", "discovered_at",
+    "queue_arn",
+    "queue_name",
+    "is_fifo",
+    "visibility_timeout",
+    "retention_period",
+    "dlq_url",
+    "dlq_arn",
+    "max_receive_count",
+    "dlq_retention_period",
+    "function_name",
+    "function_arn",
+    "function_timeout",
+    "reserved_concurrency",
+    "batch_size",
+    "maximum_concurrency",
+    "report_batch_item_failures",
+    "mapping_uuid",
+    "mapping_state",
+    "extra_mappings",
+    "api_name",
+    "api_passes_request_id",
+    "discovered_at",
 )
 SYNC_STATE = (
-    "status", "last_sync_at", "metrics_synced_until", "last_error", "metrics_error", "consecutive_failures",
-    "backlog", "in_flight", "delayed", "dlq_depth", "oldest_age", "drain_rate", "time_to_loss", "monthly_cost",
+    "status",
+    "last_sync_at",
+    "metrics_synced_until",
+    "last_error",
+    "metrics_error",
+    "consecutive_failures",
+    "backlog",
+    "in_flight",
+    "delayed",
+    "dlq_depth",
+    "oldest_age",
+    "drain_rate",
+    "time_to_loss",
+    "monthly_cost",
 )
 
 
 @admin.register(Pipeline)
 class PipelineAdmin(admin.ModelAdmin):
     form = PipelineForm
-    list_display = ("name", "status", "account", "backlog", "in_flight", "dlq_depth", "oldest", "consumer",
-                    "config_insights", "last_sync", "error", "charts")
+    list_display = (
+        "name",
+        "status",
+        "account",
+        "backlog",
+        "in_flight",
+        "dlq_depth",
+        "oldest",
+        "consumer",
+        "config_insights",
+        "last_sync",
+        "error",
+        "charts",
+    )
     list_select_related = ("account",)
     list_filter = ("health", "account", "enabled", "is_fifo", ProblemFilter)
     search_fields = ("name", "queue_url", "queue_name", "function_name", "api_id")
@@ -128,14 +189,38 @@ class PipelineAdmin(admin.ModelAdmin):
     actions = ["refresh_from_aws", "sync_now", "enable", "disable", "redrive_dlq"]
     fieldsets = (
         (None, {"fields": ("name", "account", "queue_url", "enabled")}),
-        ("API and logs", {"fields": ("api_kind", "api_id", "api_stage", "api_log_group", "consumer_log_group",
-                                     "request_id_attribute")}),
-        ("Polling and thresholds", {"fields": ("poll_interval", "backlog_threshold", "oldest_age_sla", "dlq_threshold")}),
+        (
+            "API and logs",
+            {
+                "fields": (
+                    "api_kind",
+                    "api_id",
+                    "api_stage",
+                    "api_log_group",
+                    "consumer_log_group",
+                    "request_id_attribute",
+                )
+            },
+        ),
+        (
+            "Polling and thresholds",
+            {"fields": ("poll_interval", "backlog_threshold", "oldest_age_sla", "dlq_threshold")},
+        ),
         ("Status", {"fields": SYNC_STATE}),
-        ("Insights", {"fields": ("insights",), "description": "Configuration problems in what was discovered, "
-                                                              "each with its fix."}),
-        ("Discovered from AWS", {"fields": DISCOVERED, "description":
-                                 "Read from AWS when the pipeline is saved, and by the “Refresh from AWS” action."}),
+        (
+            "Insights",
+            {
+                "fields": ("insights",),
+                "description": "Configuration problems in what was discovered, each with its fix.",
+            },
+        ),
+        (
+            "Discovered from AWS",
+            {
+                "fields": DISCOVERED,
+                "description": "Read from AWS when the pipeline is saved, and by the “Refresh from AWS” action.",
+            },
+        ),
     )
 
     def get_fieldsets(self, request, obj=None):
@@ -153,8 +238,11 @@ class PipelineAdmin(admin.ModelAdmin):
             return self.admin_site.admin_view(view)
 
         return [
-            path("<int:pipeline_id>/dashboard/", wrap(lambda r, pipeline_id: views.pipeline_dashboard(r, pipeline_id, self)),
-                 name="pipelines_pipeline_dashboard"),
+            path(
+                "<int:pipeline_id>/dashboard/",
+                wrap(lambda r, pipeline_id: views.pipeline_dashboard(r, pipeline_id, self)),
+                name="pipelines_pipeline_dashboard",
+            ),
             path("<int:pipeline_id>/series.json", wrap(views.series_json), name="pipelines_pipeline_series"),
             *redrive_views.admin_urls(self),
             *super().get_urls(),
@@ -167,19 +255,24 @@ class PipelineAdmin(admin.ModelAdmin):
             for warning in found.warnings:
                 self.message_user(request, warning, messages.WARNING)
             if not obj.dlq_url:
-                self.message_user(request, f"{obj.name} has no dead-letter queue: failing messages are retried "
-                                           "until they expire.", messages.WARNING)
+                self.message_user(
+                    request,
+                    f"{obj.name} has no dead-letter queue: failing messages are retried until they expire.",
+                    messages.WARNING,
+                )
             if not obj.function_name:
-                self.message_user(request, f"{obj.name}: no Lambda event-source mapping reads this queue.",
-                                  messages.WARNING)
+                self.message_user(
+                    request, f"{obj.name}: no Lambda event-source mapping reads this queue.", messages.WARNING
+                )
         super().save_model(request, obj, form, change)
 
     @admin.display(description="health", ordering="health")
     def status(self, obj):
         status, reasons = obj.current_health()
         if reasons:
-            return format_html("{}<br>{}", badge(status), format_html_join(", ", "<small>{}</small>",
-                                                                             ((r,) for _, r in reasons)))
+            return format_html(
+                "{}<br>{}", badge(status), format_html_join(", ", "<small>{}</small>", ((r,) for _, r in reasons))
+            )
         return badge(status)
 
     @admin.display(description="")
@@ -196,9 +289,13 @@ class PipelineAdmin(admin.ModelAdmin):
         found = insights_for(obj)
         if not found:
             return mark_safe('<span class="ob-muted">none</span>')
-        return format_html('<span class="ob-badge" style="background:{}" title="{}">{} · {}</span>',
-                           found[0].severity.colour, "\n".join(i.title for i in found),
-                           found[0].severity.label, len(found))
+        return format_html(
+            '<span class="ob-badge" style="background:{}" title="{}">{} · {}</span>',
+            found[0].severity.colour,
+            "\n".join(i.title for i in found),
+            found[0].severity.label,
+            len(found),
+        )
 
     @admin.display(description="oldest", ordering="oldest_age")
     def oldest(self, obj):
@@ -222,16 +319,19 @@ class PipelineAdmin(admin.ModelAdmin):
     @admin.display(description="estimated AWS API cost")
     def monthly_cost(self, obj):
         cost = collect.monthly_cost(obj, obj.account.unsupported_statistics)
-        return (f"${cost['total']:.2f}/month: {cost['sqs_calls']:,.0f} SQS requests (${cost['sqs']:.3f}) + "
-                f"{cost['metrics_requested']:,.0f} CloudWatch metrics (${cost['cloudwatch']:.2f})")
+        return (
+            f"${cost['total']:.2f}/month: {cost['sqs_calls']:,.0f} SQS requests (${cost['sqs']:.3f}) + "
+            f"{cost['metrics_requested']:,.0f} CloudWatch metrics (${cost['cloudwatch']:.2f})"
+        )
 
     @admin.action(description="Refresh from AWS", permissions=["change"])
     def refresh_from_aws(self, request, queryset):
         done, failed = 0, []
         for p in queryset.select_related("account"):
             try:
-                found = discover(p.account.target(), p.queue_url, p.api_kind, p.api_id, p.api_stage,
-                                 p.request_id_attribute)
+                found = discover(
+                    p.account.target(), p.queue_url, p.api_kind, p.api_id, p.api_stage, p.request_id_attribute
+                )
             except DiscoveryError as exc:
                 failed.append(f"{p.name}: {exc}")
                 continue
@@ -250,8 +350,11 @@ class PipelineAdmin(admin.ModelAdmin):
         reports = collect.sync_pipelines(list(queryset.select_related("account")))
         failed = {name: why for r in reports for name, why in r.errors.items()}
         calls = sum(r.api_calls for r in reports)
-        self.message_user(request, f"Synced {queryset.count()} pipeline(s) with {calls} AWS call(s).",
-                          messages.SUCCESS if not failed else messages.WARNING)
+        self.message_user(
+            request,
+            f"Synced {queryset.count()} pipeline(s) with {calls} AWS call(s).",
+            messages.SUCCESS if not failed else messages.WARNING,
+        )
         for name, why in failed.items():
             self.message_user(request, f"{name}: {why}", messages.ERROR)
 
@@ -272,14 +375,24 @@ class PipelineAdmin(admin.ModelAdmin):
     def disable(self, request, queryset):
         count = queryset.update(enabled=False)
         resolved = alerts.resolve_disabled()  # nobody watches a disabled pipeline: its incidents end
-        self.message_user(request, f"Disabled {count} pipeline(s)"
-                                   + (f"; resolved {resolved} open incident(s)." if resolved else "."))
+        self.message_user(
+            request, f"Disabled {count} pipeline(s)" + (f"; resolved {resolved} open incident(s)." if resolved else ".")
+        )
 
 
 @admin.register(PollCycle)
 class PollCycleAdmin(ReadOnly, admin.ModelAdmin):
-    list_display = ("started_at", "kind", "account", "pipelines", "failed", "api_calls", "metrics_requested",
-                    "cost_usd", "seconds")
+    list_display = (
+        "started_at",
+        "kind",
+        "account",
+        "pipelines",
+        "failed",
+        "api_calls",
+        "metrics_requested",
+        "cost_usd",
+        "seconds",
+    )
     list_filter = ("kind", "account")
     list_select_related = ("account",)
     date_hierarchy = "started_at"
@@ -298,8 +411,20 @@ class PollCycleAdmin(ReadOnly, admin.ModelAdmin):
 class RedriveTaskAdmin(ReadOnly, admin.ModelAdmin):
     """The record of every DLQ action (AWS keeps only the last 10 move tasks); read-only."""
 
-    list_display = ("task", "created_at", "pipeline_name", "operation", "status_badge", "engine", "dry_run",
-                    "matched", "moved", "failed", "skipped", "requested_by_name")
+    list_display = (
+        "task",
+        "created_at",
+        "pipeline_name",
+        "operation",
+        "status_badge",
+        "engine",
+        "dry_run",
+        "matched",
+        "moved",
+        "failed",
+        "skipped",
+        "requested_by_name",
+    )
     list_filter = ("status", "operation", "engine", "dry_run", "pipeline")
     list_select_related = ("pipeline",)
     search_fields = ("pipeline_name", "source_url", "destination_url", "requested_by_name", "filter_value")
@@ -308,8 +433,11 @@ class RedriveTaskAdmin(ReadOnly, admin.ModelAdmin):
     @admin.display(description="task", ordering="pk")
     def task(self, obj):
         if obj.pipeline_id:
-            return format_html('<a href="{}">#{}</a>', reverse("admin:pipelines_pipeline_dlq_task",
-                                                               args=[obj.pipeline_id, obj.pk]), obj.pk)
+            return format_html(
+                '<a href="{}">#{}</a>',
+                reverse("admin:pipelines_pipeline_dlq_task", args=[obj.pipeline_id, obj.pk]),
+                obj.pk,
+            )
         return f"#{obj.pk}"
 
     @admin.display(description="status", ordering="status")

@@ -1,5 +1,6 @@
 """Small pieces the admin modules share: a coloured badge for any status choice, and read-only
 records (what opsboard writes for itself: cycles, DLQ tasks, lookups, deliveries)."""
+
 from __future__ import annotations
 
 from django.utils.html import format_html
@@ -33,5 +34,6 @@ def error_text(text: str, limit: int = 80) -> str:
     """An error cut to `limit` characters for a list, the whole of it on hover; empty for none."""
     if not text:
         return ""
-    return format_html('<span class="ob-error" title="{}">{}</span>', text,
-                       text if len(text) <= limit else text[:limit] + "…")
+    return format_html(
+        '<span class="ob-error" title="{}">{}</span>', text, text if len(text) <= limit else text[:limit] + "…"
+    )

@@ -1,4 +1,5 @@
 """The admin for notifications: channels (with a test action) and the read-only record of deliveries."""
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,16 @@ class NotificationChannelForm(forms.ModelForm):
 @admin.register(NotificationChannel)
 class NotificationChannelAdmin(admin.ModelAdmin):
     form = NotificationChannelForm
-    list_display = ("name", "kind", "target_short", "enabled", "min_severity", "routing", "send_resolved",
-                    "last_delivery")
+    list_display = (
+        "name",
+        "kind",
+        "target_short",
+        "enabled",
+        "min_severity",
+        "routing",
+        "send_resolved",
+        "last_delivery",
+    )
     list_filter = ("kind", "enabled", "min_severity")
     search_fields = ("name", "target")
     filter_horizontal = ("pipelines",)
@@ -57,11 +66,15 @@ class NotificationChannelAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         latest = Delivery.objects.filter(channel=OuterRef("pk")).order_by("-created_at", "-pk")
-        return super().get_queryset(request).annotate(
-            _pipelines=Count("pipelines", distinct=True),
-            _last_status=Subquery(latest.values("status")[:1]),
-            _last_at=Subquery(latest.values("created_at")[:1]),
-            _last_error=Subquery(latest.values("last_error")[:1]),
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _pipelines=Count("pipelines", distinct=True),
+                _last_status=Subquery(latest.values("status")[:1]),
+                _last_at=Subquery(latest.values("created_at")[:1]),
+                _last_error=Subquery(latest.values("last_error")[:1]),
+            )
         )
 
     @admin.display(description="target")
@@ -78,7 +91,9 @@ class NotificationChannelAdmin(admin.ModelAdmin):
         if not obj._last_status:
             return "none yet"
         when = f"{timesince(obj._last_at, now())} ago"
-        return format_html('{} <small title="{}">{}</small>', badge(DeliveryStatus(obj._last_status)), obj._last_error, when)
+        return format_html(
+            '{} <small title="{}">{}</small>', badge(DeliveryStatus(obj._last_status)), obj._last_error, when
+        )
 
     @admin.action(description="Send a test notification", permissions=["change"])
     def send_test_action(self, request, queryset):
@@ -89,8 +104,9 @@ class NotificationChannelAdmin(admin.ModelAdmin):
                 sent += 1
                 self.message_user(request, f"{channel.name}: test notification sent.", messages.SUCCESS)
             else:
-                self.message_user(request, f"{channel.name}: the test notification failed: {delivery.last_error}",
-                                  messages.ERROR)
+                self.message_user(
+                    request, f"{channel.name}: the test notification failed: {delivery.last_error}", messages.ERROR
+                )
         failed = queryset.count() - sent
         if failed and sent:
             self.message_user(request, f"{sent} channel(s) worked, {failed} failed.", messages.WARNING)
@@ -100,15 +116,25 @@ class NotificationChannelAdmin(admin.ModelAdmin):
 class DeliveryAdmin(ReadOnly, admin.ModelAdmin):
     """Every notification and each attempt at it; read-only, with an action to retry now."""
 
-    list_display = ("created_at", "channel", "event", "incident_link", "status_tag", "attempt_count",
-                    "error_short")
+    list_display = ("created_at", "channel", "event", "incident_link", "status_tag", "attempt_count", "error_short")
     list_filter = ("status", "event", "channel")
     list_select_related = ("channel", "incident", "incident__pipeline")
     search_fields = ("channel__name", "last_error", "incident__pipeline__name")
     date_hierarchy = "created_at"
     actions = ["retry_now"]
-    fields = ("created_at", "channel", "event", "incident_link", "status_tag", "attempt_count", "next_attempt_at",
-              "sent_at", "last_error", "attempts_table", "payload_pretty")
+    fields = (
+        "created_at",
+        "channel",
+        "event",
+        "incident_link",
+        "status_tag",
+        "attempt_count",
+        "next_attempt_at",
+        "sent_at",
+        "last_error",
+        "attempts_table",
+        "payload_pretty",
+    )
     readonly_fields = fields
 
     def has_retry_permission(self, request):
@@ -137,20 +163,37 @@ class DeliveryAdmin(ReadOnly, admin.ModelAdmin):
         if not obj.attempts:
             return "none yet"
         rows = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((a.get("at", "")[:19].replace("T", " "), "ok" if a.get("ok") else "failed",
-              a.get("status") if a.get("status") is not None else "–", f"{a.get('ms', 0)} ms", a.get("error", ""))
-             for a in obj.attempts))
-        return format_html('<table><thead><tr><th>at (UTC)</th><th>result</th><th>HTTP status</th>'
-                           '<th>took</th><th>error</th></tr></thead><tbody>{}</tbody></table>', rows)
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    a.get("at", "")[:19].replace("T", " "),
+                    "ok" if a.get("ok") else "failed",
+                    a.get("status") if a.get("status") is not None else "–",
+                    f"{a.get('ms', 0)} ms",
+                    a.get("error", ""),
+                )
+                for a in obj.attempts
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>at (UTC)</th><th>result</th><th>HTTP status</th>"
+            "<th>took</th><th>error</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.display(description="payload")
     def payload_pretty(self, obj):
-        return format_html('<pre style="white-space:pre-wrap">{}</pre>',
-                           json.dumps(obj.payload, indent=2, ensure_ascii=False))
+        return format_html(
+            '<pre style="white-space:pre-wrap">{}</pre>', json.dumps(obj.payload, indent=2, ensure_ascii=False)
+        )
 
     @admin.action(description="Retry now", permissions=["retry"])
     def retry_now(self, request, queryset):
         count = notify.retry(queryset)
-        self.message_user(request, f"{count} deliver{'y' if count == 1 else 'ies'} will be retried now "
-                                   "(sent and in-progress ones are left alone).", messages.SUCCESS)
+        self.message_user(
+            request,
+            f"{count} deliver{'y' if count == 1 else 'ies'} will be retried now "
+            "(sent and in-progress ones are left alone).",
+            messages.SUCCESS,
+        )

@@ -4,6 +4,7 @@ Imported by models.py, so these are ordinary `pipelines` models. Lifecycle chang
 compare-and-set updates (`filter(pk=…, status=old).update(…)`), so concurrent workers evaluating the
 same pipeline neither open two incidents nor notify twice; a partial unique index backs the first.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -56,11 +57,17 @@ class AlertRule(models.Model):
     kind = models.CharField("rule", max_length=16, choices=RuleKind.choices)
     enabled = models.BooleanField(default=True)
     threshold = models.FloatField(
-        null=True, blank=True,
-        help_text="Empty: the default (the rule list in the README says what each rule's threshold means).")
+        null=True,
+        blank=True,
+        help_text="Empty: the default (the rule list in the README says what each rule's threshold means).",
+    )
     minutes = models.PositiveIntegerField(
-        "for / over (minutes)", null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(60)],
-        help_text="Empty: the default. How long the condition must hold, or the window it is measured over.")
+        "for / over (minutes)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(60)],
+        help_text="Empty: the default. How long the condition must hold, or the window it is measured over.",
+    )
 
     class Meta:
         ordering = ["pipeline", "kind"]
@@ -93,8 +100,7 @@ class Incident(models.Model):
     pipeline = models.ForeignKey("pipelines.Pipeline", on_delete=models.CASCADE, related_name="incidents")
     rule = models.CharField(max_length=16, choices=RuleKind.choices)
     severity = models.CharField(max_length=16, choices=Severity.choices)
-    status = models.CharField(max_length=16, choices=IncidentStatus.choices, default=IncidentStatus.OPEN,
-                              db_index=True)
+    status = models.CharField(max_length=16, choices=IncidentStatus.choices, default=IncidentStatus.OPEN, db_index=True)
     summary = models.CharField(max_length=500, help_text="What fired, in one sentence (the latest evaluation).")
     value = models.FloatField(null=True, blank=True)
     threshold = models.FloatField(null=True, blank=True)
@@ -112,9 +118,12 @@ class Incident(models.Model):
         ordering = ["-opened_at", "-pk"]
         indexes = [models.Index(fields=["pipeline", "status"]), models.Index(fields=["status", "opened_at"])]
         constraints = [
-            models.UniqueConstraint(fields=["pipeline", "rule"], condition=models.Q(status__in=UNRESOLVED),
-                                    name="uniq_unresolved_incident_per_rule",
-                                    violation_error_message="This rule already has an unresolved incident."),
+            models.UniqueConstraint(
+                fields=["pipeline", "rule"],
+                condition=models.Q(status__in=UNRESOLVED),
+                name="uniq_unresolved_incident_per_rule",
+                violation_error_message="This rule already has an unresolved incident.",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -139,8 +148,12 @@ class Incident(models.Model):
     def acknowledge(self, by: str, at=None) -> bool:
         """Open → acknowledged (stops re-notification). Compare-and-set: False if it was not open."""
         at = at or now()
-        if Incident.objects.filter(pk=self.pk, status=IncidentStatus.OPEN).update(
-                status=IncidentStatus.ACKNOWLEDGED, acknowledged_at=at, acknowledged_by=by) != 1:
+        if (
+            Incident.objects.filter(pk=self.pk, status=IncidentStatus.OPEN).update(
+                status=IncidentStatus.ACKNOWLEDGED, acknowledged_at=at, acknowledged_by=by
+            )
+            != 1
+        ):
             return False
         self.status, self.acknowledged_at, self.acknowledged_by = IncidentStatus.ACKNOWLEDGED, at, by
         return True
@@ -148,8 +161,12 @@ class Incident(models.Model):
     def resolve(self, by: str = "", at=None) -> bool:
         """Open or acknowledged → resolved. Compare-and-set: False if it was already resolved."""
         at = at or now()
-        if Incident.objects.filter(pk=self.pk, status__in=UNRESOLVED).update(
-                status=IncidentStatus.RESOLVED, resolved_at=at, resolved_by=by) != 1:
+        if (
+            Incident.objects.filter(pk=self.pk, status__in=UNRESOLVED).update(
+                status=IncidentStatus.RESOLVED, resolved_at=at, resolved_by=by
+            )
+            != 1
+        ):
             return False
         self.status, self.resolved_at, self.resolved_by = IncidentStatus.RESOLVED, at, by
         return True
@@ -169,11 +186,18 @@ class NotificationChannel(models.Model):
     target = models.TextField(help_text="Email: addresses, one per line or comma-separated. Webhooks: the URL.")
     enabled = models.BooleanField(default=True)
     min_severity = models.CharField(
-        "minimum severity", max_length=16, choices=[(s.value, s.label) for s in (Severity.WARNING, Severity.CRITICAL)],
-        default=Severity.WARNING, help_text="Incidents below this are not sent here.")
+        "minimum severity",
+        max_length=16,
+        choices=[(s.value, s.label) for s in (Severity.WARNING, Severity.CRITICAL)],
+        default=Severity.WARNING,
+        help_text="Incidents below this are not sent here.",
+    )
     pipelines = models.ManyToManyField(
-        "pipelines.Pipeline", blank=True, related_name="channels",
-        help_text="Empty: every pipeline. Otherwise only incidents of these pipelines are sent here.")
+        "pipelines.Pipeline",
+        blank=True,
+        related_name="channels",
+        help_text="Empty: every pipeline. Otherwise only incidents of these pipelines are sent here.",
+    )
     send_resolved = models.BooleanField("notify on resolve", default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -239,4 +263,3 @@ class PollCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.operation}={self.total}"
-

@@ -18,13 +18,14 @@ quiet for RESOLVE_AFTER the incident is resolved. Each transition is a compare-a
 notifications are queued in the same transaction, so exactly one worker notifies it and a state
 change is never recorded without its notifications.
 """
+
 from __future__ import annotations
 
 import logging
 import statistics
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Iterable
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -32,8 +33,20 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from .health import HISTORY_MINUTES, Row, Trend
-from .models import (LOSS_CRITICAL_SECONDS, LOSS_WARNING_SECONDS, UNRESOLVED, AlertRule, Health, Incident,
-                     IncidentStatus, NotifyEvent, Pipeline, RuleKind, Severity, now)
+from .models import (
+    LOSS_CRITICAL_SECONDS,
+    LOSS_WARNING_SECONDS,
+    UNRESOLVED,
+    AlertRule,
+    Health,
+    Incident,
+    IncidentStatus,
+    NotifyEvent,
+    Pipeline,
+    RuleKind,
+    Severity,
+    now,
+)
 from .trends import human_seconds
 
 log = logging.getLogger(__name__)
@@ -97,13 +110,16 @@ class RuleDef:
         if override is None:
             return Config(True, float(self.threshold(pipeline)), self.minutes)
         threshold = override.threshold if override.threshold is not None else self.threshold(pipeline)
-        return Config(override.enabled, float(threshold), (override.minutes or self.minutes) if self.has_window else None)
+        return Config(
+            override.enabled, float(threshold), (override.minutes or self.minutes) if self.has_window else None
+        )
 
     def describe_default(self, pipeline: Pipeline) -> str:
         return self.describe(float(self.threshold(pipeline)), self.minutes)
 
 
 # --- reading the history ---------------------------------------------------------------------------
+
 
 def _points(rows: list[Row], name: str) -> list[tuple[datetime, float]]:
     return [(r.minute, getattr(r, name)) for r in rows if getattr(r, name) is not None]
@@ -145,21 +161,29 @@ def _severity(value: float, threshold: float) -> Severity:
 
 # --- the rules ---------------------------------------------------------------------------------------
 
+
 def check_backlog(c: Context, cfg: Config) -> Finding | None:
     if not _held_above(c.rows, "visible", cfg.threshold, cfg.minutes):
         return None
     backlog = c.pipeline.backlog if c.pipeline.backlog is not None else c.rows[-1].visible
-    return Finding(_severity(backlog, cfg.threshold),
-                   f"backlog {backlog:,} above {cfg.threshold:,.0f} for {cfg.minutes} min or more",
-                   backlog, cfg.threshold)
+    return Finding(
+        _severity(backlog, cfg.threshold),
+        f"backlog {backlog:,} above {cfg.threshold:,.0f} for {cfg.minutes} min or more",
+        backlog,
+        cfg.threshold,
+    )
 
 
 def check_oldest_age(c: Context, cfg: Config) -> Finding | None:
     age = c.pipeline.oldest_age
     if age is None or age <= cfg.threshold:
         return None
-    return Finding(Severity.WARNING, f"oldest message {human_seconds(age)} old, above the "
-                                     f"{human_seconds(cfg.threshold)} SLA", age, cfg.threshold)
+    return Finding(
+        Severity.WARNING,
+        f"oldest message {human_seconds(age)} old, above the {human_seconds(cfg.threshold)} SLA",
+        age,
+        cfg.threshold,
+    )
 
 
 def check_time_to_loss(c: Context, cfg: Config) -> Finding | None:
@@ -175,11 +199,19 @@ def check_time_to_loss(c: Context, cfg: Config) -> Finding | None:
         return None
     critical = used >= max(LOSS_CRITICAL_PCT, cfg.threshold) or (ttl is not None and ttl < LOSS_CRITICAL_SECONDS)
     severity = Severity.CRITICAL if critical else Severity.WARNING
-    when = ("messages are expiring now" if ttl == 0 else
-            f"messages start expiring in ~{human_seconds(ttl)}" if ttl is not None else
-            f"messages expire after {human_seconds(p.retention_period)}")
-    return Finding(severity, f"oldest message at {used:.0f}% of the {human_seconds(p.retention_period)} "
-                             f"retention period; {when}", round(used, 1), cfg.threshold)
+    when = (
+        "messages are expiring now"
+        if ttl == 0
+        else f"messages start expiring in ~{human_seconds(ttl)}"
+        if ttl is not None
+        else f"messages expire after {human_seconds(p.retention_period)}"
+    )
+    return Finding(
+        severity,
+        f"oldest message at {used:.0f}% of the {human_seconds(p.retention_period)} retention period; {when}",
+        round(used, 1),
+        cfg.threshold,
+    )
 
 
 def check_dlq(c: Context, cfg: Config) -> Finding | None:
@@ -191,8 +223,12 @@ def check_dlq(c: Context, cfg: Config) -> Finding | None:
     base = before[-1] if before else (recent[0] if recent else depth)
     grew = depth - min([base, *recent])
     if grew > 0:
-        return Finding(Severity.CRITICAL, f"{depth:,} message(s) in the DLQ, {grew:+,} in the last "
-                                          f"{cfg.minutes} min", depth, cfg.threshold)
+        return Finding(
+            Severity.CRITICAL,
+            f"{depth:,} message(s) in the DLQ, {grew:+,} in the last {cfg.minutes} min",
+            depth,
+            cfg.threshold,
+        )
     return Finding(Severity.WARNING, f"{depth:,} message(s) in the DLQ", depth, cfg.threshold)
 
 
@@ -201,8 +237,12 @@ def check_throttles(c: Context, cfg: Config) -> Finding | None:
     if throttles <= cfg.threshold:
         return None
     ran = sum(_window(c.rows, "invocations", cfg.minutes, c.at)[0])
-    return Finding(Severity.WARNING, f"{throttles:,.0f} Lambda throttle(s) in {cfg.minutes} min "
-                                     f"({ran:,.0f} invocation(s) ran)", throttles, cfg.threshold)
+    return Finding(
+        Severity.WARNING,
+        f"{throttles:,.0f} Lambda throttle(s) in {cfg.minutes} min ({ran:,.0f} invocation(s) ran)",
+        throttles,
+        cfg.threshold,
+    )
 
 
 def _rate_check(c: Context, cfg: Config, part: str, whole: str, minimum: int, what: str, of: str) -> Finding | None:
@@ -213,9 +253,13 @@ def _rate_check(c: Context, cfg: Config, part: str, whole: str, minimum: int, wh
     rate = _pct(failed, total)
     if rate <= cfg.threshold:
         return None
-    return Finding(_severity(rate, cfg.threshold), f"{what} at {rate:.1f}% of {of} over {cfg.minutes} min "
-                                                   f"({failed:,.0f} of {total:,.0f}), above {cfg.threshold:g}%",
-                   round(rate, 2), cfg.threshold)
+    return Finding(
+        _severity(rate, cfg.threshold),
+        f"{what} at {rate:.1f}% of {of} over {cfg.minutes} min "
+        f"({failed:,.0f} of {total:,.0f}), above {cfg.threshold:g}%",
+        round(rate, 2),
+        cfg.threshold,
+    )
 
 
 def check_errors(c: Context, cfg: Config) -> Finding | None:
@@ -236,9 +280,13 @@ def check_api_latency(c: Context, cfg: Config) -> Finding | None:
     current = statistics.fmean(recent)
     if baseline <= 0 or current < cfg.threshold * baseline or current - baseline < MIN_LATENCY_RISE_MS:
         return None
-    return Finding(Severity.WARNING, f"API latency {current:,.0f} ms over {minutes} min, "
-                                     f"{current / baseline:.1f}× its trailing baseline of {baseline:,.0f} ms",
-                   round(current, 1), round(cfg.threshold * baseline, 1))
+    return Finding(
+        Severity.WARNING,
+        f"API latency {current:,.0f} ms over {minutes} min, "
+        f"{current / baseline:.1f}× its trailing baseline of {baseline:,.0f} ms",
+        round(current, 1),
+        round(cfg.threshold * baseline, 1),
+    )
 
 
 def check_stale(c: Context, cfg: Config) -> Finding | None:
@@ -246,13 +294,20 @@ def check_stale(c: Context, cfg: Config) -> Finding | None:
     for three metrics intervals (then every CloudWatch rule is blind)."""
     p = c.pipeline
     if p.consecutive_failures >= cfg.threshold:
-        return Finding(Severity.WARNING, f"{p.consecutive_failures} syncs in a row failed: "
-                                         f"{(p.last_error or 'no reason recorded')[:300]}",
-                       p.consecutive_failures, cfg.threshold)
+        return Finding(
+            Severity.WARNING,
+            f"{p.consecutive_failures} syncs in a row failed: {(p.last_error or 'no reason recorded')[:300]}",
+            p.consecutive_failures,
+            cfg.threshold,
+        )
     if p.last_sync_at is not None and p.is_stale(c.at):
         age = int((c.at - p.last_sync_at).total_seconds() // 60)
-        return Finding(Severity.WARNING, f"no data for {age} min: its collection cycles are not running or "
-                                         "not finishing", age, None)
+        return Finding(
+            Severity.WARNING,
+            f"no data for {age} min: its collection cycles are not running or not finishing",
+            age,
+            None,
+        )
     metrics_late = timedelta(seconds=3 * settings.METRICS_INTERVAL_SECONDS)
     if p.metrics_error and (p.metrics_synced_until is None or c.at - p.metrics_synced_until > metrics_late):
         return Finding(Severity.WARNING, f"CloudWatch metrics failing: {p.metrics_error[:300]}", None, None)
@@ -283,36 +338,108 @@ def _has_api(p: Pipeline) -> bool:
     return bool(p.api_id)
 
 
-RULES: dict[RuleKind, RuleDef] = {r.kind: r for r in [
-    RuleDef(RuleKind.BACKLOG, (FAST,), lambda p: p.backlog_threshold, 5,
-            lambda t, m: f"backlog above {t:,.0f} for {m} min", check_backlog),
-    RuleDef(RuleKind.FORECAST, (FAST,), lambda p: 30, None,
-            lambda t, m: f"backlog trend crosses the backlog threshold within {t:,.0f} min", check_forecast),
-    RuleDef(RuleKind.DLQ, (FAST,), lambda p: max(1, p.dlq_threshold), 15,
+RULES: dict[RuleKind, RuleDef] = {
+    r.kind: r
+    for r in [
+        RuleDef(
+            RuleKind.BACKLOG,
+            (FAST,),
+            lambda p: p.backlog_threshold,
+            5,
+            lambda t, m: f"backlog above {t:,.0f} for {m} min",
+            check_backlog,
+        ),
+        RuleDef(
+            RuleKind.FORECAST,
+            (FAST,),
+            lambda p: 30,
+            None,
+            lambda t, m: f"backlog trend crosses the backlog threshold within {t:,.0f} min",
+            check_forecast,
+        ),
+        RuleDef(
+            RuleKind.DLQ,
+            (FAST,),
+            lambda p: max(1, p.dlq_threshold),
+            15,
             lambda t, m: f"{t:,.0f}+ message(s) in the DLQ (critical while it grew in the last {m} min)",
-            check_dlq, lambda p: bool(p.dlq_url)),
-    RuleDef(RuleKind.OLDEST_AGE, (METRICS,), lambda p: p.oldest_age_sla, None,
-            lambda t, m: f"oldest message older than {human_seconds(t)}", check_oldest_age),
-    RuleDef(RuleKind.TIME_TO_LOSS, (METRICS,), lambda p: 50, None,
-            lambda t, m: f"oldest message past {t:g}% of the retention period (critical at "
-                         f"{max(LOSS_CRITICAL_PCT, t):g}%), or messages expiring within a day at the current "
-                         "trend (critical: 6 h)", check_time_to_loss),
-    RuleDef(RuleKind.THROTTLES, (METRICS,), lambda p: 0, 10,
-            lambda t, m: f"more than {t:,.0f} Lambda throttle(s) in {m} min", check_throttles, _has_consumer),
-    RuleDef(RuleKind.ERRORS, (METRICS,), lambda p: 5, 5,
-            lambda t, m: f"Lambda errors above {t:g}% of invocations over {m} min", check_errors, _has_consumer),
-    RuleDef(RuleKind.API_5XX, (METRICS,), lambda p: 1, 5,
-            lambda t, m: f"API 5xx above {t:g}% of requests over {m} min", check_api_5xx, _has_api),
-    RuleDef(RuleKind.API_LATENCY, (METRICS,), lambda p: 3, 10,
-            lambda t, m: f"API latency over {m} min above {t:g}× its trailing median", check_api_latency, _has_api),
-    # Not after the metrics cycle: it loaded its rows before a fast cycle may have changed them.
-    RuleDef(RuleKind.STALE, (FAST, CLOCK), lambda p: 3, None,
-            lambda t, m: f"{t:,.0f} failed syncs in a row, no data for three poll intervals, or CloudWatch "
-                         "failing for three metrics intervals", check_stale),
-]}
+            check_dlq,
+            lambda p: bool(p.dlq_url),
+        ),
+        RuleDef(
+            RuleKind.OLDEST_AGE,
+            (METRICS,),
+            lambda p: p.oldest_age_sla,
+            None,
+            lambda t, m: f"oldest message older than {human_seconds(t)}",
+            check_oldest_age,
+        ),
+        RuleDef(
+            RuleKind.TIME_TO_LOSS,
+            (METRICS,),
+            lambda p: 50,
+            None,
+            lambda t, m: (
+                f"oldest message past {t:g}% of the retention period (critical at "
+                f"{max(LOSS_CRITICAL_PCT, t):g}%), or messages expiring within a day at the current "
+                "trend (critical: 6 h)"
+            ),
+            check_time_to_loss,
+        ),
+        RuleDef(
+            RuleKind.THROTTLES,
+            (METRICS,),
+            lambda p: 0,
+            10,
+            lambda t, m: f"more than {t:,.0f} Lambda throttle(s) in {m} min",
+            check_throttles,
+            _has_consumer,
+        ),
+        RuleDef(
+            RuleKind.ERRORS,
+            (METRICS,),
+            lambda p: 5,
+            5,
+            lambda t, m: f"Lambda errors above {t:g}% of invocations over {m} min",
+            check_errors,
+            _has_consumer,
+        ),
+        RuleDef(
+            RuleKind.API_5XX,
+            (METRICS,),
+            lambda p: 1,
+            5,
+            lambda t, m: f"API 5xx above {t:g}% of requests over {m} min",
+            check_api_5xx,
+            _has_api,
+        ),
+        RuleDef(
+            RuleKind.API_LATENCY,
+            (METRICS,),
+            lambda p: 3,
+            10,
+            lambda t, m: f"API latency over {m} min above {t:g}× its trailing median",
+            check_api_latency,
+            _has_api,
+        ),
+        # Not after the metrics cycle: it loaded its rows before a fast cycle may have changed them.
+        RuleDef(
+            RuleKind.STALE,
+            (FAST, CLOCK),
+            lambda p: 3,
+            None,
+            lambda t, m: (
+                f"{t:,.0f} failed syncs in a row, no data for three poll intervals, or CloudWatch "
+                "failing for three metrics intervals"
+            ),
+            check_stale,
+        ),
+    ]
+}
 
 
 # --- incidents ---------------------------------------------------------------------------------------
+
 
 def _notify(incident: Incident, event: str) -> None:
     """Queue the notifications, inside the transaction of the state change that caused them: both
@@ -335,8 +462,14 @@ class EvalReport:
     updated: list[Incident] = field(default_factory=list)  # still firing: written in bulk at the end
 
     def as_dict(self) -> dict:
-        return {"evaluated": self.evaluated, "opened": len(self.opened), "escalated": len(self.escalated),
-                "reminded": len(self.reminded), "resolved": len(self.resolved), "errors": self.errors}
+        return {
+            "evaluated": self.evaluated,
+            "opened": len(self.opened),
+            "escalated": len(self.escalated),
+            "reminded": len(self.reminded),
+            "resolved": len(self.resolved),
+            "errors": self.errors,
+        }
 
 
 def _open(p: Pipeline, kind: RuleKind, f: Finding, at: datetime, report: EvalReport) -> Incident | None:
@@ -344,9 +477,18 @@ def _open(p: Pipeline, kind: RuleKind, f: Finding, at: datetime, report: EvalRep
     try:
         with transaction.atomic():
             inc = Incident.objects.create(
-                pipeline=p, rule=kind, severity=f.severity, peak_severity=f.severity, summary=f.summary[:500],
-                value=f.value, threshold=f.threshold, opened_at=at, last_seen_at=at, last_notified_at=at,
-                notifications=1)
+                pipeline=p,
+                rule=kind,
+                severity=f.severity,
+                peak_severity=f.severity,
+                summary=f.summary[:500],
+                value=f.value,
+                threshold=f.threshold,
+                opened_at=at,
+                last_seen_at=at,
+                last_notified_at=at,
+                notifications=1,
+            )
             _notify(inc, NotifyEvent.OPENED)
     except IntegrityError:
         return None
@@ -368,20 +510,33 @@ def _transition(live, event: str, inc: Incident, changes: dict, report_list: lis
 
 def _update(inc: Incident, f: Finding, at: datetime, report: EvalReport) -> None:
     live = Incident.objects.filter(pk=inc.pk, status__in=UNRESOLVED)
-    fields = {"summary": f.summary[:500], "value": f.value, "threshold": f.threshold, "last_seen_at": at,
-              "severity": f.severity}
+    fields = {
+        "summary": f.summary[:500],
+        "value": f.value,
+        "threshold": f.threshold,
+        "last_seen_at": at,
+        "severity": f.severity,
+    }
     peak = Severity(inc.peak_severity or inc.severity)
     if f.severity.rank < peak.rank:
         # Worse than it has ever been: escalate, and whoever moves the peak notifies.
-        _transition(live.filter(peak_severity=inc.peak_severity), NotifyEvent.ESCALATED, inc,
-                    {**fields, "peak_severity": f.severity, "last_notified_at": at,
-                     "notifications": F("notifications") + 1}, report.escalated)
+        _transition(
+            live.filter(peak_severity=inc.peak_severity),
+            NotifyEvent.ESCALATED,
+            inc,
+            {**fields, "peak_severity": f.severity, "last_notified_at": at, "notifications": F("notifications") + 1},
+            report.escalated,
+        )
         return
     renotify = timedelta(minutes=settings.ALERT_RENOTIFY_MINUTES)
     if inc.status == IncidentStatus.OPEN and inc.last_notified_at is not None and at - inc.last_notified_at >= renotify:
-        _transition(live.filter(status=IncidentStatus.OPEN, last_notified_at=inc.last_notified_at),
-                    NotifyEvent.REMINDER, inc,
-                    {**fields, "last_notified_at": at, "notifications": F("notifications") + 1}, report.reminded)
+        _transition(
+            live.filter(status=IncidentStatus.OPEN, last_notified_at=inc.last_notified_at),
+            NotifyEvent.REMINDER,
+            inc,
+            {**fields, "last_notified_at": at, "notifications": F("notifications") + 1},
+            report.reminded,
+        )
         return
     # Still firing, nothing to tell anyone: record what it looks like now (in bulk, at the end).
     for name, value in fields.items():
@@ -391,12 +546,24 @@ def _update(inc: Incident, f: Finding, at: datetime, report: EvalReport) -> None
 
 def _resolve(inc: Incident, at: datetime, report: EvalReport, by: str = "") -> None:
     """Resolve and notify (or find another worker did: either way it is no longer open)."""
-    _transition(Incident.objects.filter(pk=inc.pk, status__in=UNRESOLVED), NotifyEvent.RESOLVED, inc,
-                {"status": IncidentStatus.RESOLVED, "resolved_at": at, "resolved_by": by}, report.resolved)
+    _transition(
+        Incident.objects.filter(pk=inc.pk, status__in=UNRESOLVED),
+        NotifyEvent.RESOLVED,
+        inc,
+        {"status": IncidentStatus.RESOLVED, "resolved_at": at, "resolved_by": by},
+        report.resolved,
+    )
 
 
-def _apply(p: Pipeline, kind: RuleKind, f: Finding | None, inc: Incident | None, at: datetime,
-           report: EvalReport, judged: bool = True) -> Incident | None:
+def _apply(
+    p: Pipeline,
+    kind: RuleKind,
+    f: Finding | None,
+    inc: Incident | None,
+    at: datetime,
+    report: EvalReport,
+    judged: bool = True,
+) -> Incident | None:
     """Move the incident of one rule on one pipeline; returns it while it stays unresolved.
     `judged=False`: the rule is switched off or does not apply, so an incident it left open ends
     now rather than after RESOLVE_AFTER."""
@@ -416,9 +583,13 @@ def _apply(p: Pipeline, kind: RuleKind, f: Finding | None, inc: Incident | None,
     return inc
 
 
-def evaluate(pipelines: Iterable[Pipeline], at: datetime | None = None,
-             history: dict[int, tuple[Trend, list[Row]]] | None = None, source: str = FAST,
-             failed: Iterable[int] = ()) -> EvalReport:
+def evaluate(
+    pipelines: Iterable[Pipeline],
+    at: datetime | None = None,
+    history: dict[int, tuple[Trend, list[Row]]] | None = None,
+    source: str = FAST,
+    failed: Iterable[int] = (),
+) -> EvalReport:
     """Evaluate the rules that read `source`'s data on these pipelines and move their incidents.
 
     `history` is what health.refresh returned (trend and recent rows per pipeline); `failed` are
@@ -437,8 +608,9 @@ def evaluate(pipelines: Iterable[Pipeline], at: datetime | None = None,
     current = {(i.pipeline_id, i.rule): i for i in Incident.objects.filter(pipeline_id__in=ids, status__in=UNRESOLVED)}
     for p in pipes:
         trend, rows = history.get(p.pk, (None, []))
-        ctx = Context(p, rows, trend, at, RULES[RuleKind.BACKLOG].config(p, overrides.get((p.pk, RuleKind.BACKLOG)))
-                      .threshold)
+        ctx = Context(
+            p, rows, trend, at, RULES[RuleKind.BACKLOG].config(p, overrides.get((p.pk, RuleKind.BACKLOG))).threshold
+        )
         for kind, rule in RULES.items():
             if source not in rule.sources or (p.pk in failed and kind != RuleKind.STALE):
                 continue
@@ -454,8 +626,9 @@ def evaluate(pipelines: Iterable[Pipeline], at: datetime | None = None,
                 report.errors.append(f"{p.name} {kind}: {exc}")
         report.evaluated += 1
     # Incidents still firing: one bulk write (status untouched, so a concurrent resolve stands).
-    Incident.objects.bulk_update(report.updated, ["summary", "value", "threshold", "last_seen_at", "severity"],
-                                 batch_size=500)
+    Incident.objects.bulk_update(
+        report.updated, ["summary", "value", "threshold", "last_seen_at", "severity"], batch_size=500
+    )
     _raise_health(pipes, [i for i in current.values() if i is not None])
     return report
 
@@ -482,8 +655,9 @@ def _raise_health(pipes: list[Pipeline], unresolved: list[Incident]) -> None:
     Pipeline.objects.bulk_update(changed, ["health", "health_reasons"], batch_size=500)
 
 
-def evaluate_after_sync(pipelines: list[Pipeline], at: datetime, history, source: str,
-                        failed: Iterable[int] = ()) -> EvalReport | None:
+def evaluate_after_sync(
+    pipelines: list[Pipeline], at: datetime, history, source: str, failed: Iterable[int] = ()
+) -> EvalReport | None:
     """evaluate(), for the collectors: a failure here is logged and never fails the sync."""
     try:
         return evaluate(pipelines, at, history, source, failed)
@@ -511,4 +685,3 @@ def resolve_disabled(at: datetime | None = None, report: EvalReport | None = Non
     for inc in Incident.objects.filter(pipeline__enabled=False, status__in=UNRESOLVED):
         _resolve(inc, at, report, by="(pipeline disabled)")
     return len(report.resolved) - before
-

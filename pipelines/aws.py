@@ -7,6 +7,7 @@ Failures surface as `AwsError` with a sentence an operator can act on.
 Every HTTP attempt made through these clients is counted on the active `CallMeter`, which is how a
 sync cycle knows exactly which AWS calls it paid for (retries included).
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -14,10 +15,11 @@ import json
 import logging
 import threading
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import boto3
 import botocore.session
@@ -60,8 +62,16 @@ MISSING_QUEUE_CODES = {
     "QueueDoesNotExist",
     "NonExistentQueue",
 }
-DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "InvalidClientTokenId",
-                "UnrecognizedClientException", "ExpiredToken", "ExpiredTokenException", "AuthFailure"}
+DENIED_CODES = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "AuthFailure",
+}
 
 
 @dataclass(frozen=True)
@@ -107,17 +117,26 @@ def translate(exc: Exception, doing: str) -> AwsError:
         if code in MISSING_QUEUE_CODES:
             return AwsError(f"{doing}: the queue does not exist (deleted, or a wrong URL).", code, status=status)
         if code in DENIED_CODES:
-            return AwsError(f"{doing}: access denied ({detail}). Check the IAM policy of the credentials or role.",
-                            code, status=status)
+            return AwsError(
+                f"{doing}: access denied ({detail}). Check the IAM policy of the credentials or role.",
+                code,
+                status=status,
+            )
         if code in THROTTLE_CODES:
-            return AwsError(f"{doing}: throttled by AWS ({detail}); retried and still throttled.", code,
-                            transient=True, status=status)
+            return AwsError(
+                f"{doing}: throttled by AWS ({detail}); retried and still throttled.",
+                code,
+                transient=True,
+                status=status,
+            )
         transient = bool(status and status >= 500)
         return AwsError(f"{doing}: {code or 'error'} ({detail}).", code, transient=transient, status=status)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return AwsError(f"{doing}: no AWS credentials found. Configure boto3's credential chain "
-                        "(AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an instance role).",
-                        "NoCredentials")
+        return AwsError(
+            f"{doing}: no AWS credentials found. Configure boto3's credential chain "
+            "(AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an instance role).",
+            "NoCredentials",
+        )
     if isinstance(exc, NoRegionError):
         return AwsError(f"{doing}: no region set for the account.", "NoRegion")
     if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
@@ -141,6 +160,7 @@ def calling(doing: str) -> Iterator[None]:
 
 
 # --- call metering -------------------------------------------------------------------------------
+
 
 class CallMeter:
     """Counts AWS HTTP attempts per "service:Operation" and CloudWatch metrics requested."""
@@ -236,9 +256,7 @@ def client(target: Target, service: str) -> Any:
         with _clients_lock:
             c = _clients.get(key)
             if c is None:
-                c = _session(target).client(
-                    service, endpoint_url=target.endpoint_url or None, config=_client_config()
-                )
+                c = _session(target).client(service, endpoint_url=target.endpoint_url or None, config=_client_config())
                 c.meta.events.register("before-send", _count_attempt)
                 _clients[key] = c
     return c
@@ -251,6 +269,7 @@ def reset_clients() -> None:
 
 
 # --- SQS -----------------------------------------------------------------------------------------
+
 
 def queue_attributes(target: Target, queue_url: str, names: Iterable[str] = ("All",)) -> dict[str, str]:
     with calling(f"reading the attributes of {queue_url}"):
@@ -290,11 +309,12 @@ def list_queue_urls(target: Target, prefix: str = "") -> list[str]:
 
 # --- Lambda --------------------------------------------------------------------------------------
 
+
 def event_source_mappings(target: Target, source_arn: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     with calling(f"listing Lambda event-source mappings for {source_arn}"):
-        for page in client(target, "lambda").get_paginator("list_event_source_mappings").paginate(
-            EventSourceArn=source_arn
+        for page in (
+            client(target, "lambda").get_paginator("list_event_source_mappings").paginate(EventSourceArn=source_arn)
         ):
             out.extend(page.get("EventSourceMappings", []))
     return out
@@ -315,6 +335,7 @@ def function_reserved_concurrency(target: Target, function: str) -> int | None:
 
 
 # --- CloudWatch ----------------------------------------------------------------------------------
+
 
 def metric_data(target: Target, queries: list[dict[str, Any]], start: datetime, end: datetime) -> list[dict[str, Any]]:
     """One GetMetricData request (following NextToken) for at most 500 queries.
@@ -352,6 +373,7 @@ def metric_data(target: Target, queries: list[dict[str, Any]], start: datetime, 
 
 # --- API Gateway ---------------------------------------------------------------------------------
 
+
 def rest_api(target: Target, api_id: str) -> dict[str, Any]:
     """A REST API (API Gateway v1) by id: its name (CloudWatch's ApiName dimension)."""
     with calling(f"reading REST API {api_id}"):
@@ -382,8 +404,14 @@ def http_api_stage_names(target: Target, api_id: str) -> list[str]:
 
 #: An answer meaning "this endpoint does not implement the operation at all" (an emulator, an
 #: S3-compatible-style partial implementation), as opposed to an AWS error about this request.
-UNSUPPORTED_CODES = {"UnknownOperation", "UnknownOperationException", "InvalidAction", "NotImplemented",
-                     "NotImplementedException", "501"}
+UNSUPPORTED_CODES = {
+    "UnknownOperation",
+    "UnknownOperationException",
+    "InvalidAction",
+    "NotImplemented",
+    "NotImplementedException",
+    "501",
+}
 #: The code an AwsError carries when the endpoint lacks the operation.
 UNSUPPORTED = "UnsupportedByEndpoint"
 
@@ -410,32 +438,44 @@ def calling_optional(doing: str, operation: str) -> Iterator[None]:
     except ClientError as exc:
         if endpoint_lacks_operation(exc):
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            raise AwsError(f"{doing}: this endpoint does not support {operation}.", UNSUPPORTED,
-                           status=status) from exc
+            raise AwsError(f"{doing}: this endpoint does not support {operation}.", UNSUPPORTED, status=status) from exc
         raise translate(exc, doing) from exc
     except (BotoCoreError, AwsError) as exc:
         raise translate(exc, doing) from exc
 
 
-def receive_messages(target: Target, queue_url: str, max_messages: int = 10, visibility_timeout: int = 30,
-                     wait_seconds: int = 0) -> list[dict[str, Any]]:
+def receive_messages(
+    target: Target, queue_url: str, max_messages: int = 10, visibility_timeout: int = 30, wait_seconds: int = 0
+) -> list[dict[str, Any]]:
     """Up to 10 messages with all their attributes; each received message stays invisible for
     `visibility_timeout` seconds. Keys: MessageId, ReceiptHandle, Body, Attributes (system:
     SentTimestamp, ApproximateReceiveCount, MessageGroupId, …), MessageAttributes."""
     with calling(f"receiving messages from {queue_url}"):
         resp = client(target, "sqs").receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=max(1, min(10, max_messages)),
-            VisibilityTimeout=visibility_timeout, WaitTimeSeconds=wait_seconds,
-            MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"],
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=max(1, min(10, max_messages)),
+            VisibilityTimeout=visibility_timeout,
+            WaitTimeSeconds=wait_seconds,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
         )
     return list(resp.get("Messages", []))
 
 
 def _batch_result(resp: dict[str, Any]) -> dict[str, list]:
     """Successful entry ids and failed entries ({Id, Code, Message, SenderFault}) of a batch call."""
-    return {"ok": [e["Id"] for e in resp.get("Successful", [])],
-            "failed": [{"Id": e["Id"], "Code": e.get("Code", ""), "Message": e.get("Message", ""),
-                        "SenderFault": bool(e.get("SenderFault"))} for e in resp.get("Failed", [])]}
+    return {
+        "ok": [e["Id"] for e in resp.get("Successful", [])],
+        "failed": [
+            {
+                "Id": e["Id"],
+                "Code": e.get("Code", ""),
+                "Message": e.get("Message", ""),
+                "SenderFault": bool(e.get("SenderFault")),
+            }
+            for e in resp.get("Failed", [])
+        ],
+    }
 
 
 def send_message_batch(target: Target, queue_url: str, entries: list[dict[str, Any]]) -> dict[str, list]:
@@ -449,17 +489,20 @@ def delete_message_batch(target: Target, queue_url: str, receipts: list[tuple[st
     """Delete up to 10 messages given as (entry id, receipt handle). Returns {"ok", "failed"}."""
     with calling(f"deleting messages from {queue_url}"):
         resp = client(target, "sqs").delete_message_batch(
-            QueueUrl=queue_url, Entries=[{"Id": i, "ReceiptHandle": h} for i, h in receipts])
+            QueueUrl=queue_url, Entries=[{"Id": i, "ReceiptHandle": h} for i, h in receipts]
+        )
     return _batch_result(resp)
 
 
-def change_visibility_batch(target: Target, queue_url: str, receipts: list[tuple[str, str]],
-                            timeout: int) -> dict[str, list]:
+def change_visibility_batch(
+    target: Target, queue_url: str, receipts: list[tuple[str, str]], timeout: int
+) -> dict[str, list]:
     """Set the visibility timeout of up to 10 received messages (0: visible again at once)."""
     with calling(f"changing message visibility on {queue_url}"):
         resp = client(target, "sqs").change_message_visibility_batch(
-            QueueUrl=queue_url, Entries=[{"Id": i, "ReceiptHandle": h, "VisibilityTimeout": timeout}
-                                         for i, h in receipts])
+            QueueUrl=queue_url,
+            Entries=[{"Id": i, "ReceiptHandle": h, "VisibilityTimeout": timeout} for i, h in receipts],
+        )
     return _batch_result(resp)
 
 
@@ -468,8 +511,7 @@ def purge_queue(target: Target, queue_url: str) -> None:
         client(target, "sqs").purge_queue(QueueUrl=queue_url)
 
 
-def start_message_move_task(target: Target, source_arn: str, destination_arn: str = "",
-                            rate: int | None = None) -> str:
+def start_message_move_task(target: Target, source_arn: str, destination_arn: str = "", rate: int | None = None) -> str:
     """SQS's own DLQ redrive; returns the task handle. Without a destination, messages go back to
     their original source queues."""
     params: dict[str, Any] = {"SourceArn": source_arn}
@@ -498,8 +540,17 @@ def cancel_message_move_task(target: Target, task_handle: str) -> int:
 
 # --- CloudWatch Logs (per-request trace) -----------------------------------------------------------
 
-def filter_log_events(target: Target, group: str, pattern: str, start_ms: int, end_ms: int,
-                      next_token: str = "", streams: Iterable[str] = (), limit: int | None = None) -> dict[str, Any]:
+
+def filter_log_events(
+    target: Target,
+    group: str,
+    pattern: str,
+    start_ms: int,
+    end_ms: int,
+    next_token: str = "",
+    streams: Iterable[str] = (),
+    limit: int | None = None,
+) -> dict[str, Any]:
     """One FilterLogEvents page (the caller follows `next_token`, so it can cap its calls).
 
     Returns {"events": [{timestamp, message, stream}], "next_token": str}. `pattern` is sent as
@@ -516,8 +567,10 @@ def filter_log_events(target: Target, group: str, pattern: str, start_ms: int, e
         params["limit"] = int(limit)
     with calling(f"searching log group {group}"):
         resp = client(target, "logs").filter_log_events(**params)
-    events = [{"timestamp": int(e.get("timestamp", 0)), "message": e.get("message", ""),
-               "stream": e.get("logStreamName", "")} for e in resp.get("events", [])]
+    events = [
+        {"timestamp": int(e.get("timestamp", 0)), "message": e.get("message", ""), "stream": e.get("logStreamName", "")}
+        for e in resp.get("events", [])
+    ]
     return {"events": events, "next_token": resp.get("nextToken") or ""}
 
 
@@ -534,8 +587,9 @@ def api_sqs_integrations(target: Target, kind: str, api_id: str) -> list[str]:
         return out
     apigw = client(target, "apigateway")
     with calling(f"reading the resources of REST API {api_id}"):
-        resources = [r for page in apigw.get_paginator("get_resources").paginate(restApiId=api_id)
-                     for r in page.get("items", [])]
+        resources = [
+            r for page in apigw.get_paginator("get_resources").paginate(restApiId=api_id) for r in page.get("items", [])
+        ]
         for r in resources:
             for method in r.get("resourceMethods") or {}:
                 integ = apigw.get_integration(restApiId=api_id, resourceId=r["id"], httpMethod=method)

@@ -4,6 +4,7 @@ The stock transport creates a message file and then writes it; a consumer that l
 between moves away an empty file and the worker dies on it. Here a message is written under a name
 the consumer ignores and renamed into place, which is atomic within a directory.
 """
+
 import os
 import uuid
 from time import monotonic

@@ -13,16 +13,18 @@ Both write `MetricSample` rows by upsert on (pipeline, minute), so re-running ne
 each records a `PollCycle` with the calls it made. A failing pipeline records its error and never
 stops the others.
 """
+
 from __future__ import annotations
 
 import contextvars
 import logging
 import math
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone as dt_timezone
-from typing import Any, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -98,6 +100,7 @@ def floor_hour(t: datetime) -> datetime:
 
 # --- reports -------------------------------------------------------------------------------------
 
+
 @dataclass
 class CycleReport:
     """What one cycle did for one account: returned to tasks and commands, saved as a PollCycle."""
@@ -119,10 +122,18 @@ class CycleReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "account": self.account, "pipelines": self.pipelines,
-            "samples_written": self.samples_written, "failed": len(self.errors), "errors": self.errors,
-            "api_calls": self.api_calls, "calls": self.calls, "metrics_requested": self.metrics_requested,
-            "seconds": round(self.seconds, 3), "skipped": self.skipped, "alerts": self.alerts,
+            "kind": self.kind,
+            "account": self.account,
+            "pipelines": self.pipelines,
+            "samples_written": self.samples_written,
+            "failed": len(self.errors),
+            "errors": self.errors,
+            "api_calls": self.api_calls,
+            "calls": self.calls,
+            "metrics_requested": self.metrics_requested,
+            "seconds": round(self.seconds, 3),
+            "skipped": self.skipped,
+            "alerts": self.alerts,
         }
 
 
@@ -133,9 +144,16 @@ def _record(report: CycleReport, account: AwsAccount | None, started: datetime, 
     report.seconds = (finished - started).total_seconds()
     with transaction.atomic():
         PollCycle.objects.create(
-            kind=report.kind, account=account, started_at=started, finished_at=finished,
-            pipelines=report.pipelines, failed=len(report.errors), samples_written=report.samples_written,
-            api_calls=report.api_calls, calls=report.calls, metrics_requested=report.metrics_requested,
+            kind=report.kind,
+            account=account,
+            started_at=started,
+            finished_at=finished,
+            pipelines=report.pipelines,
+            failed=len(report.errors),
+            samples_written=report.samples_written,
+            api_calls=report.api_calls,
+            calls=report.calls,
+            metrics_requested=report.metrics_requested,
             errors=[f"{name}: {reason}" for name, reason in list(report.errors.items())[:50]],
         )
         # Running totals for /metrics, per account (every cycle has one). Several workers may finish
@@ -145,12 +163,12 @@ def _record(report: CycleReport, account: AwsAccount | None, started: datetime, 
         if account is not None:
             increments = {**report.calls, "metrics_requested": report.metrics_requested}
             operations = sorted(increments)
-            PollCounter.objects.bulk_create([PollCounter(account=account, operation=op) for op in operations],
-                                            ignore_conflicts=True)
+            PollCounter.objects.bulk_create(
+                [PollCounter(account=account, operation=op) for op in operations], ignore_conflicts=True
+            )
             for op in operations:
                 if increments[op]:
-                    PollCounter.objects.filter(account=account, operation=op).update(
-                        total=F("total") + increments[op])
+                    PollCounter.objects.filter(account=account, operation=op).update(total=F("total") + increments[op])
 
 
 def _pool_map(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
@@ -165,8 +183,9 @@ def _pool_map(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
         return [f.result() for f in futures]
 
 
-def _upsert_samples(model, key_field: str, rows: Iterable[tuple[int, datetime, dict[str, Any]]],
-                    batch_size: int = 2000) -> int:
+def _upsert_samples(
+    model, key_field: str, rows: Iterable[tuple[int, datetime, dict[str, Any]]], batch_size: int = 2000
+) -> int:
     """Upsert (pipeline, key) rows, updating only the fields each row carries.
 
     Rows are grouped by their set of fields so one statement never nulls a column another
@@ -180,8 +199,11 @@ def _upsert_samples(model, key_field: str, rows: Iterable[tuple[int, datetime, d
         if not fields:
             continue
         model.objects.bulk_create(
-            objs, batch_size=batch_size, update_conflicts=True,
-            unique_fields=["pipeline", key_field], update_fields=list(fields),
+            objs,
+            batch_size=batch_size,
+            update_conflicts=True,
+            unique_fields=["pipeline", key_field],
+            update_fields=list(fields),
         )
         written += len(objs)
     return written
@@ -189,12 +211,15 @@ def _upsert_samples(model, key_field: str, rows: Iterable[tuple[int, datetime, d
 
 # --- fast cycle ----------------------------------------------------------------------------------
 
+
 def due_pipelines(account: AwsAccount, at: datetime) -> list[Pipeline]:
     pipes = Pipeline.objects.filter(account=account, enabled=True).order_by("pk")
     return [p for p in pipes if p.is_due(at)]
 
 
-def run_fast_cycle(account: AwsAccount, pipelines: list[Pipeline] | None = None, at: datetime | None = None) -> CycleReport:
+def run_fast_cycle(
+    account: AwsAccount, pipelines: list[Pipeline] | None = None, at: datetime | None = None
+) -> CycleReport:
     """Read queue and DLQ counts for the account's due pipelines (or the given ones) and store them."""
     started = now()
     at = at or started
@@ -246,11 +271,15 @@ def run_fast_cycle(account: AwsAccount, pipelines: list[Pipeline] | None = None,
     with transaction.atomic():
         report.samples_written = _upsert_samples(MetricSample, "minute", rows)
         Pipeline.objects.bulk_update(
-            ok, ["backlog", "in_flight", "delayed", "dlq_depth", "last_sync_at", "last_error", "consecutive_failures"],
-            batch_size=500)
+            ok,
+            ["backlog", "in_flight", "delayed", "dlq_depth", "last_sync_at", "last_error", "consecutive_failures"],
+            batch_size=500,
+        )
         Pipeline.objects.bulk_update(
-            failed, ["backlog", "in_flight", "delayed", "dlq_depth", "last_error", "last_error_at", "consecutive_failures"],
-            batch_size=500)
+            failed,
+            ["backlog", "in_flight", "delayed", "dlq_depth", "last_error", "last_error_at", "consecutive_failures"],
+            batch_size=500,
+        )
         history = health.refresh(pipes, at)
     evaluation = alerts.evaluate_after_sync(pipes, at, history, alerts.FAST, failed=[p.pk for p in failed])
     report.alerts = evaluation.as_dict() if evaluation else {"errors": ["alert evaluation failed (see the log)"]}
@@ -259,6 +288,7 @@ def run_fast_cycle(account: AwsAccount, pipelines: list[Pipeline] | None = None,
 
 
 # --- metrics cycle -------------------------------------------------------------------------------
+
 
 def _dlq_name(pipeline: Pipeline) -> str:
     return pipeline.dlq_arn.rsplit(":", 1)[-1] if pipeline.dlq_arn else ""
@@ -279,8 +309,13 @@ def _dimensions(pipeline: Pipeline, component: str) -> list[dict[str, str]] | No
     return None
 
 
-def plan_metrics(pipeline: Pipeline, unsupported: Iterable[str] = (), dlq_empty: bool = False,
-                 backfill: bool = False, cycle: int | None = None) -> list[MetricSpec]:
+def plan_metrics(
+    pipeline: Pipeline,
+    unsupported: Iterable[str] = (),
+    dlq_empty: bool = False,
+    backfill: bool = False,
+    cycle: int | None = None,
+) -> list[MetricSpec]:
     """The CloudWatch metrics worth requesting for one pipeline.
 
     Components the pipeline lacks are left out, statistics the endpoint rejected are left out, the
@@ -320,10 +355,13 @@ def build_queries(pipeline: Pipeline, specs: list[MetricSpec], period: int) -> l
         {
             "Id": query_id(pipeline.pk, index[s]),
             "MetricStat": {
-                "Metric": {"Namespace": s.namespace,
-                           "MetricName": HTTP_API_METRIC_NAMES.get(s.metric, s.metric) if http_api and s.component == "api"
-                           else s.metric,
-                           "Dimensions": _dimensions(pipeline, s.component)},
+                "Metric": {
+                    "Namespace": s.namespace,
+                    "MetricName": HTTP_API_METRIC_NAMES.get(s.metric, s.metric)
+                    if http_api and s.component == "api"
+                    else s.metric,
+                    "Dimensions": _dimensions(pipeline, s.component),
+                },
                 "Period": period,
                 "Stat": s.stat,
             },
@@ -336,15 +374,16 @@ def build_queries(pipeline: Pipeline, specs: list[MetricSpec], period: int) -> l
 def chunk_queries(queries: list[dict[str, Any]], points_per_query: int) -> list[list[dict[str, Any]]]:
     """Split queries into calls of ≤ 500 queries and ≤ 100,800 datapoints each."""
     per_call = max(1, min(MAX_QUERIES_PER_CALL, MAX_DATAPOINTS_PER_CALL // max(1, points_per_query)))
-    return [queries[i:i + per_call] for i in range(0, len(queries), per_call)]
+    return [queries[i : i + per_call] for i in range(0, len(queries), per_call)]
 
 
 def _value(spec: MetricSpec, v: float) -> float | int:
     return float(v) if spec.field in FLOAT_FIELDS else int(round(v))
 
 
-def _fetch(account: AwsAccount, queries: list[dict[str, Any]], start: datetime, end: datetime,
-           points: int) -> tuple[dict[tuple[int, datetime], dict[str, Any]], dict[int, str]]:
+def _fetch(
+    account: AwsAccount, queries: list[dict[str, Any]], start: datetime, end: datetime, points: int
+) -> tuple[dict[tuple[int, datetime], dict[str, Any]], dict[int, str]]:
     """Fetch all queries in as few calls as allowed. Returns rows by (pipeline, time) and errors by pipeline.
 
     When the endpoint fails a call that holds percentile statistics with a server error (moto does
@@ -380,10 +419,13 @@ def _fetch(account: AwsAccount, queries: list[dict[str, Any]], start: datetime, 
         for r in results:
             pid, spec = parse_query_id(r["Id"])
             for ts, v in zip(r["Timestamps"], r["Values"]):
-                rows[(pid, ts.astimezone(dt_timezone.utc))][spec.field] = _value(spec, v)
+                rows[(pid, ts.astimezone(UTC))][spec.field] = _value(spec, v)
     if percentiles_rejected and PERCENTILE not in account.unsupported_statistics:
-        log.warning("CloudWatch at %s rejects percentile statistics; leaving them out for account %s",
-                    account.endpoint_url or "AWS", account.name)
+        log.warning(
+            "CloudWatch at %s rejects percentile statistics; leaving them out for account %s",
+            account.endpoint_url or "AWS",
+            account.name,
+        )
         account.unsupported_statistics = [*account.unsupported_statistics, PERCENTILE]
         AwsAccount.objects.filter(pk=account.pk).update(unsupported_statistics=account.unsupported_statistics)
     return rows, errors
@@ -396,7 +438,8 @@ def _known_empty_dlqs(pipes: list[Pipeline], start: datetime) -> set[int]:
         return set()
     nonempty = set(
         MetricSample.objects.filter(pipeline_id__in=candidates, minute__gte=start, dlq_visible__gt=0)
-        .values_list("pipeline_id", flat=True).distinct()
+        .values_list("pipeline_id", flat=True)
+        .distinct()
     )
     return set(candidates) - nonempty
 
@@ -418,11 +461,17 @@ def metrics_window(pipes: list[Pipeline], end: datetime, spans: int = 1) -> date
     return max(start, end - MAX_CATCH_UP)
 
 
-def run_metrics_cycle(account: AwsAccount, pipelines: list[Pipeline] | None = None, at: datetime | None = None) -> CycleReport:
+def run_metrics_cycle(
+    account: AwsAccount, pipelines: list[Pipeline] | None = None, at: datetime | None = None
+) -> CycleReport:
     """Fetch CloudWatch metrics for the account's enabled pipelines (or the given ones) and store them."""
     started = now()
     at = at or started
-    pipes = pipelines if pipelines is not None else list(Pipeline.objects.filter(account=account, enabled=True).order_by("pk"))
+    pipes = (
+        pipelines
+        if pipelines is not None
+        else list(Pipeline.objects.filter(account=account, enabled=True).order_by("pk"))
+    )
     report = CycleReport(kind=CycleKind.METRICS, account=account.name, pipelines=len(pipes))
     if not pipes:
         report.skipped = "no pipeline"
@@ -431,8 +480,9 @@ def run_metrics_cycle(account: AwsAccount, pipelines: list[Pipeline] | None = No
     cycle = cycle_number(end)
     start = metrics_window(pipes, end)
     empty_dlqs = _known_empty_dlqs(pipes, metrics_window(pipes, end, max(s.every for s in METRICS)))
-    specs_by_pipe = {p.pk: plan_metrics(p, account.unsupported_statistics, p.pk in empty_dlqs, cycle=cycle)
-                     for p in pipes}
+    specs_by_pipe = {
+        p.pk: plan_metrics(p, account.unsupported_statistics, p.pk in empty_dlqs, cycle=cycle) for p in pipes
+    }
     # A metric fetched every Nth cycle needs a window reaching back over the cycles it skipped.
     spans = max((s.every for specs in specs_by_pipe.values() for s in specs), default=1)
     if spans > 1:
@@ -443,15 +493,24 @@ def run_metrics_cycle(account: AwsAccount, pipelines: list[Pipeline] | None = No
         rows, errors = _fetch(account, queries, start, end, points)
     report.samples_written = _store(pipes, specs_by_pipe, rows, errors, end, report)
     history = health.refresh(pipes, at)  # ages, errors and throttles just arrived
-    evaluation = alerts.evaluate_after_sync(pipes, at, history, alerts.METRICS,
-                                            failed=[p.pk for p in pipes if p.name in report.errors])
+    evaluation = alerts.evaluate_after_sync(
+        pipes, at, history, alerts.METRICS, failed=[p.pk for p in pipes if p.name in report.errors]
+    )
     report.alerts = evaluation.as_dict() if evaluation else {"errors": ["alert evaluation failed (see the log)"]}
     _record(report, account, started, meter)
     return report
 
 
-def _store(pipes, specs_by_pipe, rows, errors, end: datetime, report: CycleReport, model=MetricSample,
-           key_field: str = "minute") -> int:
+def _store(
+    pipes,
+    specs_by_pipe,
+    rows,
+    errors,
+    end: datetime,
+    report: CycleReport,
+    model=MetricSample,
+    key_field: str = "minute",
+) -> int:
     """Write fetched rows and update each pipeline's metrics state."""
     latest_age: dict[int, tuple[datetime, int]] = {}
     for (pid, ts), values in rows.items():
@@ -461,7 +520,9 @@ def _store(pipes, specs_by_pipe, rows, errors, end: datetime, report: CycleRepor
     for pid, reason in errors.items():
         report.errors[by_name[pid].name] = f"metrics: {reason}"
     with transaction.atomic():
-        written = _upsert_samples(model, key_field, ((pid, ts, v) for (pid, ts), v in rows.items() if pid not in errors))
+        written = _upsert_samples(
+            model, key_field, ((pid, ts, v) for (pid, ts), v in rows.items() if pid not in errors)
+        )
         if model is MetricSample:
             updated = []
             for p in pipes:
@@ -472,11 +533,14 @@ def _store(pipes, specs_by_pipe, rows, errors, end: datetime, report: CycleRepor
                     if p.pk in latest_age:
                         p.oldest_age = latest_age[p.pk][1]
                 updated.append(p)
-            Pipeline.objects.bulk_update(updated, ["metrics_error", "metrics_synced_until", "oldest_age"], batch_size=500)
+            Pipeline.objects.bulk_update(
+                updated, ["metrics_error", "metrics_synced_until", "oldest_age"], batch_size=500
+            )
     return written
 
 
 # --- backfill ------------------------------------------------------------------------------------
+
 
 def choose_period(start: datetime, at: datetime) -> int:
     """The finest period CloudWatch still keeps for data starting at `start`."""
@@ -499,8 +563,13 @@ class Segment:
 def backfill_segments(since: datetime, until: datetime, at: datetime) -> list[Segment]:
     """Split [since, until) where CloudWatch's resolution or our raw retention changes."""
     raw_cutoff = at - timedelta(days=settings.RAW_RETENTION_DAYS)
-    cuts = sorted({since, until, *(c for c in (at - timedelta(days=15), at - timedelta(days=63), raw_cutoff)
-                                   if since < c < until)})
+    cuts = sorted(
+        {
+            since,
+            until,
+            *(c for c in (at - timedelta(days=15), at - timedelta(days=63), raw_cutoff) if since < c < until),
+        }
+    )
     segments = []
     for a, b in zip(cuts, cuts[1:]):
         rollup = b <= raw_cutoff
@@ -511,9 +580,15 @@ def backfill_segments(since: datetime, until: datetime, at: datetime) -> list[Se
     return segments
 
 
-def backfill(account: AwsAccount, pipelines: list[Pipeline], since: datetime, until: datetime,
-             at: datetime | None = None, progress: Callable[[int, int], None] | None = None,
-             max_window: timedelta | None = None) -> CycleReport:
+def backfill(
+    account: AwsAccount,
+    pipelines: list[Pipeline],
+    since: datetime,
+    until: datetime,
+    at: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    max_window: timedelta | None = None,
+) -> CycleReport:
     """Load history from CloudWatch for [since, until), at the finest period CloudWatch still keeps.
 
     Recent data lands in minute rows (1- or 5-minute points), data older than the raw retention
@@ -550,7 +625,9 @@ def backfill(account: AwsAccount, pipelines: list[Pipeline], since: datetime, un
             rows, errors = _fetch(account, queries, a, b, points)
             if seg.rollup:
                 rows = {(pid, floor_hour(ts)): v for (pid, ts), v in rows.items()}
-                report.samples_written += _store(pipelines, specs_by_pipe, rows, errors, b, report, MetricRollup, "hour")
+                report.samples_written += _store(
+                    pipelines, specs_by_pipe, rows, errors, b, report, MetricRollup, "hour"
+                )
             else:
                 rows = {(pid, floor_minute(ts)): v for (pid, ts), v in rows.items()}
                 report.samples_written += _store(pipelines, specs_by_pipe, rows, errors, b, report)
@@ -561,6 +638,7 @@ def backfill(account: AwsAccount, pipelines: list[Pipeline], since: datetime, un
 
 
 # --- cost ----------------------------------------------------------------------------------------
+
 
 def monthly_cost(pipeline: Pipeline, unsupported: Iterable[str] = ()) -> dict[str, float]:
     """Estimated AWS API cost of watching one pipeline for a month at the configured cadences.
@@ -580,8 +658,10 @@ def monthly_cost(pipeline: Pipeline, unsupported: Iterable[str] = ()) -> dict[st
 
 # --- on demand -----------------------------------------------------------------------------------
 
-def sync_pipelines(pipelines: Iterable[Pipeline], fast: bool = True, metrics: bool = True,
-                   at: datetime | None = None) -> list[CycleReport]:
+
+def sync_pipelines(
+    pipelines: Iterable[Pipeline], fast: bool = True, metrics: bool = True, at: datetime | None = None
+) -> list[CycleReport]:
     """Run the chosen cycles now for the given pipelines, one cycle per account (commands, admin)."""
     by_account: dict[int, list[Pipeline]] = defaultdict(list)
     accounts: dict[int, AwsAccount] = {}

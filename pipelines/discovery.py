@@ -8,6 +8,7 @@ MaximumConcurrency, ReportBatchItemFailures, mapping state).
 `discover` returns plain data (a dict of Pipeline field names plus warnings); nothing is stored
 unless the whole queue part succeeded, so a failed registration leaves nothing half-discovered.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,16 @@ AWS_HOST_RES = (
 # Pipeline fields that describe the DLQ / the consumer, cleared when none is found.
 DLQ_FIELDS = {"dlq_url": "", "dlq_arn": "", "max_receive_count": None, "dlq_retention_period": None}
 CONSUMER_FIELDS = {
-    "function_name": "", "function_arn": "", "function_timeout": None, "reserved_concurrency": None,
-    "batch_size": None, "maximum_concurrency": None, "report_batch_item_failures": None,
-    "mapping_uuid": "", "mapping_state": "", "extra_mappings": 0,
+    "function_name": "",
+    "function_arn": "",
+    "function_timeout": None,
+    "reserved_concurrency": None,
+    "batch_size": None,
+    "maximum_concurrency": None,
+    "report_batch_item_failures": None,
+    "mapping_uuid": "",
+    "mapping_state": "",
+    "extra_mappings": 0,
 }
 
 
@@ -69,8 +77,7 @@ def parse_queue_url(url: str, expected_region: str | None = None) -> QueueUrl:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise DiscoveryError(
-            "Enter a queue URL such as https://sqs.eu-west-1.amazonaws.com/123456789012/orders "
-            f"(got {url[:200]!r})."
+            f"Enter a queue URL such as https://sqs.eu-west-1.amazonaws.com/123456789012/orders (got {url[:200]!r})."
         )
     segments = [s for s in parts.path.split("/") if s]
     if len(segments) != 2 or parts.query or parts.fragment:
@@ -112,8 +119,14 @@ def _queue_error(exc: aws.AwsError, url: str) -> DiscoveryError:
     return DiscoveryError(f"Could not read the queue: {exc}")
 
 
-def discover(target: aws.Target, queue_url: str, api_kind: str = "", api_id: str = "",
-             api_stage: str = "", attribute: str = "requestId") -> Discovery:
+def discover(
+    target: aws.Target,
+    queue_url: str,
+    api_kind: str = "",
+    api_id: str = "",
+    api_stage: str = "",
+    attribute: str = "requestId",
+) -> Discovery:
     """Read the pipeline around `queue_url` (and the API in front of it, when one is named).
 
     Raises DiscoveryError when the queue or the named API cannot be read.
@@ -124,16 +137,18 @@ def discover(target: aws.Target, queue_url: str, api_kind: str = "", api_id: str
     except aws.AwsError as exc:
         raise _queue_error(exc, parsed.url) from exc
 
-    result = Discovery(fields={
-        "queue_url": parsed.url,
-        "queue_arn": attrs.get("QueueArn", ""),
-        "queue_name": parsed.name,
-        "is_fifo": attrs.get("FifoQueue", "false").lower() == "true" or parsed.is_fifo,
-        "visibility_timeout": _int(attrs.get("VisibilityTimeout")),
-        "retention_period": _int(attrs.get("MessageRetentionPeriod")),
-        **DLQ_FIELDS,
-        **CONSUMER_FIELDS,
-    })
+    result = Discovery(
+        fields={
+            "queue_url": parsed.url,
+            "queue_arn": attrs.get("QueueArn", ""),
+            "queue_name": parsed.name,
+            "is_fifo": attrs.get("FifoQueue", "false").lower() == "true" or parsed.is_fifo,
+            "visibility_timeout": _int(attrs.get("VisibilityTimeout")),
+            "retention_period": _int(attrs.get("MessageRetentionPeriod")),
+            **DLQ_FIELDS,
+            **CONSUMER_FIELDS,
+        }
+    )
     _discover_dlq(target, attrs, result)
     if result.fields["queue_arn"]:
         _discover_consumer(target, result.fields["queue_arn"], result)
@@ -172,8 +187,10 @@ def _discover_request_id(target: aws.Target, kind: str, api_id: str, attribute: 
     passes = passes_request_id(mappings, attribute)
     result.fields["api_passes_request_id"] = passes
     if passes is False:
-        result.warnings.append(f"The API's SQS integration does not pass $context.requestId in the "
-                               f"'{attribute}' message attribute: request traces cannot link API calls to messages.")
+        result.warnings.append(
+            f"The API's SQS integration does not pass $context.requestId in the "
+            f"'{attribute}' message attribute: request traces cannot link API calls to messages."
+        )
 
 
 def _discover_api(target: aws.Target, kind: str, api_id: str, stage: str) -> str:
@@ -187,8 +204,7 @@ def _discover_api(target: aws.Target, kind: str, api_id: str, stage: str) -> str
             api, stages = aws.http_api(target, api_id), aws.http_api_stage_names(target, api_id)
     except aws.AwsError as exc:
         if exc.code in ("NotFoundException", "ResourceNotFoundException"):
-            raise DiscoveryError(f"No {label} with id {api_id!r} exists in this account and region.",
-                                 "api_id") from exc
+            raise DiscoveryError(f"No {label} with id {api_id!r} exists in this account and region.", "api_id") from exc
         raise DiscoveryError(f"Could not read {label} {api_id}: {exc}", "api_id") from exc
     if stage and stage not in stages:
         known = ", ".join(stages) or "none"
@@ -245,11 +261,15 @@ def _discover_consumer(target: aws.Target, queue_arn: str, result: Discovery) ->
         extra_mappings=len(mappings) - 1,
     )
     if len(mappings) > 1:
-        result.warnings.append(f"{len(mappings)} event-source mappings read this queue; showing {result.fields['function_name']}.")
+        result.warnings.append(
+            f"{len(mappings)} event-source mappings read this queue; showing {result.fields['function_name']}."
+        )
     try:
         conf = aws.function_configuration(target, function_arn)
-        result.fields.update(function_name=conf.get("FunctionName") or result.fields["function_name"],
-                             function_timeout=_int(conf.get("Timeout")))
+        result.fields.update(
+            function_name=conf.get("FunctionName") or result.fields["function_name"],
+            function_timeout=_int(conf.get("Timeout")),
+        )
         result.fields["reserved_concurrency"] = aws.function_reserved_concurrency(target, function_arn)
     except aws.AwsError as exc:
         result.warnings.append(f"The consumer function {function_arn} could not be read: {exc}")

@@ -5,6 +5,7 @@ at it by endpoint URL). `FaultProxy` sits in front of any endpoint and adds late
 errors shaped as each AWS protocol returns them, 5xx answers or dropped connections: moto has no
 fault injection of its own.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -17,9 +18,9 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 from urllib.parse import urlsplit
 
 LOOPBACK = "127.0.0.1"
@@ -38,7 +39,7 @@ def wait_for_http(url: str, timeout: float = 30.0) -> None:
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
-        except Exception as exc:  # noqa: BLE001 - any failure means "not up yet"
+        except Exception as exc:
             last = exc
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f}s ({last})")
@@ -59,7 +60,7 @@ class MotoServer:
     def command(self) -> list[str]:
         return [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.port)]
 
-    def start(self) -> "MotoServer":
+    def start(self) -> MotoServer:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         env = {**os.environ, "MOTO_PORT": str(self.port)}
         self.process = subprocess.Popen(self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env)
@@ -84,7 +85,7 @@ class MotoServer:
                 self.process.kill()
         self.process = None
 
-    def __enter__(self) -> "MotoServer":
+    def __enter__(self) -> MotoServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -92,6 +93,7 @@ class MotoServer:
 
 
 # --- fault injection -------------------------------------------------------------------------------
+
 
 @dataclass
 class Request:
@@ -139,17 +141,28 @@ def error_response(req: Request, fault: str) -> tuple[int, dict[str, str], bytes
     status, code, message, rest_status = FAULT_ERRORS[fault]
     ctype = req.headers.get("content-type", "")
     if req.headers.get("smithy-protocol") == "rpc-v2-cbor":
-        return status, {"content-type": "application/cbor", "smithy-protocol": "rpc-v2-cbor"}, _cbor_map(
-            {"__type": code, "message": message})
+        return (
+            status,
+            {"content-type": "application/cbor", "smithy-protocol": "rpc-v2-cbor"},
+            _cbor_map({"__type": code, "message": message}),
+        )
     if "x-amz-json" in ctype:
-        return status, {"content-type": ctype, "x-amzn-query-error": f"{code};Sender"}, json.dumps(
-            {"__type": code, "message": message}).encode()
+        return (
+            status,
+            {"content-type": ctype, "x-amzn-query-error": f"{code};Sender"},
+            json.dumps({"__type": code, "message": message}).encode(),
+        )
     if "x-www-form-urlencoded" in ctype:
-        body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}"
-                "</Message></Error><RequestId>fault-proxy</RequestId></ErrorResponse>").encode()
+        body = (
+            f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}"
+            "</Message></Error><RequestId>fault-proxy</RequestId></ErrorResponse>"
+        ).encode()
         return status, {"content-type": "text/xml"}, body
-    return rest_status, {"content-type": "application/json", "x-amzn-errortype": code}, json.dumps(
-        {"message": message}).encode()
+    return (
+        rest_status,
+        {"content-type": "application/json", "x-amzn-errortype": code},
+        json.dumps({"message": message}).encode(),
+    )
 
 
 Fault = str  # "throttle" | "deny" | "error" | "drop" | "" (forward)
@@ -184,7 +197,7 @@ class FaultProxy:
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self._server.server_address[1]}"
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
         self._thread.start()
         return self
@@ -193,7 +206,7 @@ class FaultProxy:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         return self.start()
 
     def __exit__(self, *exc) -> None:

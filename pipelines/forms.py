@@ -1,4 +1,5 @@
 """Admin forms: registering a pipeline discovers it from AWS before anything is saved."""
+
 from __future__ import annotations
 
 from django import forms
@@ -27,15 +28,21 @@ class PipelineForm(forms.ModelForm):
         if account is None or not url or self.errors:
             return cleaned
         try:
-            self.discovery = discover(account.target(), url, cleaned.get("api_kind", ""), api_id,
-                                      (cleaned.get("api_stage") or "").strip(),
-                                      cleaned.get("request_id_attribute") or "requestId")
+            self.discovery = discover(
+                account.target(),
+                url,
+                cleaned.get("api_kind", ""),
+                api_id,
+                (cleaned.get("api_stage") or "").strip(),
+                cleaned.get("request_id_attribute") or "requestId",
+            )
         except DiscoveryError as exc:
             self.add_error(exc.field if exc.field in self.fields else None, str(exc))
         return cleaned
 
 
 class ImportQueuesForm(forms.Form):
-    prefix = forms.CharField(required=False, max_length=80,
-                             help_text="Only queues whose name starts with this. Empty: every queue.")
+    prefix = forms.CharField(
+        required=False, max_length=80, help_text="Only queues whose name starts with this. Empty: every queue."
+    )
     dry_run = forms.BooleanField(required=False, help_text="Show what would be registered; register nothing.")

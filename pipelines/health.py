@@ -6,12 +6,13 @@ implies (`Pipeline.status_reasons`), and stores both, so the overview reads one 
 number of pipelines. `refresh_sparklines` does the same for the 24-hour backlog sparkline from the
 hourly rollups, after each rollup.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict, namedtuple
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterable
 
 from . import trends
 from .models import MetricRollup, MetricSample, Pipeline
@@ -21,10 +22,21 @@ HISTORY_MINUTES = 70  # what alert rules may look back over (the longest "for" w
 SPARK_HOURS = 24
 
 #: One minute of a pipeline's history, as health and alert rules read it.
-Row = namedtuple("Row", "minute visible oldest_age errors throttles invocations dlq_visible api_count api_5xx "
-                        "api_latency")
-ROW_FIELDS = ("minute", "visible", "oldest_age", "lambda_errors", "lambda_throttles", "lambda_invocations",
-              "dlq_visible", "api_count", "api_5xx", "api_latency_avg")
+Row = namedtuple(
+    "Row", "minute visible oldest_age errors throttles invocations dlq_visible api_count api_5xx api_latency"
+)
+ROW_FIELDS = (
+    "minute",
+    "visible",
+    "oldest_age",
+    "lambda_errors",
+    "lambda_throttles",
+    "lambda_invocations",
+    "dlq_visible",
+    "api_count",
+    "api_5xx",
+    "api_latency_avg",
+)
 
 
 @dataclass
@@ -64,15 +76,24 @@ def trend_from(pipeline: Pipeline, rows: list[tuple], at: datetime) -> Trend:
     forecast = None
     if d.rate and d.rate > 0 and pipeline.backlog is not None and pipeline.backlog <= pipeline.backlog_threshold:
         forecast = (pipeline.backlog_threshold - pipeline.backlog) / d.rate
-    return Trend(drain=d, ttl=ttl, errors=sum(r[3] or 0 for r in rows), throttles=sum(r[4] or 0 for r in rows),
-                 invocations=sum(r[5] or 0 for r in rows), forecast_minutes=forecast)
+    return Trend(
+        drain=d,
+        ttl=ttl,
+        errors=sum(r[3] or 0 for r in rows),
+        throttles=sum(r[4] or 0 for r in rows),
+        invocations=sum(r[5] or 0 for r in rows),
+        forecast_minutes=forecast,
+    )
 
 
 def recent_rows(pipeline_ids: Iterable[int], at: datetime, minutes: int = TREND_MINUTES) -> dict[int, list[Row]]:
     """One query: each pipeline's minute rows of the last `minutes`, oldest first."""
     out: dict[int, list[Row]] = defaultdict(list)
-    qs = (MetricSample.objects.filter(pipeline_id__in=list(pipeline_ids), minute__gte=at - timedelta(minutes=minutes))
-          .order_by("minute").values_list("pipeline_id", *ROW_FIELDS))
+    qs = (
+        MetricSample.objects.filter(pipeline_id__in=list(pipeline_ids), minute__gte=at - timedelta(minutes=minutes))
+        .order_by("minute")
+        .values_list("pipeline_id", *ROW_FIELDS)
+    )
     for pid, *rest in qs:
         out[pid].append(Row(*rest))
     return out
@@ -93,9 +114,20 @@ def refresh(pipelines: list[Pipeline], at: datetime) -> dict[int, tuple[Trend, l
         trend = trend_from(p, [r for r in rows if r.minute >= since], at)
         p.apply_trend(trend, at)
         out[p.pk] = (trend, rows)
-    Pipeline.objects.bulk_update(pipelines, ["health", "health_reasons", "drain_rate", "time_to_loss",
-                                             "forecast_minutes", "recent_errors", "recent_throttles",
-                                             "recent_invocations"], batch_size=500)
+    Pipeline.objects.bulk_update(
+        pipelines,
+        [
+            "health",
+            "health_reasons",
+            "drain_rate",
+            "time_to_loss",
+            "forecast_minutes",
+            "recent_errors",
+            "recent_throttles",
+            "recent_invocations",
+        ],
+        batch_size=500,
+    )
     return out
 
 

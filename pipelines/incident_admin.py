@@ -5,6 +5,7 @@ incident with the notifications sent for it, and the two things people do — ac
 as list actions and as buttons on that page (both need `pipelines.change_incident`). Rule overrides are
 an inline on the pipeline's change page, with each rule's default for that pipeline beside it.
 """
+
 from __future__ import annotations
 
 from django import forms
@@ -17,12 +18,11 @@ from django.utils.safestring import mark_safe
 
 from .admin_support import ReadOnly, badge, error_text, plural
 from .dashboard import _ago as ago
-from .models import (UNRESOLVED, AlertRule, Delivery, DeliveryStatus, Incident, IncidentStatus, Pipeline, RuleKind,
-                     now)
+from .models import UNRESOLVED, AlertRule, Delivery, DeliveryStatus, Incident, IncidentStatus, Pipeline, RuleKind, now
 from .trends import human_seconds
 
-
 # --- rule overrides on the pipeline page -------------------------------------------------------------
+
 
 def rule_defaults(pipeline: Pipeline) -> list[tuple[str, str, bool]]:
     """(label, default for this pipeline, applies to it) per rule, from alerts.RULES."""
@@ -48,8 +48,11 @@ class AlertRuleForm(forms.ModelForm):
         data = super().clean()
         kind, minutes = data.get("kind"), data.get("minutes")
         if kind in RULES and minutes is not None and not RULES[RuleKind(kind)].has_window:
-            self.add_error("minutes", f"The “{RULES[RuleKind(kind)].label}” rule reads the latest values and has "
-                                      "no window; leave this empty.")
+            self.add_error(
+                "minutes",
+                f"The “{RULES[RuleKind(kind)].label}” rule reads the latest values and has "
+                "no window; leave this empty.",
+            )
         return data
 
 
@@ -82,6 +85,7 @@ class AlertRuleInline(admin.TabularInline):
 
 
 # --- incidents ---------------------------------------------------------------------------------------
+
 
 class IncidentStatusFilter(admin.SimpleListFilter):
     title = "status"
@@ -120,30 +124,77 @@ class DeliveryInline(ReadOnly, admin.TabularInline):
         return error_text(obj.last_error, 119)
 
 
-LIFECYCLE = ("opened_at", "last_seen_at", "lasted", "acknowledged_at", "acknowledged_by", "resolved_at",
-             "resolved_by_name", "peak_severity")
+LIFECYCLE = (
+    "opened_at",
+    "last_seen_at",
+    "lasted",
+    "acknowledged_at",
+    "acknowledged_by",
+    "resolved_at",
+    "resolved_by_name",
+    "peak_severity",
+)
 
 
 @admin.register(Incident)
 class IncidentAdmin(admin.ModelAdmin):
-    list_display = ("number", "pipeline_link", "rule_label", "severity_badge", "status_badge", "summary", "opened",
-                    "lasted", "acknowledged", "notifications")
+    list_display = (
+        "number",
+        "pipeline_link",
+        "rule_label",
+        "severity_badge",
+        "status_badge",
+        "summary",
+        "opened",
+        "lasted",
+        "acknowledged",
+        "notifications",
+    )
     list_display_links = ("number",)
-    list_filter = (IncidentStatusFilter, "severity", "rule", "pipeline__account",
-                   ("pipeline", admin.RelatedOnlyFieldListFilter))
+    list_filter = (
+        IncidentStatusFilter,
+        "severity",
+        "rule",
+        "pipeline__account",
+        ("pipeline", admin.RelatedOnlyFieldListFilter),
+    )
     list_select_related = ("pipeline",)
     search_fields = ("pipeline__name", "summary")
     date_hierarchy = "opened_at"
     actions = ["acknowledge_incidents", "resolve_incidents"]
     inlines = [DeliveryInline]
     fieldsets = (
-        (None, {"fields": ("pipeline_link", "rule_label", "severity_badge", "status_badge", "summary", "value",
-                           "threshold", "buttons")}),
+        (
+            None,
+            {
+                "fields": (
+                    "pipeline_link",
+                    "rule_label",
+                    "severity_badge",
+                    "status_badge",
+                    "summary",
+                    "value",
+                    "threshold",
+                    "buttons",
+                )
+            },
+        ),
         ("Lifecycle", {"fields": LIFECYCLE}),
         ("Notifications", {"fields": ("notifications", "last_notified_at")}),
     )
-    readonly_fields = ("pipeline_link", "rule_label", "severity_badge", "status_badge", "summary", "value",
-                       "threshold", "buttons", *LIFECYCLE, "notifications", "last_notified_at")
+    readonly_fields = (
+        "pipeline_link",
+        "rule_label",
+        "severity_badge",
+        "status_badge",
+        "summary",
+        "value",
+        "threshold",
+        "buttons",
+        *LIFECYCLE,
+        "notifications",
+        "last_notified_at",
+    )
 
     def get_ordering(self, request):
         # Unresolved first, then newest; clicking a column header replaces it.
@@ -167,8 +218,11 @@ class IncidentAdmin(admin.ModelAdmin):
 
     @admin.display(description="pipeline", ordering="pipeline__name")
     def pipeline_link(self, obj):
-        return format_html('<a href="{}">{}</a>', reverse("admin:pipelines_pipeline_dashboard",
-                                                          args=[obj.pipeline_id]), obj.pipeline.name)
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:pipelines_pipeline_dashboard", args=[obj.pipeline_id]),
+            obj.pipeline.name,
+        )
 
     @admin.display(description="rule", ordering="rule")
     def rule_label(self, obj):
@@ -184,8 +238,12 @@ class IncidentAdmin(admin.ModelAdmin):
 
     @admin.display(description="opened", ordering="opened_at")
     def opened(self, obj):
-        return format_html('<time datetime="{}" title="{}">{}</time>', obj.opened_at.isoformat(),
-                           obj.opened_at.strftime("%Y-%m-%d %H:%M UTC"), ago(obj.opened_at, now()))
+        return format_html(
+            '<time datetime="{}" title="{}">{}</time>',
+            obj.opened_at.isoformat(),
+            obj.opened_at.strftime("%Y-%m-%d %H:%M UTC"),
+            ago(obj.opened_at, now()),
+        )
 
     @admin.display(description="duration")
     def lasted(self, obj):
@@ -210,10 +268,20 @@ class IncidentAdmin(admin.ModelAdmin):
         back = reverse("admin:pipelines_incident_change", args=[obj.pk])
         out = []
         if obj.status == IncidentStatus.OPEN:
-            out.append(format_html('<button type="submit" class="button" name="next" value="{}" formaction="{}">'
-                                   'Acknowledge</button>', back, reverse("admin:incident_acknowledge", args=[obj.pk])))
-        out.append(format_html('<button type="submit" class="button" name="next" value="{}" formaction="{}">'
-                               'Resolve</button>', back, reverse("admin:incident_resolve", args=[obj.pk])))
+            out.append(
+                format_html(
+                    '<button type="submit" class="button" name="next" value="{}" formaction="{}">Acknowledge</button>',
+                    back,
+                    reverse("admin:incident_acknowledge", args=[obj.pk]),
+                )
+            )
+        out.append(
+            format_html(
+                '<button type="submit" class="button" name="next" value="{}" formaction="{}">Resolve</button>',
+                back,
+                reverse("admin:incident_resolve", args=[obj.pk]),
+            )
+        )
         return mark_safe(" ".join(out))
 
     def get_readonly_fields(self, request, obj=None):
@@ -234,9 +302,11 @@ class IncidentAdmin(admin.ModelAdmin):
         chosen = list(queryset)
         done = sum(1 for i in chosen if getattr(i, change)(by=who))
         rest = len(chosen) - done
-        self.message_user(request, f"{done_verb} {done} incident(s)"
-                                   + (f"; {plural(rest, 'was', 'were')} {rest_state}." if rest else "."),
-                          messages.SUCCESS if done else messages.WARNING)
+        self.message_user(
+            request,
+            f"{done_verb} {done} incident(s)" + (f"; {plural(rest, 'was', 'were')} {rest_state}." if rest else "."),
+            messages.SUCCESS if done else messages.WARNING,
+        )
 
     @admin.action(description="Acknowledge", permissions=["change"])
     def acknowledge_incidents(self, request, queryset):

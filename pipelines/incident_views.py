@@ -8,6 +8,7 @@ pressing the same button at once each get a sentence, never an error. Seeing inc
 `pipelines.view_incident`; without it the strip, the row badges and the panel are left out and cost no
 query.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -32,8 +33,17 @@ CHANGE_PERM = "pipelines.change_incident"
 STRIP_MAX = 8  # the overview strip shows this many; the rest are one click away in the list
 RECENT_RESOLVED = 10
 #: What the strip and the row badges read: one query for every unresolved incident.
-STRIP_FIELDS = ("pipeline_id", "pipeline__name", "rule", "severity", "status", "summary", "opened_at",
-                "acknowledged_at", "acknowledged_by")
+STRIP_FIELDS = (
+    "pipeline_id",
+    "pipeline__name",
+    "rule",
+    "severity",
+    "status",
+    "summary",
+    "opened_at",
+    "acknowledged_at",
+    "acknowledged_by",
+)
 
 
 @dataclass
@@ -72,6 +82,7 @@ def admin_urls(site) -> list:
 
 # --- reading ---------------------------------------------------------------------------------------
 
+
 class Unresolved(NamedTuple):
     """One unresolved incident as the overview reads it: a plain row, so hundreds cost little."""
 
@@ -88,9 +99,17 @@ class Unresolved(NamedTuple):
 
     def incident(self) -> Incident:
         """The model instance the template renders (made only for the few the strip shows)."""
-        i = Incident(pk=self.pk, pipeline_id=self.pipeline_id, rule=self.rule, severity=self.severity,
-                     status=self.status, summary=self.summary, opened_at=self.opened_at,
-                     acknowledged_at=self.acknowledged_at, acknowledged_by=self.acknowledged_by)
+        i = Incident(
+            pk=self.pk,
+            pipeline_id=self.pipeline_id,
+            rule=self.rule,
+            severity=self.severity,
+            status=self.status,
+            summary=self.summary,
+            opened_at=self.opened_at,
+            acknowledged_at=self.acknowledged_at,
+            acknowledged_by=self.acknowledged_by,
+        )
         i.pipeline = Pipeline(pk=self.pipeline_id, name=self.pipeline_name)
         return i
 
@@ -111,8 +130,9 @@ _RANK = {s.value: s.rank for s in Severity}
 
 def worst_first(incidents: list) -> list:
     """Critical before warning before info; within one severity, unacknowledged first, then newest."""
-    return sorted(incidents, key=lambda i: (_RANK[i.severity], i.status != IncidentStatus.OPEN,
-                                            -i.opened_at.timestamp(), -i.pk))
+    return sorted(
+        incidents, key=lambda i: (_RANK[i.severity], i.status != IncidentStatus.OPEN, -i.opened_at.timestamp(), -i.pk)
+    )
 
 
 def counts_by_pipeline(incidents: list[Unresolved]) -> dict[int, tuple[int, Severity]]:
@@ -132,10 +152,14 @@ def changelist_url(**params) -> str:
 
 
 def _item(i: Incident, at, dashboard_url: str) -> Item:
-    return Item(incident=i, pipeline_url=dashboard_url.format(pk=i.pipeline_id), opened=ago(i.opened_at, at),
-                acknowledged=ago(i.acknowledged_at, at) if i.acknowledged_at else "",
-                resolved=ago(i.resolved_at, at) if i.resolved_at else "",
-                duration=human_seconds(i.duration.total_seconds()) if i.resolved_at else "")
+    return Item(
+        incident=i,
+        pipeline_url=dashboard_url.format(pk=i.pipeline_id),
+        opened=ago(i.opened_at, at),
+        acknowledged=ago(i.acknowledged_at, at) if i.acknowledged_at else "",
+        resolved=ago(i.resolved_at, at) if i.resolved_at else "",
+        duration=human_seconds(i.duration.total_seconds()) if i.resolved_at else "",
+    )
 
 
 def _dashboard_url() -> str:
@@ -149,10 +173,14 @@ def overview_strip(request, incidents: list[Unresolved] | None, next_url: str) -
         return None
     at, url = now(), _dashboard_url()
     ordered = worst_first(incidents)
-    return Box(items=[_item(i.incident(), at, url) for i in ordered[:STRIP_MAX]],
-               more=max(len(ordered) - STRIP_MAX, 0),
-               panel=False, can_change=request.user.has_perm(CHANGE_PERM), next=next_url,
-               all_url=changelist_url(status="unresolved"))
+    return Box(
+        items=[_item(i.incident(), at, url) for i in ordered[:STRIP_MAX]],
+        more=max(len(ordered) - STRIP_MAX, 0),
+        panel=False,
+        can_change=request.user.has_perm(CHANGE_PERM),
+        next=next_url,
+        all_url=changelist_url(status="unresolved"),
+    )
 
 
 def pipeline_panel(request, pipeline: Pipeline) -> Box | None:
@@ -163,9 +191,14 @@ def pipeline_panel(request, pipeline: Pipeline) -> Box | None:
     mine = Incident.objects.filter(pipeline=pipeline)
     open_ = worst_first(list(mine.filter(status__in=UNRESOLVED)))
     recent = mine.filter(status=IncidentStatus.RESOLVED).order_by("-resolved_at", "-pk")[:RECENT_RESOLVED]
-    return Box(items=[_item(i, at, url) for i in open_], recent=[_item(i, at, url) for i in recent], panel=True,
-               can_change=request.user.has_perm(CHANGE_PERM), next=request.get_full_path(),
-               all_url=changelist_url(pipeline__id__exact=pipeline.pk))
+    return Box(
+        items=[_item(i, at, url) for i in open_],
+        recent=[_item(i, at, url) for i in recent],
+        panel=True,
+        can_change=request.user.has_perm(CHANGE_PERM),
+        next=request.get_full_path(),
+        all_url=changelist_url(pipeline__id__exact=pipeline.pk),
+    )
 
 
 def strip(request):
@@ -182,10 +215,12 @@ def strip(request):
 
 # --- acting ----------------------------------------------------------------------------------------
 
+
 def _back(request):
     nxt = request.POST.get("next") or request.GET.get("next") or ""
-    if nxt and url_has_allowed_host_and_scheme(nxt, allowed_hosts={request.get_host()},
-                                               require_https=request.is_secure()):
+    if nxt and url_has_allowed_host_and_scheme(
+        nxt, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         return redirect(nxt)
     return redirect("admin:index")
 

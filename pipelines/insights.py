@@ -25,6 +25,7 @@ What is judged (severity, worst first):
 - the API's SQS integration does not pass $context.requestId (info): request traces cannot link API
   calls to messages.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -93,37 +94,54 @@ def throttle_reason(p: Pipeline) -> str:
 
 # --- the checks: each returns an Insight or None -------------------------------------------------
 
+
 def _no_dlq(p: Pipeline) -> Insight | None:
     if p.dlq_arn or p.dlq_url:
         return None
-    return Insight(InsightCode.NO_DLQ, Severity.CRITICAL,
-                   "No dead-letter queue: failing messages are retried until the retention period deletes them",
-                   f"Create a dead-letter queue and give this queue a RedrivePolicy with maxReceiveCount "
-                   f"{MIN_RECEIVE_COUNT} or more")
+    return Insight(
+        InsightCode.NO_DLQ,
+        Severity.CRITICAL,
+        "No dead-letter queue: failing messages are retried until the retention period deletes them",
+        f"Create a dead-letter queue and give this queue a RedrivePolicy with maxReceiveCount "
+        f"{MIN_RECEIVE_COUNT} or more",
+    )
 
 
 def _mapping_disabled(p: Pipeline) -> Insight | None:
     if not p.has_consumer or p.mapping_state not in STOPPED_STATES:
         return None
     state = p.mapping_state.lower()
-    title = (f"The event-source mapping to {p.function_name} is {state}: nothing drains the queue"
-             if not p.extra_mappings else
-             f"None of the {p.extra_mappings + 1} event-source mappings on the queue is enabled: "
-             "nothing drains the queue")
-    fix = (f"Enable it: aws lambda update-event-source-mapping --uuid {p.mapping_uuid} --enabled"
-           if p.mapping_uuid else f"Enable the queue's trigger on {p.function_name} (Configuration → Triggers)")
-    return Insight(InsightCode.MAPPING_DISABLED, Severity.CRITICAL, title, fix,
-                   "Messages wait in the queue until the retention period deletes them.")
+    title = (
+        f"The event-source mapping to {p.function_name} is {state}: nothing drains the queue"
+        if not p.extra_mappings
+        else f"None of the {p.extra_mappings + 1} event-source mappings on the queue is enabled: "
+        "nothing drains the queue"
+    )
+    fix = (
+        f"Enable it: aws lambda update-event-source-mapping --uuid {p.mapping_uuid} --enabled"
+        if p.mapping_uuid
+        else f"Enable the queue's trigger on {p.function_name} (Configuration → Triggers)"
+    )
+    return Insight(
+        InsightCode.MAPPING_DISABLED,
+        Severity.CRITICAL,
+        title,
+        fix,
+        "Messages wait in the queue until the retention period deletes them.",
+    )
 
 
 def _no_consumer(p: Pipeline) -> Insight | None:
     # Consumer discovery runs on the queue's ARN: without one it never looked.
     if p.has_consumer or not p.queue_arn:
         return None
-    return Insight(InsightCode.NO_CONSUMER, Severity.WARNING,
-                   "No consumer found: no Lambda event-source mapping reads this queue",
-                   "Add this queue as an SQS trigger (event-source mapping) of the function that processes it",
-                   "Another kind of consumer (a container polling the queue) is not visible to discovery.")
+    return Insight(
+        InsightCode.NO_CONSUMER,
+        Severity.WARNING,
+        "No consumer found: no Lambda event-source mapping reads this queue",
+        "Add this queue as an SQS trigger (event-source mapping) of the function that processes it",
+        "Another kind of consumer (a container polling the queue) is not visible to discovery.",
+    )
 
 
 def _max_receive_count(p: Pipeline) -> Insight | None:
@@ -132,10 +150,13 @@ def _max_receive_count(p: Pipeline) -> Insight | None:
     why = throttle_reason(p)
     if not why:
         return None
-    return Insight(InsightCode.MAX_RECEIVE_COUNT, Severity.WARNING,
-                   f"maxReceiveCount {p.max_receive_count} with a consumer that can be throttled ({why}): "
-                   "throttled receives count too, so good messages can reach the DLQ",
-                   f"Set maxReceiveCount to at least {MIN_RECEIVE_COUNT} in the queue's RedrivePolicy")
+    return Insight(
+        InsightCode.MAX_RECEIVE_COUNT,
+        Severity.WARNING,
+        f"maxReceiveCount {p.max_receive_count} with a consumer that can be throttled ({why}): "
+        "throttled receives count too, so good messages can reach the DLQ",
+        f"Set maxReceiveCount to at least {MIN_RECEIVE_COUNT} in the queue's RedrivePolicy",
+    )
 
 
 def _visibility_timeout(p: Pipeline) -> Insight | None:
@@ -146,14 +167,22 @@ def _visibility_timeout(p: Pipeline) -> Insight | None:
         return None
     # In seconds, as the queue and function settings are given.
     if p.visibility_timeout < p.function_timeout:
-        title = (f"Visibility timeout {p.visibility_timeout:,} s is shorter than the {p.function_timeout:,} s "
-                 "function timeout: a slow batch is handed to a second consumer")
+        title = (
+            f"Visibility timeout {p.visibility_timeout:,} s is shorter than the {p.function_timeout:,} s "
+            "function timeout: a slow batch is handed to a second consumer"
+        )
     else:
-        title = (f"Visibility timeout {p.visibility_timeout:,} s is under {VISIBILITY_FACTOR} × the "
-                 f"{p.function_timeout:,} s function timeout: retried batches can be processed twice")
-    return Insight(InsightCode.VISIBILITY_TIMEOUT, Severity.WARNING, title,
-                   f"Set the queue's visibility timeout to at least {wanted:,} s "
-                   f"({VISIBILITY_FACTOR} × the {p.function_timeout:,} s function timeout)")
+        title = (
+            f"Visibility timeout {p.visibility_timeout:,} s is under {VISIBILITY_FACTOR} × the "
+            f"{p.function_timeout:,} s function timeout: retried batches can be processed twice"
+        )
+    return Insight(
+        InsightCode.VISIBILITY_TIMEOUT,
+        Severity.WARNING,
+        title,
+        f"Set the queue's visibility timeout to at least {wanted:,} s "
+        f"({VISIBILITY_FACTOR} × the {p.function_timeout:,} s function timeout)",
+    )
 
 
 def _dlq_retention(p: Pipeline) -> Insight | None:
@@ -163,14 +192,20 @@ def _dlq_retention(p: Pipeline) -> Insight | None:
     if p.dlq_retention_period > p.retention_period:
         return None
     if p.dlq_retention_period < MAX_RETENTION:
-        fix = (f"Set the DLQ's retention period to 14 days (1,209,600 s), longer than the queue's "
-               f"{duration(p.retention_period)}")
+        fix = (
+            f"Set the DLQ's retention period to 14 days (1,209,600 s), longer than the queue's "
+            f"{duration(p.retention_period)}"
+        )
     else:  # both at the maximum: only the source can give way
         fix = "Shorten the queue's retention period below the DLQ's 14 days, so failed messages arrive with time left"
-    return Insight(InsightCode.DLQ_RETENTION, Severity.WARNING,
-                   f"DLQ retention {duration(p.dlq_retention_period)} is not longer than the queue's "
-                   f"{duration(p.retention_period)}: moved messages keep their first enqueue time and can "
-                   "expire in the DLQ before anyone looks", fix)
+    return Insight(
+        InsightCode.DLQ_RETENTION,
+        Severity.WARNING,
+        f"DLQ retention {duration(p.dlq_retention_period)} is not longer than the queue's "
+        f"{duration(p.retention_period)}: moved messages keep their first enqueue time and can "
+        "expire in the DLQ before anyone looks",
+        fix,
+    )
 
 
 def _no_max_concurrency(p: Pipeline) -> Insight | None:
@@ -178,27 +213,38 @@ def _no_max_concurrency(p: Pipeline) -> Insight | None:
         return None
     if p.reserved_concurrency is not None:
         r = p.reserved_concurrency
-        fix = (f"Set MaximumConcurrency on the event-source mapping to {r} (no more than the reserved concurrency)"
-               if r >= 2 else  # MaximumConcurrency is 2–1000
-               "Raise the reserved concurrency to at least 2 and set MaximumConcurrency on the mapping to it")
-        return Insight(InsightCode.NO_MAX_CONCURRENCY, Severity.WARNING,
-                       f"No MaximumConcurrency on the mapping: the SQS pollers outrun the function's reserved "
-                       f"concurrency of {r} and get throttled", fix)
-    return Insight(InsightCode.NO_MAX_CONCURRENCY, Severity.INFO,
-                   "No MaximumConcurrency on the mapping: a burst can scale the consumer up to the account's "
-                   "concurrency limit",
-                   "Set MaximumConcurrency on the event-source mapping (2–1000) to what the consumer's "
-                   "downstream can take")
+        fix = (
+            f"Set MaximumConcurrency on the event-source mapping to {r} (no more than the reserved concurrency)"
+            if r >= 2
+            # MaximumConcurrency is 2–1000
+            else "Raise the reserved concurrency to at least 2 and set MaximumConcurrency on the mapping to it"
+        )
+        return Insight(
+            InsightCode.NO_MAX_CONCURRENCY,
+            Severity.WARNING,
+            f"No MaximumConcurrency on the mapping: the SQS pollers outrun the function's reserved "
+            f"concurrency of {r} and get throttled",
+            fix,
+        )
+    return Insight(
+        InsightCode.NO_MAX_CONCURRENCY,
+        Severity.INFO,
+        "No MaximumConcurrency on the mapping: a burst can scale the consumer up to the account's concurrency limit",
+        "Set MaximumConcurrency on the event-source mapping (2–1000) to what the consumer's downstream can take",
+    )
 
 
 def _no_batch_item_failures(p: Pipeline) -> Insight | None:
     if p.report_batch_item_failures is not False or p.batch_size == 1:
         return None
     batch = f"batch of {p.batch_size}" if p.batch_size else "batch"
-    return Insight(InsightCode.NO_BATCH_ITEM_FAILURES, Severity.WARNING,
-                   f"ReportBatchItemFailures is off: one bad message makes the whole {batch} retry",
-                   "Turn on ReportBatchItemFailures on the event-source mapping and return the failed "
-                   "message ids as batchItemFailures")
+    return Insight(
+        InsightCode.NO_BATCH_ITEM_FAILURES,
+        Severity.WARNING,
+        f"ReportBatchItemFailures is off: one bad message makes the whole {batch} retry",
+        "Turn on ReportBatchItemFailures on the event-source mapping and return the failed "
+        "message ids as batchItemFailures",
+    )
 
 
 def _api_request_id(p: Pipeline) -> Insight | None:
@@ -206,18 +252,35 @@ def _api_request_id(p: Pipeline) -> Insight | None:
         return None
     attr = p.request_id_attribute
     if p.api_kind == "http":
-        fix = (f'Add "{attr}": {{"DataType": "String", "StringValue": "${{context.requestId}}"}} to the '
-               "SQS integration's MessageAttributes")
+        fix = (
+            f'Add "{attr}": {{"DataType": "String", "StringValue": "${{context.requestId}}"}} to the '
+            "SQS integration's MessageAttributes"
+        )
     else:
-        fix = (f"Add MessageAttribute.1.Name={attr}&MessageAttribute.1.Value.StringValue=$context.requestId"
-               "&MessageAttribute.1.Value.DataType=String to the SQS integration's request template")
-    return Insight(InsightCode.API_REQUEST_ID, Severity.INFO,
-                   f"The API does not pass $context.requestId in the '{attr}' attribute: traces cannot "
-                   "follow a request into the queue", fix)
+        fix = (
+            f"Add MessageAttribute.1.Name={attr}&MessageAttribute.1.Value.StringValue=$context.requestId"
+            "&MessageAttribute.1.Value.DataType=String to the SQS integration's request template"
+        )
+    return Insight(
+        InsightCode.API_REQUEST_ID,
+        Severity.INFO,
+        f"The API does not pass $context.requestId in the '{attr}' attribute: traces cannot "
+        "follow a request into the queue",
+        fix,
+    )
 
 
-CHECKS = (_no_dlq, _mapping_disabled, _no_consumer, _max_receive_count, _visibility_timeout, _dlq_retention,
-          _no_max_concurrency, _no_batch_item_failures, _api_request_id)
+CHECKS = (
+    _no_dlq,
+    _mapping_disabled,
+    _no_consumer,
+    _max_receive_count,
+    _visibility_timeout,
+    _dlq_retention,
+    _no_max_concurrency,
+    _no_batch_item_failures,
+    _api_request_id,
+)
 
 
 def insights_for(p: Pipeline) -> list[Insight]:

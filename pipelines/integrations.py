@@ -15,6 +15,7 @@ folders), and collection (a fast cycle finished recently). It is open to anyone,
 failed but not why beyond the exception's class; the details go to the log. A check that fails
 in an unexpected way is reported as failed, never as a 500.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -22,9 +23,10 @@ import ipaddress
 import logging
 import os
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
@@ -39,7 +41,15 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from .health import TREND_MINUTES
 from .models import (
-    UNRESOLVED, CycleKind, Health, Incident, Pipeline, PollCounter, PollCycle, Severity, now,
+    UNRESOLVED,
+    CycleKind,
+    Health,
+    Incident,
+    Pipeline,
+    PollCounter,
+    PollCycle,
+    Severity,
+    now,
 )
 
 log = logging.getLogger(__name__)
@@ -49,8 +59,13 @@ log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 #: Headers a reverse proxy adds. Behind a proxy every client shares the proxy's address, so an
 #: address allow-list cannot tell them apart: such requests must use the token.
-FORWARDING_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP", "HTTP_X_FORWARDED_PROTO",
-                      "HTTP_X_FORWARDED_HOST")
+FORWARDING_HEADERS = (
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_FORWARDED",
+    "HTTP_X_REAL_IP",
+    "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_FORWARDED_HOST",
+)
 REALM = 'Bearer realm="opsboard metrics"'
 
 
@@ -86,13 +101,19 @@ def refuse(request: HttpRequest) -> HttpResponse | None:
     networks = allowed_networks()
     if networks:
         if any(request.META.get(h) for h in FORWARDING_HEADERS):
-            return _text("This request came through a proxy, and the metrics address allow-list admits only "
-                         "direct connections; scrape directly, or set METRICS_TOKEN and send it.", 403)
+            return _text(
+                "This request came through a proxy, and the metrics address allow-list admits only "
+                "direct connections; scrape directly, or set METRICS_TOKEN and send it.",
+                403,
+            )
         addr = client_address(request)
         if addr is None or not any(addr in net for net in _networks(networks)):
             which = "METRICS_ALLOWED_IPS" if settings.METRICS_ALLOWED_IPS else "loopback (the default)"
-            return _text(f"Metrics are not served to {addr or 'this client'}: only to {which}. "
-                         "Set METRICS_ALLOWED_IPS or METRICS_TOKEN to scrape from elsewhere.", 403)
+            return _text(
+                f"Metrics are not served to {addr or 'this client'}: only to {which}. "
+                "Set METRICS_ALLOWED_IPS or METRICS_TOKEN to scrape from elsewhere.",
+                403,
+            )
     token = settings.METRICS_TOKEN
     if token:
         scheme, _, given = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
@@ -116,34 +137,73 @@ PIPELINE_GAUGES: tuple[tuple[str, str, str], ...] = (
     ("opsboard_pipeline_in_flight_messages", "in_flight", "Messages received by a consumer and not yet deleted."),
     ("opsboard_pipeline_delayed_messages", "delayed", "Delayed messages, not yet visible."),
     ("opsboard_pipeline_dlq_messages", "dlq_depth", "Visible messages in the dead-letter queue."),
-    ("opsboard_pipeline_oldest_message_age_seconds", "oldest_age",
-     "Age of the oldest message in the queue (CloudWatch ApproximateAgeOfOldestMessage)."),
-    ("opsboard_pipeline_time_to_loss_seconds", "time_to_loss",
-     "Seconds until the oldest message expires at the current trend; absent when no loss is in sight."),
-    ("opsboard_pipeline_backlog_trend_messages_per_minute", "drain_rate",
-     f"Backlog slope over the last {TREND_MINUTES} minutes, messages per minute (negative: draining)."),
-    ("opsboard_pipeline_lambda_invocations_recent", "recent_invocations",
-     f"Consumer Lambda invocations over the last {TREND_MINUTES} minutes."),
-    ("opsboard_pipeline_lambda_errors_recent", "recent_errors",
-     f"Consumer Lambda errors over the last {TREND_MINUTES} minutes."),
-    ("opsboard_pipeline_lambda_throttles_recent", "recent_throttles",
-     f"Consumer Lambda throttles over the last {TREND_MINUTES} minutes."),
+    (
+        "opsboard_pipeline_oldest_message_age_seconds",
+        "oldest_age",
+        "Age of the oldest message in the queue (CloudWatch ApproximateAgeOfOldestMessage).",
+    ),
+    (
+        "opsboard_pipeline_time_to_loss_seconds",
+        "time_to_loss",
+        "Seconds until the oldest message expires at the current trend; absent when no loss is in sight.",
+    ),
+    (
+        "opsboard_pipeline_backlog_trend_messages_per_minute",
+        "drain_rate",
+        f"Backlog slope over the last {TREND_MINUTES} minutes, messages per minute (negative: draining).",
+    ),
+    (
+        "opsboard_pipeline_lambda_invocations_recent",
+        "recent_invocations",
+        f"Consumer Lambda invocations over the last {TREND_MINUTES} minutes.",
+    ),
+    (
+        "opsboard_pipeline_lambda_errors_recent",
+        "recent_errors",
+        f"Consumer Lambda errors over the last {TREND_MINUTES} minutes.",
+    ),
+    (
+        "opsboard_pipeline_lambda_throttles_recent",
+        "recent_throttles",
+        f"Consumer Lambda throttles over the last {TREND_MINUTES} minutes.",
+    ),
     ("opsboard_pipeline_backlog_threshold_messages", "backlog_threshold", "Backlog above which the pipeline warns."),
-    ("opsboard_pipeline_oldest_age_sla_seconds", "oldest_age_sla",
-     "Oldest-message age above which the pipeline warns."),
+    (
+        "opsboard_pipeline_oldest_age_sla_seconds",
+        "oldest_age_sla",
+        "Oldest-message age above which the pipeline warns.",
+    ),
     ("opsboard_pipeline_dlq_threshold_messages", "dlq_threshold", "DLQ depth at which the pipeline warns."),
     ("opsboard_pipeline_retention_seconds", "retention_period", "The queue's message retention period."),
-    ("opsboard_pipeline_consecutive_sync_failures", "consecutive_failures",
-     "Fast cycles in a row that failed to read the pipeline's queues."),
+    (
+        "opsboard_pipeline_consecutive_sync_failures",
+        "consecutive_failures",
+        "Fast cycles in a row that failed to read the pipeline's queues.",
+    ),
 )
 PIPELINE_TIMES: tuple[tuple[str, str, str], ...] = (
-    ("opsboard_pipeline_last_sync_timestamp_seconds", "last_sync_at",
-     "When the queue counts were last read successfully (Unix time)."),
-    ("opsboard_pipeline_metrics_synced_until_timestamp_seconds", "metrics_synced_until",
-     "The end of the last CloudWatch window fetched successfully (Unix time)."),
+    (
+        "opsboard_pipeline_last_sync_timestamp_seconds",
+        "last_sync_at",
+        "When the queue counts were last read successfully (Unix time).",
+    ),
+    (
+        "opsboard_pipeline_metrics_synced_until_timestamp_seconds",
+        "metrics_synced_until",
+        "The end of the last CloudWatch window fetched successfully (Unix time).",
+    ),
 )
-PIPELINE_FIELDS = ("name", "account__name", "queue_name", "enabled", "health", "health_reasons", "poll_interval",
-                   *(f for _, f, _ in PIPELINE_GAUGES), *(f for _, f, _ in PIPELINE_TIMES))
+PIPELINE_FIELDS = (
+    "name",
+    "account__name",
+    "queue_name",
+    "enabled",
+    "health",
+    "health_reasons",
+    "poll_interval",
+    *(f for _, f, _ in PIPELINE_GAUGES),
+    *(f for _, f, _ in PIPELINE_TIMES),
+)
 
 
 class DatabaseCollector:
@@ -175,12 +235,14 @@ class DatabaseCollector:
                 if value is not None:
                     family.add_metric(labels[p.pk], value.timestamp())
             yield family
-        enabled = GaugeMetricFamily("opsboard_pipeline_enabled", "1 when the pipeline is collected, 0 when disabled.",
-                                    labels=PIPELINE_LABELS)
+        enabled = GaugeMetricFamily(
+            "opsboard_pipeline_enabled", "1 when the pipeline is collected, 0 when disabled.", labels=PIPELINE_LABELS
+        )
         health = GaugeMetricFamily(
             "opsboard_pipeline_health",
             "The pipeline's health: 1 for its current value, 0 for the others (staleness included).",
-            labels=[*PIPELINE_LABELS, "health"])
+            labels=[*PIPELINE_LABELS, "health"],
+        )
         for p in pipelines:
             enabled.add_metric(labels[p.pk], 1.0 if p.enabled else 0.0)
             current = p.current_health(self.at)[0]
@@ -190,12 +252,19 @@ class DatabaseCollector:
         yield health
 
     def incidents(self, labels: dict[int, list[str]]) -> Metric:
-        counts = {(pid, sev): n for pid, sev, n in
-                  Incident.objects.filter(status__in=UNRESOLVED).order_by().values("pipeline_id", "severity")
-                  .annotate(n=Count("pk")).values_list("pipeline_id", "severity", "n")}
-        family = GaugeMetricFamily("opsboard_pipeline_open_incidents",
-                                   "Unresolved (open or acknowledged) incidents, by severity.",
-                                   labels=[*PIPELINE_LABELS, "severity"])
+        counts = {
+            (pid, sev): n
+            for pid, sev, n in Incident.objects.filter(status__in=UNRESOLVED)
+            .order_by()
+            .values("pipeline_id", "severity")
+            .annotate(n=Count("pk"))
+            .values_list("pipeline_id", "severity", "n")
+        }
+        family = GaugeMetricFamily(
+            "opsboard_pipeline_open_incidents",
+            "Unresolved (open or acknowledged) incidents, by severity.",
+            labels=[*PIPELINE_LABELS, "severity"],
+        )
         for pid, pipeline_labels in labels.items():
             for severity in Severity:
                 family.add_metric([*pipeline_labels, severity.value], float(counts.get((pid, severity.value), 0)))
@@ -203,19 +272,25 @@ class DatabaseCollector:
 
     def poll_cost(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
-            "opsboard_aws_requests", "AWS API requests made by collection cycles (HTTP attempts, retries included).",
-            labels=["account", "operation"])
+            "opsboard_aws_requests",
+            "AWS API requests made by collection cycles (HTTP attempts, retries included).",
+            labels=["account", "operation"],
+        )
         metrics = CounterMetricFamily(
-            "opsboard_cloudwatch_metrics_requested", "CloudWatch metrics requested by GetMetricData (what it bills).",
-            labels=["account"])
+            "opsboard_cloudwatch_metrics_requested",
+            "CloudWatch metrics requested by GetMetricData (what it bills).",
+            labels=["account"],
+        )
         cost = CounterMetricFamily(
             "opsboard_aws_estimated_cost_usd",
             "Estimated AWS cost of collection in US dollars, at the configured SQS and CloudWatch prices.",
-            labels=["account", "service"])
+            labels=["account", "service"],
+        )
         sqs: dict[str, int] = {}
         cloudwatch: dict[str, int] = {}
         for account, operation, total in PollCounter.objects.order_by("account__name", "operation").values_list(
-                "account__name", "operation", "total"):
+            "account__name", "operation", "total"
+        ):
             account = account or ""
             if operation == "metrics_requested":
                 metrics.add_metric([account], float(total))
@@ -226,22 +301,36 @@ class DatabaseCollector:
                     sqs[account] = sqs.get(account, 0) + total
         for account in sorted(sqs.keys() | cloudwatch.keys()):
             cost.add_metric([account, "sqs"], sqs.get(account, 0) * settings.SQS_PRICE_PER_MILLION / 1e6)
-            cost.add_metric([account, "cloudwatch"],
-                            cloudwatch.get(account, 0) * settings.CLOUDWATCH_PRICE_PER_THOUSAND_METRICS / 1e3)
+            cost.add_metric(
+                [account, "cloudwatch"],
+                cloudwatch.get(account, 0) * settings.CLOUDWATCH_PRICE_PER_THOUSAND_METRICS / 1e3,
+            )
         return iter((requests, metrics, cost))
 
     def cycles(self) -> Iterator[Metric]:
-        finished = GaugeMetricFamily("opsboard_cycle_last_finished_timestamp_seconds",
-                                     "When the newest collection cycle of each kind finished (Unix time).",
-                                     labels=["kind"])
-        duration = GaugeMetricFamily("opsboard_cycle_last_duration_seconds",
-                                     "How long the newest collection cycle of each kind took.", labels=["kind"])
-        failed = GaugeMetricFamily("opsboard_cycle_last_failed_pipelines",
-                                   "Pipelines the newest collection cycle of each kind failed for.", labels=["kind"])
+        finished = GaugeMetricFamily(
+            "opsboard_cycle_last_finished_timestamp_seconds",
+            "When the newest collection cycle of each kind finished (Unix time).",
+            labels=["kind"],
+        )
+        duration = GaugeMetricFamily(
+            "opsboard_cycle_last_duration_seconds",
+            "How long the newest collection cycle of each kind took.",
+            labels=["kind"],
+        )
+        failed = GaugeMetricFamily(
+            "opsboard_cycle_last_failed_pipelines",
+            "Pipelines the newest collection cycle of each kind failed for.",
+            labels=["kind"],
+        )
         for kind in CycleKind:
             # One small query per kind on the (kind, started_at) index: the table only grows.
-            last = (PollCycle.objects.filter(kind=kind, finished_at__isnull=False).order_by("-started_at")
-                    .values_list("started_at", "finished_at", "failed").first())
+            last = (
+                PollCycle.objects.filter(kind=kind, finished_at__isnull=False)
+                .order_by("-started_at")
+                .values_list("started_at", "finished_at", "failed")
+                .first()
+            )
             if last is None:
                 continue
             started, ended, failures = last
@@ -314,8 +403,12 @@ def check_collection(at: datetime) -> tuple[bool, dict[str, Any]]:
         return True, {"detail": "no pipelines"}
     # A fast cycle that finds no pipeline due records nothing, so the limit follows the shortest interval.
     max_age = 3 * max(settings.FAST_INTERVAL_SECONDS, stats["shortest"])
-    last = (PollCycle.objects.filter(kind=CycleKind.FAST, finished_at__isnull=False).order_by("-started_at")
-            .values_list("finished_at", flat=True).first())
+    last = (
+        PollCycle.objects.filter(kind=CycleKind.FAST, finished_at__isnull=False)
+        .order_by("-started_at")
+        .values_list("finished_at", flat=True)
+        .first()
+    )
     if last is None:
         return False, {"detail": "no fast cycle has finished yet", "max_age_seconds": max_age}
     age = max(0.0, (at - last).total_seconds())
@@ -332,7 +425,7 @@ def _run(name: str, check: Callable[..., tuple[bool, dict[str, Any]]], *args: An
     started = time.monotonic()
     try:
         ok, info = check(*args)
-    except Exception as exc:  # noqa: BLE001 - a probe must answer, and say which check failed
+    except Exception as exc:
         log.warning("healthz: the %s check failed: %s: %s", name, type(exc).__name__, exc)
         ok, info = False, {"error": type(exc).__name__}
     return {"status": "ok" if ok else "fail", **info, "ms": round(1000 * (time.monotonic() - started), 1)}
@@ -363,8 +456,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
     names = tuple(n.strip() for n in raw.split(",") if n.strip()) if raw else CHECKS
     unknown = [n for n in names if n not in CHECKS]
     if unknown or not names:
-        return JsonResponse({"status": "fail", "error": f"unknown check {', '.join(unknown) or '(none)'}; "
-                                                        f"choose from {', '.join(CHECKS)}"}, status=400)
+        return JsonResponse(
+            {
+                "status": "fail",
+                "error": f"unknown check {', '.join(unknown) or '(none)'}; choose from {', '.join(CHECKS)}",
+            },
+            status=400,
+        )
     body = run_checks(names)
     return JsonResponse(body, status=200 if body["status"] == "ok" else 503)
 

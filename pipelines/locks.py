@@ -4,13 +4,14 @@ Redis (`SET NX PX` with a token, released only by its holder) when LOCK_REDIS_UR
 is by default whenever the Celery broker is Redis; otherwise a row in the database with the same
 semantics, taken and stolen (once expired) by compare-and-set.
 """
+
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from functools import lru_cache
-from typing import Iterator
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -56,7 +57,7 @@ def cycle_lock(name: str, ttl: float) -> Iterator[bool]:
             if acquired:
                 try:
                     lock.release()
-                except Exception:  # noqa: BLE001 - expired meanwhile: nothing to release
+                except Exception:
                     pass
         return
     acquired = _acquire_db(name, token, ttl)

@@ -3,6 +3,7 @@
 Status and lifecycle logic lives here as model methods. `now()` is module-level so tests can
 freeze time by patching `pipelines.models.now`.
 """
+
 from __future__ import annotations
 
 import re
@@ -81,18 +82,27 @@ class AwsAccount(models.Model):
         "role ARN",
         max_length=2048,
         blank=True,
-        validators=[RegexValidator(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$",
-                                   "Enter an IAM role ARN such as arn:aws:iam::123456789012:role/opsboard.")],
+        validators=[
+            RegexValidator(
+                r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$",
+                "Enter an IAM role ARN such as arn:aws:iam::123456789012:role/opsboard.",
+            )
+        ],
         help_text="Optional. A role opsboard assumes with STS (cross-account access).",
     )
     external_id = models.CharField(
-        "external ID", max_length=1224, blank=True, help_text="Optional. Sent with AssumeRole when the role requires it."
+        "external ID",
+        max_length=1224,
+        blank=True,
+        help_text="Optional. Sent with AssumeRole when the role requires it.",
     )
     endpoint_url = models.URLField(
         "endpoint URL", blank=True, help_text="Optional. An AWS-compatible endpoint (an emulator, LocalStack)."
     )
     unsupported_statistics = models.JSONField(
-        default=list, blank=True, editable=False,
+        default=list,
+        blank=True,
+        editable=False,
         help_text="CloudWatch statistics this endpoint rejected; left out of later requests.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -105,8 +115,9 @@ class AwsAccount(models.Model):
         return f"{self.name} ({self.region})"
 
     def target(self) -> Target:
-        return Target(region=self.region, role_arn=self.role_arn, external_id=self.external_id,
-                      endpoint_url=self.endpoint_url)
+        return Target(
+            region=self.region, role_arn=self.role_arn, external_id=self.external_id, endpoint_url=self.endpoint_url
+        )
 
 
 class Pipeline(models.Model):
@@ -123,25 +134,37 @@ class Pipeline(models.Model):
     api_id = models.CharField("API id", max_length=64, blank=True)
     api_stage = models.CharField("API stage", max_length=128, blank=True)
     api_name = models.CharField(
-        "API name", max_length=1024, blank=True, editable=False,
+        "API name",
+        max_length=1024,
+        blank=True,
+        editable=False,
         help_text="Discovered; REST API metrics are published under the API's name.",
     )
     api_passes_request_id = models.BooleanField(
-        "API passes the request id", null=True, blank=True, editable=False,
+        "API passes the request id",
+        null=True,
+        blank=True,
+        editable=False,
         help_text="Discovered from the API's SQS integration: does it put $context.requestId into the "
-                  "request-id attribute? Request traces need it. Empty: no SQS integration was found.",
+        "request-id attribute? Request traces need it. Empty: no SQS integration was found.",
     )
     api_log_group = models.CharField("API access log group", max_length=512, blank=True)
     consumer_log_group = models.CharField(
-        "consumer log group", max_length=512, blank=True,
+        "consumer log group",
+        max_length=512,
+        blank=True,
         help_text="Defaults to /aws/lambda/<function> when a consumer is discovered.",
     )
     request_id_attribute = models.CharField(
-        "request-id message attribute", max_length=256, default="requestId",
+        "request-id message attribute",
+        max_length=256,
+        default="requestId",
         help_text="The SQS message attribute that carries the API request id.",
     )
     poll_interval = models.PositiveIntegerField(
-        "poll interval (s)", default=60, validators=[MinValueValidator(60), MaxValueValidator(86400)],
+        "poll interval (s)",
+        default=60,
+        validators=[MinValueValidator(60), MaxValueValidator(86400)],
         help_text="How often the live backlog is read. Longer intervals cost less.",
     )
     backlog_threshold = models.PositiveIntegerField(default=1000, help_text="Visible messages before a warning.")
@@ -212,8 +235,11 @@ class Pipeline(models.Model):
         ]
         indexes = [models.Index(fields=["account", "enabled"])]
         constraints = [
-            models.UniqueConstraint(fields=["account", "queue_url"], name="uniq_pipeline_account_queue",
-                                    violation_error_message="This queue is already registered on this account."),
+            models.UniqueConstraint(
+                fields=["account", "queue_url"],
+                name="uniq_pipeline_account_queue",
+                violation_error_message="This queue is already registered on this account.",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -298,19 +324,32 @@ class Pipeline(models.Model):
         if self.oldest_age is not None and self.retention_period and self.oldest_age >= 0.5 * self.retention_period:
             reasons.append((Health.CRITICAL, "oldest message past half of the retention period"))
         elif ttl is not None and ttl < LOSS_CRITICAL_SECONDS:
-            reasons.append((Health.CRITICAL, "messages expire now" if ttl == 0 else
-                            f"messages start expiring in ~{human_seconds(ttl)}"))
+            reasons.append(
+                (
+                    Health.CRITICAL,
+                    "messages expire now" if ttl == 0 else f"messages start expiring in ~{human_seconds(ttl)}",
+                )
+            )
         elif ttl is not None and ttl < LOSS_WARNING_SECONDS:
             reasons.append((Health.WARNING, f"messages start expiring in ~{human_seconds(ttl)}"))
         if self.oldest_age is not None and self.oldest_age > self.oldest_age_sla:
-            reasons.append((Health.WARNING, f"oldest message {human_seconds(self.oldest_age)} "
-                                            f"above the {human_seconds(self.oldest_age_sla)} SLA"))
+            reasons.append(
+                (
+                    Health.WARNING,
+                    f"oldest message {human_seconds(self.oldest_age)} "
+                    f"above the {human_seconds(self.oldest_age_sla)} SLA",
+                )
+            )
         if self.dlq_depth is not None and self.dlq_depth >= self.dlq_threshold and self.dlq_depth > 0:
             reasons.append((Health.WARNING, f"{self.dlq_depth:,} message(s) in the DLQ"))
         if trend is not None:
             if trend.forecast_minutes is not None and trend.forecast_minutes <= FORECAST_MINUTES:
-                reasons.append((Health.WARNING, f"backlog on course to pass {self.backlog_threshold:,} "
-                                                f"in ~{trend.forecast_minutes:.0f} min"))
+                reasons.append(
+                    (
+                        Health.WARNING,
+                        f"backlog on course to pass {self.backlog_threshold:,} in ~{trend.forecast_minutes:.0f} min",
+                    )
+                )
             if trend.throttles:
                 reasons.append((Health.WARNING, f"{trend.throttles:,} Lambda throttle(s) recently"))
             if trend.error_rate is not None and trend.error_rate > ERROR_RATE_WARNING:
@@ -342,9 +381,14 @@ class Pipeline(models.Model):
         from .health import Trend
         from .trends import Drain
 
-        return Trend(drain=Drain(self.backlog, self.drain_rate), ttl=self.time_to_loss, errors=self.recent_errors,
-                     throttles=self.recent_throttles, invocations=self.recent_invocations,
-                     forecast_minutes=self.forecast_minutes)
+        return Trend(
+            drain=Drain(self.backlog, self.drain_rate),
+            ttl=self.time_to_loss,
+            errors=self.recent_errors,
+            throttles=self.recent_throttles,
+            invocations=self.recent_invocations,
+            forecast_minutes=self.forecast_minutes,
+        )
 
     def current_health(self, at=None) -> tuple[Health, list[tuple[Health, str]]]:
         """The stored health and reasons, with staleness (which depends on the clock) added now."""
@@ -458,8 +502,10 @@ class PollCycle(models.Model):
     @property
     def cost(self) -> float:
         sqs_calls = sum(n for k, n in self.calls.items() if k.startswith("sqs:"))
-        return (sqs_calls * settings.SQS_PRICE_PER_MILLION / 1e6
-                + self.metrics_requested * settings.CLOUDWATCH_PRICE_PER_THOUSAND_METRICS / 1e3)
+        return (
+            sqs_calls * settings.SQS_PRICE_PER_MILLION / 1e6
+            + self.metrics_requested * settings.CLOUDWATCH_PRICE_PER_THOUSAND_METRICS / 1e3
+        )
 
 
 class Lock(models.Model):
@@ -471,6 +517,7 @@ class Lock(models.Model):
 
 
 # --- dead-letter queue operations --------------------------------------------------------------------
+
 
 class RedriveStatus(models.TextChoices):
     """A DLQ task's lifecycle; pending, running and cancelling are active (one per DLQ at a time)."""
@@ -552,8 +599,9 @@ class RedriveTask(models.Model):
     # Outcome.
     depth_at_start = models.PositiveIntegerField("DLQ depth at start", null=True, blank=True)
     matched = models.PositiveIntegerField(default=0, help_text="Examined and selected (by the filter, if any).")
-    moved = models.PositiveIntegerField(default=0, help_text="Sent to the destination and deleted from the DLQ "
-                                                             "(deleted, for a deletion).")
+    moved = models.PositiveIntegerField(
+        default=0, help_text="Sent to the destination and deleted from the DLQ (deleted, for a deletion)."
+    )
     failed = models.PositiveIntegerField(default=0, help_text="Selected but not moved; they stay in the DLQ.")
     skipped = models.PositiveIntegerField(default=0, help_text="Examined and not selected; they stay in the DLQ.")
     errors = models.JSONField(default=list, blank=True)
@@ -561,12 +609,14 @@ class RedriveTask(models.Model):
     sample = models.JSONField(default=list, blank=True, help_text="Dry run: the sampled messages (ids, no bodies).")
 
     # Audit.
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                     related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     requested_by_name = models.CharField(max_length=150, blank=True)
     cancelled_by_name = models.CharField(max_length=150, blank=True)
-    request_token = models.CharField(max_length=64, blank=True, help_text="Makes a double-submitted form "
-                                                                          "start one task.")
+    request_token = models.CharField(
+        max_length=64, blank=True, help_text="Makes a double-submitted form start one task."
+    )
     created_at = models.DateTimeField(default=now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -585,11 +635,14 @@ class RedriveTask(models.Model):
         indexes = [models.Index(fields=["source_url", "created_at"]), models.Index(fields=["status", "heartbeat_at"])]
         constraints = [
             models.UniqueConstraint(
-                fields=["source_url"], condition=models.Q(status__in=ACTIVE_REDRIVE_STATUSES),
+                fields=["source_url"],
+                condition=models.Q(status__in=ACTIVE_REDRIVE_STATUSES),
                 name="uniq_active_task_per_dlq",
-                violation_error_message="Another task is already active on this dead-letter queue."),
-            models.UniqueConstraint(fields=["request_token"], condition=~models.Q(request_token=""),
-                                    name="uniq_task_request_token"),
+                violation_error_message="Another task is already active on this dead-letter queue.",
+            ),
+            models.UniqueConstraint(
+                fields=["request_token"], condition=~models.Q(request_token=""), name="uniq_task_request_token"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -657,8 +710,7 @@ class RedriveTask(models.Model):
         verb = "deleted" if self.operation == DlqOperation.DELETE else "moved"
         if self.dry_run:
             if s == RedriveStatus.COMPLETED:
-                return (f"Dry run: {self.matched} of {self.examined} sampled message(s) would move; "
-                        "nothing was moved.")
+                return f"Dry run: {self.matched} of {self.examined} sampled message(s) would move; nothing was moved."
             return "Dry run: sampling messages." if self.is_active else "The dry run did not finish; nothing was moved."
         if s == RedriveStatus.PENDING:
             return "Waiting for a worker."
@@ -669,8 +721,10 @@ class RedriveTask(models.Model):
             parts.append(f"{self.skipped} did not match and stay in the DLQ")
         text = ", ".join(parts)
         if s == RedriveStatus.COMPLETED and self.filter_kind and self.matched == 0:
-            return f"The filter ({self.filter_description()}) matched none of the {self.examined} message(s) " \
-                   "examined; nothing was moved."
+            return (
+                f"The filter ({self.filter_description()}) matched none of the {self.examined} message(s) "
+                "examined; nothing was moved."
+            )
         if s == RedriveStatus.COMPLETED:
             return f"Done: {text}."
         if s == RedriveStatus.FAILED:
@@ -687,12 +741,20 @@ class RedriveTask(models.Model):
     def request_cancel(self, by: str = "") -> bool:
         """Cancel: a pending task stops at once, a running one at its next batch. Compare-and-set."""
         at = now()
-        if RedriveTask.objects.filter(pk=self.pk, status=RedriveStatus.PENDING).update(
-                status=RedriveStatus.CANCELLED, finished_at=at, cancelled_by_name=by) == 1:
+        if (
+            RedriveTask.objects.filter(pk=self.pk, status=RedriveStatus.PENDING).update(
+                status=RedriveStatus.CANCELLED, finished_at=at, cancelled_by_name=by
+            )
+            == 1
+        ):
             self.status, self.finished_at, self.cancelled_by_name = RedriveStatus.CANCELLED, at, by
             return True
-        if RedriveTask.objects.filter(pk=self.pk, status=RedriveStatus.RUNNING).update(
-                status=RedriveStatus.CANCELLING, cancelled_by_name=by) == 1:
+        if (
+            RedriveTask.objects.filter(pk=self.pk, status=RedriveStatus.RUNNING).update(
+                status=RedriveStatus.CANCELLING, cancelled_by_name=by
+            )
+            == 1
+        ):
             self.status, self.cancelled_by_name = RedriveStatus.CANCELLING, by
             return True
         return False
@@ -701,11 +763,22 @@ class RedriveTask(models.Model):
         """What the progress page polls."""
         s = RedriveStatus(self.status)
         return {
-            "id": self.pk, "status": s.value, "status_label": s.label, "colour": s.colour,
-            "active": self.is_active, "engine": self.get_engine_display(), "dry_run": self.dry_run,
-            "matched": self.matched, "moved": self.moved, "failed": self.failed, "skipped": self.skipped,
-            "examined": self.examined, "total": self.expected_total(), "percent": self.percent(),
-            "summary": self.summary(), "error_count": self.error_count,
+            "id": self.pk,
+            "status": s.value,
+            "status_label": s.label,
+            "colour": s.colour,
+            "active": self.is_active,
+            "engine": self.get_engine_display(),
+            "dry_run": self.dry_run,
+            "matched": self.matched,
+            "moved": self.moved,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "examined": self.examined,
+            "total": self.expected_total(),
+            "percent": self.percent(),
+            "summary": self.summary(),
+            "error_count": self.error_count,
             "errors": [e.get("message", "") for e in self.errors[-5:]],
             "heartbeat_at": self.heartbeat_at.isoformat() if self.heartbeat_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
@@ -713,6 +786,7 @@ class RedriveTask(models.Model):
 
 
 # --- per-request trace -----------------------------------------------------------------------------
+
 
 class TraceVerdict(models.TextChoices):
     """What a trace lookup concluded about a request; each value has a display colour."""
@@ -726,20 +800,33 @@ class TraceVerdict(models.TextChoices):
 
     @property
     def colour(self) -> str:
-        return {"processed": "#12b76a", "failed": "#f79009", "dlq": "#d92d20", "queued": "#2e90fa",
-                "rejected": "#b42318", "not_found": "#667085"}[self.value]
+        return {
+            "processed": "#12b76a",
+            "failed": "#f79009",
+            "dlq": "#d92d20",
+            "queued": "#2e90fa",
+            "rejected": "#b42318",
+            "not_found": "#667085",
+        }[self.value]
 
 
 class TraceLookup(models.Model):
     """One per-request trace lookup: who looked for which id where, and what was found (read-only history)."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                             related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     username = models.CharField(max_length=150, blank=True)
     created_at = models.DateTimeField(default=now)
     ident = models.CharField("id", max_length=128)
-    pipeline = models.ForeignKey(Pipeline, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
-                                 help_text="Empty: all pipelines were searched.")
+    pipeline = models.ForeignKey(
+        Pipeline,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Empty: all pipelines were searched.",
+    )
     pipeline_name = models.CharField(max_length=100, blank=True, help_text="Empty: all pipelines.")
     window_start = models.DateTimeField()
     window_end = models.DateTimeField()
@@ -762,6 +849,16 @@ class TraceLookup(models.Model):
 # --- alerting (its own module; imported here so Django registers the models) ----------------------
 
 from .alert_models import (  # noqa: E402,F401
-    UNRESOLVED, AlertRule, ChannelKind, Delivery, DeliveryStatus, Incident, IncidentStatus, NotificationChannel,
-    NotifyEvent, PollCounter, RuleKind, Severity,
+    UNRESOLVED,
+    AlertRule,
+    ChannelKind,
+    Delivery,
+    DeliveryStatus,
+    Incident,
+    IncidentStatus,
+    NotificationChannel,
+    NotifyEvent,
+    PollCounter,
+    RuleKind,
+    Severity,
 )

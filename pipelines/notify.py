@@ -8,6 +8,7 @@ twice, makes one attempt and records it. Failures are retried with exponential b
 sweep (`deliver_due`) until ALERT_DELIVERY_ATTEMPTS. Sending never raises: a dead channel records
 its error, and the other channels and the evaluation carry on.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -20,9 +21,9 @@ import ssl
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterable
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -36,7 +37,13 @@ from django.urls import NoReverseMatch, reverse
 
 from . import models
 from .models import (
-    ChannelKind, Delivery, DeliveryStatus, Incident, NotificationChannel, NotifyEvent, Severity,
+    ChannelKind,
+    Delivery,
+    DeliveryStatus,
+    Incident,
+    NotificationChannel,
+    NotifyEvent,
+    Severity,
 )
 from .trends import human_seconds
 
@@ -72,6 +79,7 @@ class Result:
 
 # --- channel targets ---------------------------------------------------------------------------------
 
+
 def parse_addresses(target: str) -> list[str]:
     """Email addresses from a channel target: one per line, or separated by commas, semicolons or spaces."""
     return [a for a in re.split(r"[\s,;]+", target or "") if a]
@@ -104,6 +112,7 @@ def _is_email(address: str) -> bool:
 
 
 # --- rendering ---------------------------------------------------------------------------------------
+
 
 def pipeline_url(pipeline_id: int) -> str:
     try:
@@ -151,30 +160,51 @@ def headline(incident: Incident | None, event: str, channel_name: str = "") -> s
     if event == NotifyEvent.ESCALATED:
         return f"escalated to {severity} {what}"
     if event == NotifyEvent.REMINDER:
-        return f"still {incident.get_status_display().lower()} after " \
-               f"{human_seconds(incident.duration.total_seconds())}: {severity} {what}"
+        return (
+            f"still {incident.get_status_display().lower()} after "
+            f"{human_seconds(incident.duration.total_seconds())}: {severity} {what}"
+        )
     return f"{severity} {what}"
 
 
 def document(incident: Incident | None, event: str, channel_name: str = "") -> dict:
     """The generic JSON webhook body (schema in the README); the email and Slack messages derive from it.
     `delivery` and `sent_at` are added when it is sent."""
-    doc = {"version": SCHEMA_VERSION, "event": str(event), "text": headline(incident, event, channel_name),
-           "incident": None, "pipeline": None}
+    doc = {
+        "version": SCHEMA_VERSION,
+        "event": str(event),
+        "text": headline(incident, event, channel_name),
+        "incident": None,
+        "pipeline": None,
+    }
     if incident is None:
         return doc
     p = incident.pipeline
     doc["incident"] = {
-        "id": incident.pk, "rule": incident.rule, "rule_label": incident.get_rule_display(),
-        "severity": incident.severity, "peak_severity": incident.peak_severity or incident.severity,
-        "status": incident.status, "summary": incident.summary, "value": incident.value,
-        "threshold": incident.threshold, "opened_at": _iso(incident.opened_at),
-        "last_seen_at": _iso(incident.last_seen_at), "acknowledged_at": _iso(incident.acknowledged_at),
-        "acknowledged_by": incident.acknowledged_by, "resolved_at": _iso(incident.resolved_at),
-        "resolved_by": incident.resolved_by, "url": incident_url(incident),
+        "id": incident.pk,
+        "rule": incident.rule,
+        "rule_label": incident.get_rule_display(),
+        "severity": incident.severity,
+        "peak_severity": incident.peak_severity or incident.severity,
+        "status": incident.status,
+        "summary": incident.summary,
+        "value": incident.value,
+        "threshold": incident.threshold,
+        "opened_at": _iso(incident.opened_at),
+        "last_seen_at": _iso(incident.last_seen_at),
+        "acknowledged_at": _iso(incident.acknowledged_at),
+        "acknowledged_by": incident.acknowledged_by,
+        "resolved_at": _iso(incident.resolved_at),
+        "resolved_by": incident.resolved_by,
+        "url": incident_url(incident),
     }
-    doc["pipeline"] = {"id": p.pk, "name": p.name, "account": p.account.name, "queue_url": p.queue_url,
-                       "dashboard_url": pipeline_url(p.pk)}
+    doc["pipeline"] = {
+        "id": p.pk,
+        "name": p.name,
+        "account": p.account.name,
+        "queue_url": p.queue_url,
+        "dashboard_url": pipeline_url(p.pk),
+    }
     return doc
 
 
@@ -187,12 +217,16 @@ def email_message(doc: dict) -> dict:
     subject = ("[opsboard] " + doc["text"])[:200]
     inc, p = doc["incident"], doc["pipeline"]
     if inc is None:
-        lines = [doc["text"][:1].upper() + doc["text"][1:] + ".", "",
-                 "This channel works: opsboard's incident notifications will arrive like this one."]
+        lines = [
+            doc["text"][:1].upper() + doc["text"][1:] + ".",
+            "",
+            "This channel works: opsboard's incident notifications will arrive like this one.",
+        ]
     else:
         status = inc["status"] + (f" (acknowledged by {inc['acknowledged_by']})" if inc["acknowledged_by"] else "")
         lines = [
-            doc["text"], "",
+            doc["text"],
+            "",
             f"Pipeline:  {p['name']} (account {p['account']})",
             f"Rule:      {inc['rule_label']}",
             f"Summary:   {inc['summary']}",
@@ -218,9 +252,16 @@ def slack_message(doc: dict) -> dict:
     and an attachment coloured by severity, green when resolved."""
     inc, p = doc["incident"], doc["pipeline"]
     if inc is None:
-        return {"text": _slack_escape(doc["text"][:1].upper() + doc["text"][1:]),
-                "attachments": [{"color": TEST_COLOUR, "fallback": doc["text"],
-                                 "text": "This channel works: opsboard's incident notifications will arrive here."}]}
+        return {
+            "text": _slack_escape(doc["text"][:1].upper() + doc["text"][1:]),
+            "attachments": [
+                {
+                    "color": TEST_COLOUR,
+                    "fallback": doc["text"],
+                    "text": "This channel works: opsboard's incident notifications will arrive here.",
+                }
+            ],
+        }
     colour = RESOLVED_COLOUR if doc["event"] == NotifyEvent.RESOLVED else Severity(inc["severity"]).colour
     fields = [
         {"title": "Pipeline", "value": f"<{p['dashboard_url']}|{_slack_escape(p['name'])}>", "short": True},
@@ -230,11 +271,19 @@ def slack_message(doc: dict) -> dict:
     ]
     return {
         "text": f"<{inc['url']}|{_slack_escape(doc['text'])}>",
-        "attachments": [{
-            "color": colour, "fallback": doc["text"], "title": inc["rule_label"], "title_link": inc["url"],
-            "text": _slack_escape(inc["summary"]), "fields": fields, "mrkdwn_in": ["text", "fields"],
-            "footer": f"opsboard · {p['account']}", "ts": int(datetime.fromisoformat(inc["opened_at"]).timestamp()),
-        }],
+        "attachments": [
+            {
+                "color": colour,
+                "fallback": doc["text"],
+                "title": inc["rule_label"],
+                "title_link": inc["url"],
+                "text": _slack_escape(inc["summary"]),
+                "fields": fields,
+                "mrkdwn_in": ["text", "fields"],
+                "footer": f"opsboard · {p['account']}",
+                "ts": int(datetime.fromisoformat(inc["opened_at"]).timestamp()),
+            }
+        ],
     }
 
 
@@ -250,17 +299,19 @@ def render(kind: str, incident: Incident | None, event: str, channel_name: str =
 
 # --- queueing ----------------------------------------------------------------------------------------
 
+
 def routed_channels(incident: Incident, event: str):
     """Enabled channels that take this incident: its pipeline (or all), its severity, resolves if asked.
 
     For a resolve the incident's worst severity counts, so a channel told about a critical incident
     hears that it ended even if it eased to a warning first."""
-    severity = _worst(incident.severity, incident.peak_severity) if event == NotifyEvent.RESOLVED \
-        else incident.severity
+    severity = _worst(incident.severity, incident.peak_severity) if event == NotifyEvent.RESOLVED else incident.severity
     rank = Severity(severity).rank
     channels = NotificationChannel.objects.filter(
-        Q(pipelines__isnull=True) | Q(pipelines=incident.pipeline_id), enabled=True,
-        min_severity__in=[s.value for s in Severity if s.rank >= rank])
+        Q(pipelines__isnull=True) | Q(pipelines=incident.pipeline_id),
+        enabled=True,
+        min_severity__in=[s.value for s in Severity if s.rank >= rank],
+    )
     if event == NotifyEvent.RESOLVED:
         channels = channels.filter(send_resolved=True)
     return channels.distinct()
@@ -279,8 +330,16 @@ def enqueue(incident: Incident, event: str) -> list[Delivery]:
     for channel in channels:
         if channel.kind not in rendered:
             rendered[channel.kind] = render(channel.kind, incident, event)
-        deliveries.append(Delivery.objects.create(incident=incident, channel=channel, event=event,
-                                                  payload=rendered[channel.kind], created_at=at, next_attempt_at=at))
+        deliveries.append(
+            Delivery.objects.create(
+                incident=incident,
+                channel=channel,
+                event=event,
+                payload=rendered[channel.kind],
+                created_at=at,
+                next_attempt_at=at,
+            )
+        )
     ids = [d.pk for d in deliveries]
     transaction.on_commit(lambda: dispatch(ids), robust=True)
     return deliveries
@@ -295,22 +354,24 @@ def dispatch(ids: Iterable[int]) -> None:
         for pk in ids:
             tasks.deliver_notification.delay(pk)
     except Exception:  # any broker failure: the rows are pending and due, so nothing is lost
-        log.warning("could not queue notification deliveries %s; the periodic sweep will send them", ids,
-                    exc_info=True)
+        log.warning("could not queue notification deliveries %s; the periodic sweep will send them", ids, exc_info=True)
 
 
 def retry(deliveries) -> int:
     """Make pending or failed deliveries due now (each gets one more attempt) and queue them."""
-    ids = list(deliveries.filter(status__in=(DeliveryStatus.PENDING, DeliveryStatus.FAILED))
-               .values_list("pk", flat=True))
-    count = Delivery.objects.filter(pk__in=ids, status__in=(DeliveryStatus.PENDING, DeliveryStatus.FAILED)) \
-        .update(status=DeliveryStatus.PENDING, next_attempt_at=now())
+    ids = list(
+        deliveries.filter(status__in=(DeliveryStatus.PENDING, DeliveryStatus.FAILED)).values_list("pk", flat=True)
+    )
+    count = Delivery.objects.filter(pk__in=ids, status__in=(DeliveryStatus.PENDING, DeliveryStatus.FAILED)).update(
+        status=DeliveryStatus.PENDING, next_attempt_at=now()
+    )
     if ids:
         transaction.on_commit(lambda: dispatch(ids), robust=True)
     return count
 
 
 # --- delivering --------------------------------------------------------------------------------------
+
 
 def backoff(attempts: int) -> timedelta:
     """The wait after the n-th failed attempt: 1, 2, 4, 8, 16, 32, then 60 minutes."""
@@ -328,7 +389,8 @@ def _claim(delivery_id: int) -> datetime | None:
     at = now()
     lease = at + LEASE
     claimed = Delivery.objects.filter(pk=delivery_id, status__in=DUE, next_attempt_at__lte=at).update(
-        status=DeliveryStatus.SENDING, next_attempt_at=lease)
+        status=DeliveryStatus.SENDING, next_attempt_at=lease
+    )
     return lease if claimed == 1 else None
 
 
@@ -342,8 +404,13 @@ def deliver(delivery_id: int) -> Delivery | None:
         return None
     at, started = now(), time.monotonic()
     result = send(delivery)
-    attempt = {"at": at.isoformat(), "ok": result.ok, "status": result.status, "error": result.error,
-               "ms": round((time.monotonic() - started) * 1000)}
+    attempt = {
+        "at": at.isoformat(),
+        "ok": result.ok,
+        "status": result.status,
+        "error": result.error,
+        "ms": round((time.monotonic() - started) * 1000),
+    }
     return _record(delivery, lease, attempt, result.final)
 
 
@@ -359,8 +426,14 @@ def _record(delivery: Delivery, lease: datetime, attempt: dict, final: bool) -> 
     else:
         d.status, d.last_error = DeliveryStatus.PENDING, attempt["error"]
         d.next_attempt_at = at + backoff(d.attempt_count)
-    fields = dict(status=d.status, sent_at=d.sent_at, last_error=d.last_error, next_attempt_at=d.next_attempt_at,
-                  attempts=d.attempts, attempt_count=d.attempt_count)
+    fields = {
+        "status": d.status,
+        "sent_at": d.sent_at,
+        "last_error": d.last_error,
+        "next_attempt_at": d.next_attempt_at,
+        "attempts": d.attempts,
+        "attempt_count": d.attempt_count,
+    }
     # Only the holder of this claim records it: a send that outlived its lease was claimed again.
     if Delivery.objects.filter(pk=d.pk, status=DeliveryStatus.SENDING, next_attempt_at=lease).update(**fields) != 1:
         log.warning("delivery %s was claimed again while it was being sent; this attempt is not recorded", d.pk)
@@ -393,16 +466,18 @@ def deliver_due(limit: int = 100, budget: float = SWEEP_SECONDS) -> int:
 
 def send_test(channel: NotificationChannel) -> Delivery:
     """Send a test notification to one channel now (even a disabled one) and return the recorded result."""
-    delivery = Delivery.objects.create(channel=channel, event=NotifyEvent.TEST,
-                                       payload=render(channel.kind, None, NotifyEvent.TEST, channel.name))
+    delivery = Delivery.objects.create(
+        channel=channel, event=NotifyEvent.TEST, payload=render(channel.kind, None, NotifyEvent.TEST, channel.name)
+    )
     return deliver(delivery.pk) or Delivery.objects.get(pk=delivery.pk)
 
 
 # --- senders -----------------------------------------------------------------------------------------
 
+
 def _short(text: str, limit: int = 300) -> str:
     text = _one_line(text)
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def send(delivery: Delivery) -> Result:
@@ -438,8 +513,11 @@ def post_json(url: str, body: dict) -> Result:
     """POST `body` as JSON; a 2xx answer is success, anything else a failure saying what happened."""
     timeout = settings.ALERT_WEBHOOK_TIMEOUT
     request = urllib.request.Request(
-        url, data=json.dumps(body, cls=DjangoJSONEncoder).encode(), method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "opsboard"})
+        url,
+        data=json.dumps(body, cls=DjangoJSONEncoder).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "opsboard"},
+    )
     host = urlsplit(url).hostname
     try:
         with _opener.open(request, timeout=timeout) as response:
@@ -483,8 +561,9 @@ def send_email(addresses: list[str], payload: dict) -> Result:
     timeout = getattr(settings, "EMAIL_TIMEOUT", None) or EMAIL_TIMEOUT
     try:
         connection = get_connection(fail_silently=False, timeout=timeout)
-        sent = EmailMessage(payload["subject"], payload["body"], settings.DEFAULT_FROM_EMAIL, addresses,
-                            connection=connection).send()
+        sent = EmailMessage(
+            payload["subject"], payload["body"], settings.DEFAULT_FROM_EMAIL, addresses, connection=connection
+        ).send()
     except smtplib.SMTPRecipientsRefused as exc:
         refused = ", ".join(f"{a} ({code})" for a, (code, _) in exc.recipients.items())
         return Result(False, error=_short(f"The mail server refused the recipients: {refused}."))

@@ -6,6 +6,7 @@ event-source mapping, log groups, and optionally a REST API whose SQS integratio
 Event-source mappings are created *disabled* by default: the emulator cannot run Lambda, and an enabled
 mapping would make every send try to invoke it.
 """
+
 from __future__ import annotations
 
 import io
@@ -17,10 +18,14 @@ from typing import Any
 from . import aws
 
 HANDLER = b"def handler(event, context):\n    return {'batchItemFailures': []}\n"
-TRUST_POLICY = json.dumps({
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
-})
+TRUST_POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+)
 
 
 @dataclass
@@ -90,23 +95,36 @@ def provision(target: aws.Target, spec: PipelineSpec) -> Provisioned:
         "MessageRetentionPeriod": str(spec.retention_period),
     }
     if spec.dlq:
-        out.dlq_url, out.dlq_arn = _queue(target, f"{spec.name}-dlq{suffix}",
-                                          {**fifo_attrs, "MessageRetentionPeriod": str(spec.dlq_retention_period)})
+        out.dlq_url, out.dlq_arn = _queue(
+            target, f"{spec.name}-dlq{suffix}", {**fifo_attrs, "MessageRetentionPeriod": str(spec.dlq_retention_period)}
+        )
         queue_attrs["RedrivePolicy"] = json.dumps(
-            {"deadLetterTargetArn": out.dlq_arn, "maxReceiveCount": str(spec.max_receive_count)})
+            {"deadLetterTargetArn": out.dlq_arn, "maxReceiveCount": str(spec.max_receive_count)}
+        )
     out.queue_url, out.queue_arn = _queue(target, f"{spec.name}{suffix}", queue_attrs)
 
     logs = aws.client(target, "logs")
     if spec.consumer:
         lam = aws.client(target, "lambda")
         out.function_name = f"{spec.name}-consumer"
-        lam.create_function(FunctionName=out.function_name, Runtime="python3.12", Role=_role(target),
-                            Handler="handler.handler", Code={"ZipFile": _zip()}, Timeout=spec.function_timeout)
+        lam.create_function(
+            FunctionName=out.function_name,
+            Runtime="python3.12",
+            Role=_role(target),
+            Handler="handler.handler",
+            Code={"ZipFile": _zip()},
+            Timeout=spec.function_timeout,
+        )
         if spec.reserved_concurrency is not None:
-            lam.put_function_concurrency(FunctionName=out.function_name,
-                                         ReservedConcurrentExecutions=spec.reserved_concurrency)
-        mapping: dict[str, Any] = {"EventSourceArn": out.queue_arn, "FunctionName": out.function_name,
-                                   "BatchSize": spec.batch_size, "Enabled": spec.mapping_enabled}
+            lam.put_function_concurrency(
+                FunctionName=out.function_name, ReservedConcurrentExecutions=spec.reserved_concurrency
+            )
+        mapping: dict[str, Any] = {
+            "EventSourceArn": out.queue_arn,
+            "FunctionName": out.function_name,
+            "BatchSize": spec.batch_size,
+            "Enabled": spec.mapping_enabled,
+        }
         if spec.maximum_concurrency:
             mapping["ScalingConfig"] = {"MaximumConcurrency": spec.maximum_concurrency}
         if spec.report_batch_item_failures:
@@ -130,13 +148,19 @@ def _rest_api(target: aws.Target, spec: PipelineSpec, out: Provisioned) -> tuple
     account_id, queue_name = out.queue_arn.split(":")[4], out.queue_arn.split(":")[5]
     template = "Action=SendMessage&MessageBody=$util.urlEncode($input.body)"
     if spec.api_passes_request_id:
-        template += (f"&MessageAttribute.1.Name={spec.request_id_attribute}"
-                     "&MessageAttribute.1.Value.StringValue=$context.requestId"
-                     "&MessageAttribute.1.Value.DataType=String")
+        template += (
+            f"&MessageAttribute.1.Name={spec.request_id_attribute}"
+            "&MessageAttribute.1.Value.StringValue=$context.requestId"
+            "&MessageAttribute.1.Value.DataType=String"
+        )
     if spec.fifo:
         template += "&MessageGroupId=$context.requestId"
     apigw.put_integration(
-        restApiId=api["id"], resourceId=root, httpMethod="POST", type="AWS", integrationHttpMethod="POST",
+        restApiId=api["id"],
+        resourceId=root,
+        httpMethod="POST",
+        type="AWS",
+        integrationHttpMethod="POST",
         uri=f"arn:aws:apigateway:{target.region}:sqs:path/{account_id}/{queue_name}",
         requestParameters={"integration.request.header.Content-Type": "'application/x-www-form-urlencoded'"},
         requestTemplates={"application/json": template},

@@ -3,15 +3,17 @@
 It accepts JSON POSTs on 127.0.0.1, keeps each with the time it arrived, appends it to a JSON-lines
 file if given one, and calls `on_receive` (the demo prints a line per notification).
 """
+
 from __future__ import annotations
 
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -22,8 +24,9 @@ class Received:
 
 
 class WebhookReceiver:
-    def __init__(self, port: int = 0, log_path: str | Path | None = None,
-                 on_receive: Callable[[Received], None] | None = None):
+    def __init__(
+        self, port: int = 0, log_path: str | Path | None = None, on_receive: Callable[[Received], None] | None = None
+    ):
         self.received: list[Received] = []
         self.log_path = Path(log_path) if log_path else None
         self.on_receive = on_receive
@@ -31,7 +34,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
+            def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 try:
@@ -55,7 +58,7 @@ class WebhookReceiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/opsboard"
 
-    def start(self) -> "WebhookReceiver":
+    def start(self) -> WebhookReceiver:
         self._thread.start()
         return self
 

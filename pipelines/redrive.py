@@ -23,6 +23,7 @@ What the batch engine guarantees:
 - Every state change is a compare-and-set on (pk, run token, status): a cancelled task or one
   taken over by another worker is noticed at the next batch.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -31,10 +32,11 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone as dt_timezone
-from typing import Any, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import DateTimeField, F, Q, Value
@@ -105,6 +107,7 @@ class LostOwnership(Exception):
 
 # --- filters -----------------------------------------------------------------------------------------
 
+
 def parse_ids(text: str) -> list[str]:
     """Ids one per line (or separated by spaces or commas), duplicates dropped, order kept."""
     seen: dict[str, None] = {}
@@ -128,9 +131,12 @@ class Filter:
     ids: frozenset[str] = frozenset()
 
     @classmethod
-    def from_task(cls, task: RedriveTask) -> "Filter":
-        ids = frozenset(task.filter_ids()) if task.filter_kind in (FilterKind.REQUEST_IDS, FilterKind.MESSAGE_IDS) \
+    def from_task(cls, task: RedriveTask) -> Filter:
+        ids = (
+            frozenset(task.filter_ids())
+            if task.filter_kind in (FilterKind.REQUEST_IDS, FilterKind.MESSAGE_IDS)
             else frozenset()
+        )
         return cls(task.filter_kind, task.filter_attribute, task.filter_value, ids)
 
     def matches(self, message: dict[str, Any]) -> bool:
@@ -163,6 +169,7 @@ class Filter:
 
 
 # --- peeking -----------------------------------------------------------------------------------------
+
 
 @dataclass
 class PeekedMessage:
@@ -206,7 +213,7 @@ class PeekedMessage:
 
 def _timestamp(ms: str | None) -> datetime | None:
     try:
-        return datetime.fromtimestamp(int(ms) / 1000, tz=dt_timezone.utc)
+        return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
     except (TypeError, ValueError):
         return None
 
@@ -225,8 +232,11 @@ def _display_attributes(message: dict[str, Any]) -> list[tuple[str, str, str]]:
 def peeked(message: dict[str, Any], request_id_attribute: str) -> PeekedMessage:
     system = message.get("Attributes") or {}
     return PeekedMessage(
-        id=message["MessageId"], body=message.get("Body") or "", sent_at=_timestamp(system.get("SentTimestamp")),
-        receive_count=int(system.get("ApproximateReceiveCount") or 0), group_id=system.get("MessageGroupId", ""),
+        id=message["MessageId"],
+        body=message.get("Body") or "",
+        sent_at=_timestamp(system.get("SentTimestamp")),
+        receive_count=int(system.get("ApproximateReceiveCount") or 0),
+        group_id=system.get("MessageGroupId", ""),
         request_id=attribute_value(message, request_id_attribute) if request_id_attribute else None,
         attributes=_display_attributes(message),
     )
@@ -240,7 +250,7 @@ def release(target: aws.Target, queue_url: str, receipts: Iterable[tuple[str, st
     """
     pending, failed = list(receipts), 0
     for i in range(0, len(pending), 10):
-        chunk = [(str(n), h) for n, (_, h) in enumerate(pending[i:i + 10])]
+        chunk = [(str(n), h) for n, (_, h) in enumerate(pending[i : i + 10])]
         try:
             failed += len(aws.change_visibility_batch(target, queue_url, chunk, timeout)["failed"])
         except aws.AwsError as exc:
@@ -280,6 +290,7 @@ def peek(pipeline: Pipeline, count: int = 10) -> list[PeekedMessage]:
 
 # --- planning ----------------------------------------------------------------------------------------
 
+
 @dataclass
 class QueueInfo:
     url: str
@@ -303,13 +314,20 @@ def _queue_problem(exc: aws.AwsError, url: str, what: str) -> str:
 
 def queue_info(target: aws.Target, url: str, what: str = "the queue") -> QueueInfo:
     try:
-        attrs = aws.queue_attributes(target, url, ["QueueArn", "FifoQueue", "ApproximateNumberOfMessages",
-                                                   "ApproximateNumberOfMessagesNotVisible"])
+        attrs = aws.queue_attributes(
+            target,
+            url,
+            ["QueueArn", "FifoQueue", "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )
     except aws.AwsError as exc:
         raise RedriveError(_queue_problem(exc, url, what)) from exc
-    return QueueInfo(url=url, arn=attrs.get("QueueArn", ""), fifo=attrs.get("FifoQueue") == "true",
-                     visible=int(attrs.get("ApproximateNumberOfMessages", 0)),
-                     in_flight=int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)))
+    return QueueInfo(
+        url=url,
+        arn=attrs.get("QueueArn", ""),
+        fifo=attrs.get("FifoQueue") == "true",
+        visible=int(attrs.get("ApproximateNumberOfMessages", 0)),
+        in_flight=int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
+    )
 
 
 def dlq_info(pipeline: Pipeline) -> QueueInfo:
@@ -318,8 +336,14 @@ def dlq_info(pipeline: Pipeline) -> QueueInfo:
     return queue_info(pipeline.account.target(), pipeline.dlq_url, "the DLQ")
 
 
-def choose_engine(account: AwsAccount, *, operation: str = DlqOperation.REDRIVE, flt: Filter = Filter(),
-                  max_messages: int | None = None, dry_run: bool = False) -> tuple[str, str]:
+def choose_engine(
+    account: AwsAccount,
+    *,
+    operation: str = DlqOperation.REDRIVE,
+    flt: Filter = Filter(),
+    max_messages: int | None = None,
+    dry_run: bool = False,
+) -> tuple[str, str]:
     """The engine for a task, and why, in words for the confirmation page."""
     if operation != DlqOperation.REDRIVE:
         return RedriveEngine.BATCH, "deleting chosen messages needs receive and delete"
@@ -342,8 +366,15 @@ class Plan:
     engine_reason: str
 
 
-def plan_redrive(pipeline: Pipeline, destination_url: str = "", *, flt: Filter = Filter(),
-                 max_messages: int | None = None, rate: int | None = None, dry_run: bool = False) -> Plan:
+def plan_redrive(
+    pipeline: Pipeline,
+    destination_url: str = "",
+    *,
+    flt: Filter = Filter(),
+    max_messages: int | None = None,
+    rate: int | None = None,
+    dry_run: bool = False,
+) -> Plan:
     """Check a redrive before it starts: the DLQ and destination exist, their types match, the
     options make sense. Raises RedriveError with the reason; reads two queues' attributes."""
     flt.validate()
@@ -362,8 +393,10 @@ def plan_redrive(pipeline: Pipeline, destination_url: str = "", *, flt: Filter =
     dest = queue_info(pipeline.account.target(), url, "the destination")
     if dlq.fifo != dest.fifo:
         kinds = ("a FIFO", "a standard") if dlq.fifo else ("a standard", "a FIFO")
-        raise RedriveError(f"The DLQ is {kinds[0]} queue but {dest.name} is {kinds[1]} queue: messages can only "
-                           "be redriven between queues of the same type. Nothing was moved.")
+        raise RedriveError(
+            f"The DLQ is {kinds[0]} queue but {dest.name} is {kinds[1]} queue: messages can only "
+            "be redriven between queues of the same type. Nothing was moved."
+        )
     if dlq.visible + dlq.in_flight == 0:
         raise RedriveError(f"The DLQ {dlq.name} is empty: there is nothing to redrive.")
     engine, reason = choose_engine(pipeline.account, flt=flt, max_messages=max_messages, dry_run=dry_run)
@@ -371,6 +404,7 @@ def plan_redrive(pipeline: Pipeline, destination_url: str = "", *, flt: Filter =
 
 
 # --- starting tasks ----------------------------------------------------------------------------------
+
 
 def enqueue(task_id: int) -> None:
     """Run the task on a worker once the row is committed (in-process with CELERY_TASK_ALWAYS_EAGER)."""
@@ -403,12 +437,22 @@ def _save_new(task: RedriveTask) -> tuple[RedriveTask, bool]:
             f"Another task is already active on this dead-letter queue: #{active.pk} "
             f"({active.get_operation_display().lower()}, {active.get_status_display().lower()}, "
             f"started{who} at {active.created_at:%Y-%m-%d %H:%M:%S} UTC). Wait for it to finish or cancel it; "
-            "nothing new was started.", task=active) from None
+            "nothing new was started.",
+            task=active,
+        ) from None
 
 
-def start_redrive(pipeline: Pipeline, user=None, *, destination_url: str = "", max_messages: int | None = None,
-                  rate: int | None = None, flt: Filter = Filter(), dry_run: bool = False,
-                  token: str = "") -> tuple[RedriveTask, bool]:
+def start_redrive(
+    pipeline: Pipeline,
+    user=None,
+    *,
+    destination_url: str = "",
+    max_messages: int | None = None,
+    rate: int | None = None,
+    flt: Filter = Filter(),
+    dry_run: bool = False,
+    token: str = "",
+) -> tuple[RedriveTask, bool]:
     """Check, record and enqueue a redrive. Returns (task, created); created is False when `token`
     was already used (a double-submitted form) and the task is the one it started."""
     if token:
@@ -417,11 +461,21 @@ def start_redrive(pipeline: Pipeline, user=None, *, destination_url: str = "", m
             return existing, False
     plan = plan_redrive(pipeline, destination_url, flt=flt, max_messages=max_messages, rate=rate, dry_run=dry_run)
     task = RedriveTask(
-        pipeline=pipeline, pipeline_name=pipeline.name, operation=DlqOperation.REDRIVE,
-        source_url=pipeline.dlq_url, source_arn=plan.dlq.arn or pipeline.dlq_arn,
-        destination_url=plan.destination.url, destination_arn=plan.destination.arn, engine=plan.engine,
-        dry_run=dry_run, max_messages=max_messages, rate=rate, depth_at_start=plan.dlq.visible + plan.dlq.in_flight,
-        requested_by=user if _username(user) else None, requested_by_name=_username(user), request_token=token,
+        pipeline=pipeline,
+        pipeline_name=pipeline.name,
+        operation=DlqOperation.REDRIVE,
+        source_url=pipeline.dlq_url,
+        source_arn=plan.dlq.arn or pipeline.dlq_arn,
+        destination_url=plan.destination.url,
+        destination_arn=plan.destination.arn,
+        engine=plan.engine,
+        dry_run=dry_run,
+        max_messages=max_messages,
+        rate=rate,
+        depth_at_start=plan.dlq.visible + plan.dlq.in_flight,
+        requested_by=user if _username(user) else None,
+        requested_by_name=_username(user),
+        request_token=token,
         **flt.task_fields(),
     )
     task, created = _save_new(task)
@@ -441,15 +495,27 @@ def start_delete(pipeline: Pipeline, user, message_ids: list[str], token: str = 
     flt.validate()
     dlq = dlq_info(pipeline)
     task = RedriveTask(
-        pipeline=pipeline, pipeline_name=pipeline.name, operation=DlqOperation.DELETE, source_url=pipeline.dlq_url,
-        source_arn=dlq.arn, engine=RedriveEngine.BATCH, depth_at_start=dlq.visible + dlq.in_flight,
-        requested_by=user if _username(user) else None, requested_by_name=_username(user), request_token=token,
+        pipeline=pipeline,
+        pipeline_name=pipeline.name,
+        operation=DlqOperation.DELETE,
+        source_url=pipeline.dlq_url,
+        source_arn=dlq.arn,
+        engine=RedriveEngine.BATCH,
+        depth_at_start=dlq.visible + dlq.in_flight,
+        requested_by=user if _username(user) else None,
+        requested_by_name=_username(user),
+        request_token=token,
         **flt.task_fields(),
     )
     task, created = _save_new(task)
     if created:
-        log.info("deletion #%s of %d message(s) from %s by %s", task.pk, len(message_ids), pipeline.name,
-                 task.requested_by_name)
+        log.info(
+            "deletion #%s of %d message(s) from %s by %s",
+            task.pk,
+            len(message_ids),
+            pipeline.name,
+            task.requested_by_name,
+        )
         enqueue(task.pk)
     return task, created
 
@@ -462,22 +528,36 @@ def purge(pipeline: Pipeline, user=None, token: str = "") -> RedriveTask:
             return existing
     dlq = dlq_info(pipeline)
     at = now()
-    task, _ = _save_new(RedriveTask(
-        pipeline=pipeline, pipeline_name=pipeline.name, operation=DlqOperation.PURGE, source_url=pipeline.dlq_url,
-        source_arn=dlq.arn, status=RedriveStatus.RUNNING, depth_at_start=dlq.visible + dlq.in_flight,
-        matched=dlq.visible + dlq.in_flight, requested_by=user if _username(user) else None,
-        requested_by_name=_username(user), request_token=token, started_at=at, heartbeat_at=at, attempts=1,
-    ))
+    task, _ = _save_new(
+        RedriveTask(
+            pipeline=pipeline,
+            pipeline_name=pipeline.name,
+            operation=DlqOperation.PURGE,
+            source_url=pipeline.dlq_url,
+            source_arn=dlq.arn,
+            status=RedriveStatus.RUNNING,
+            depth_at_start=dlq.visible + dlq.in_flight,
+            matched=dlq.visible + dlq.in_flight,
+            requested_by=user if _username(user) else None,
+            requested_by_name=_username(user),
+            request_token=token,
+            started_at=at,
+            heartbeat_at=at,
+            attempts=1,
+        )
+    )
     try:
         aws.purge_queue(pipeline.account.target(), pipeline.dlq_url)
     except aws.AwsError as exc:
         task.add_error(str(exc))
         RedriveTask.objects.filter(pk=task.pk, status=RedriveStatus.RUNNING).update(
-            status=RedriveStatus.FAILED, finished_at=now(), errors=task.errors, error_count=task.error_count)
+            status=RedriveStatus.FAILED, finished_at=now(), errors=task.errors, error_count=task.error_count
+        )
         task.refresh_from_db()
         raise RedriveError(f"The purge failed: {exc}", task=task) from exc
     RedriveTask.objects.filter(pk=task.pk, status=RedriveStatus.RUNNING).update(
-        status=RedriveStatus.COMPLETED, finished_at=now())
+        status=RedriveStatus.COMPLETED, finished_at=now()
+    )
     log.info("purge #%s of %s by %s", task.pk, pipeline.name, task.requested_by_name)
     task.refresh_from_db()
     return task
@@ -489,13 +569,18 @@ def cancel(task: RedriveTask, user=None) -> bool:
 
 # --- running tasks -----------------------------------------------------------------------------------
 
+
 def claim(task_id: int) -> tuple[RedriveTask, str] | None:
     """Take a task to run: a pending one, or an active one whose worker stopped beating. CAS."""
     token = secrets.token_hex(16)
     at = now()
     stale = Q(heartbeat_at__lt=at - timedelta(seconds=STALE_SECONDS)) | Q(heartbeat_at__isnull=True)
-    common = {"run_token": token, "heartbeat_at": at, "attempts": F("attempts") + 1,
-              "started_at": Coalesce("started_at", Value(at, output_field=DateTimeField()))}
+    common = {
+        "run_token": token,
+        "heartbeat_at": at,
+        "attempts": F("attempts") + 1,
+        "started_at": Coalesce("started_at", Value(at, output_field=DateTimeField())),
+    }
     rows = RedriveTask.objects.filter(pk=task_id)
     taken = rows.filter(status=RedriveStatus.PENDING).update(status=RedriveStatus.RUNNING, **common)
     if not taken:
@@ -529,7 +614,7 @@ def run_redrive(task_id: int) -> RedriveTask | None:
     except LostOwnership:
         log.warning("%s was taken over by another worker; this one stops", task)
         run.release_all()
-    except Exception as exc:  # noqa: BLE001 - any failure ends the task with its reason, messages safe
+    except Exception as exc:
         if not isinstance(exc, RedriveError | aws.AwsError):
             log.exception("%s failed", task)
         run.release_all()
@@ -542,10 +627,12 @@ def resume_stale_redrives() -> list[int]:
     """Re-enqueue tasks whose worker died (no heartbeat for STALE_SECONDS) and pending tasks that no
     worker picked up. Safe to run anywhere, any number of times: a run starts only if it claims."""
     cutoff = now() - timedelta(seconds=STALE_SECONDS)
-    ids = list(RedriveTask.objects.filter(
-        Q(status__in=[RedriveStatus.RUNNING, RedriveStatus.CANCELLING], heartbeat_at__lt=cutoff)
-        | Q(status=RedriveStatus.PENDING, created_at__lt=cutoff)
-    ).values_list("pk", flat=True))
+    ids = list(
+        RedriveTask.objects.filter(
+            Q(status__in=[RedriveStatus.RUNNING, RedriveStatus.CANCELLING], heartbeat_at__lt=cutoff)
+            | Q(status=RedriveStatus.PENDING, created_at__lt=cutoff)
+        ).values_list("pk", flat=True)
+    )
     for pk in ids:
         log.warning("redrive task #%s has no live worker; enqueueing it again", pk)
         enqueue(pk)
@@ -578,9 +665,17 @@ class Run:
 
     def _fields(self) -> dict[str, Any]:
         t = self.task
-        return {"matched": t.matched, "moved": t.moved, "failed": t.failed, "skipped": t.skipped,
-                "errors": t.errors, "error_count": t.error_count, "sample": t.sample,
-                "sent_ids": (self.sent_now + self.undeleted)[-MAX_IDS:], "heartbeat_at": now()}
+        return {
+            "matched": t.matched,
+            "moved": t.moved,
+            "failed": t.failed,
+            "skipped": t.skipped,
+            "errors": t.errors,
+            "error_count": t.error_count,
+            "sample": t.sample,
+            "sent_ids": (self.sent_now + self.undeleted)[-MAX_IDS:],
+            "heartbeat_at": now(),
+        }
 
     def checkpoint(self) -> str:
         """Save counts and heartbeat; return the task's status (running or cancelling)."""
@@ -603,8 +698,15 @@ class Run:
         ).update(status=status, finished_at=now(), **fields)
         if done:
             self.task.status = status
-            log.info("%s %s: matched %d, moved %d, failed %d, skipped %d", self.task, status, self.task.matched,
-                     self.task.moved, self.task.failed, self.task.skipped)
+            log.info(
+                "%s %s: matched %d, moved %d, failed %d, skipped %d",
+                self.task,
+                status,
+                self.task.matched,
+                self.task.moved,
+                self.task.failed,
+                self.task.skipped,
+            )
         return bool(done)
 
     def note(self, message: str) -> None:
@@ -642,23 +744,27 @@ def _retrying(fn, *args):
         except aws.AwsError as exc:
             if not exc.transient or attempt == TRANSIENT_RETRIES:
                 raise
-            sleep(2 ** attempt)
+            sleep(2**attempt)
     raise AssertionError("unreachable")
 
 
 # --- the batch engine --------------------------------------------------------------------------------
 
+
 def send_entry(n: int, message: dict[str, Any], fifo: bool, task_id: int) -> dict[str, Any]:
     """The SendMessageBatch entry that re-creates a received message at the destination."""
     entry: dict[str, Any] = {"Id": str(n), "MessageBody": message.get("Body") or ""}
-    attrs = {name: {k: v for k, v in a.items() if k in ("DataType", "StringValue", "BinaryValue")}
-             for name, a in (message.get("MessageAttributes") or {}).items()}
+    attrs = {
+        name: {k: v for k, v in a.items() if k in ("DataType", "StringValue", "BinaryValue")}
+        for name, a in (message.get("MessageAttributes") or {}).items()
+    }
     if attrs:
         entry["MessageAttributes"] = attrs
     system = message.get("Attributes") or {}
     if system.get("AWSTraceHeader"):
-        entry["MessageSystemAttributes"] = {"AWSTraceHeader": {"DataType": "String",
-                                                               "StringValue": system["AWSTraceHeader"]}}
+        entry["MessageSystemAttributes"] = {
+            "AWSTraceHeader": {"DataType": "String", "StringValue": system["AWSTraceHeader"]}
+        }
     if fifo:
         entry["MessageGroupId"] = system.get("MessageGroupId") or "opsboard-redrive"
         # Not the original deduplication id: SQS would drop the copy as a duplicate of the message
@@ -672,8 +778,11 @@ def entry_size(entry: dict[str, Any]) -> int:
     size = len(entry["MessageBody"].encode())
     for name, a in entry.get("MessageAttributes", {}).items():
         value = a.get("StringValue")
-        size += len(name) + len(a.get("DataType", "")) + (len(value.encode()) if value is not None
-                                                         else len(a.get("BinaryValue") or b""))
+        size += (
+            len(name)
+            + len(a.get("DataType", ""))
+            + (len(value.encode()) if value is not None else len(a.get("BinaryValue") or b""))
+        )
     return size
 
 
@@ -739,7 +848,7 @@ def _delete(run: Run, ids_receipts: list[tuple[str, str]]) -> tuple[list[str], l
     ok: list[str] = []
     failed: list[dict[str, Any]] = []
     for i in range(0, len(ids_receipts), 10):
-        chunk = ids_receipts[i:i + 10]
+        chunk = ids_receipts[i : i + 10]
         entries = [(str(n), h) for n, (_, h) in enumerate(chunk)]
         by_entry = {str(n): mid for n, (mid, _) in enumerate(chunk)}
         try:
@@ -748,8 +857,9 @@ def _delete(run: Run, ids_receipts: list[tuple[str, str]]) -> tuple[list[str], l
             failed += [{"MessageId": mid, "Code": exc.code, "Message": str(exc)} for mid, _ in chunk]
             continue
         ok += [by_entry[e] for e in result["ok"]]
-        failed += [{"MessageId": by_entry[f["Id"]], "Code": f["Code"], "Message": f["Message"]}
-                   for f in result["failed"]]
+        failed += [
+            {"MessageId": by_entry[f["Id"]], "Code": f["Code"], "Message": f["Message"]} for f in result["failed"]
+        ]
     return ok, failed
 
 
@@ -795,11 +905,15 @@ class BatchScan:
             self.empty_rounds += 1
             if self.empty_rounds <= EMPTY_ROUNDS:
                 return False
-            self.run.note(f"SQS reported {info.visible} more message(s) but would not deliver them (in a FIFO "
-                          "queue: messages behind one this task left in the DLQ, in their group); they stay there.")
+            self.run.note(
+                f"SQS reported {info.visible} more message(s) but would not deliver them (in a FIFO "
+                "queue: messages behind one this task left in the DLQ, in their group); they stay there."
+            )
         if foreign_in_flight > 0:
-            self.run.note(f"{foreign_in_flight} message(s) were in flight elsewhere (another reader, or a peek) "
-                          "and stay in the DLQ; redrive again to move them.")
+            self.run.note(
+                f"{foreign_in_flight} message(s) were in flight elsewhere (another reader, or a peek) "
+                "and stay in the DLQ; redrive again to move them."
+            )
         return True
 
     def loop(self) -> str:
@@ -817,8 +931,9 @@ class BatchScan:
                 return RedriveStatus.COMPLETED
             run.renew_holds()
             wait = 1 if self.empty_rounds else 0
-            msgs = _retrying(aws.receive_messages, run.target, self.task.source_url, min(10, budget or 10),
-                             HOLD_SECONDS, wait)
+            msgs = _retrying(
+                aws.receive_messages, run.target, self.task.source_url, min(10, budget or 10), HOLD_SECONDS, wait
+            )
             self.settle()
             if not msgs:
                 if self.drained():
@@ -920,8 +1035,10 @@ class BatchScan:
                 task.add_error(f"not moved: {f['Code'] or 'error'}: {f['Message']}", message_id=m["MessageId"])
         self.failed_batches = self.failed_batches + 1 if failed and not ok else 0
         if self.failed_batches >= FAILED_BATCHES_TO_ABORT and not self.abort:
-            self.abort = (f"Stopped after {FAILED_BATCHES_TO_ABORT} batches in a row could not be sent "
-                          f"({task.errors[-1]['message'] if task.errors else 'no reason given'}).")
+            self.abort = (
+                f"Stopped after {FAILED_BATCHES_TO_ABORT} batches in a row could not be sent "
+                f"({task.errors[-1]['message'] if task.errors else 'no reason given'})."
+            )
         task.moved += len(ok)
         run.sent_now = [by_entry[i]["MessageId"] for i in ok]
         run.already_sent.update(run.sent_now)
@@ -950,8 +1067,10 @@ class BatchScan:
             if task.operation == DlqOperation.REDRIVE:
                 # Already at the destination: remember it, so it is deleted (not re-sent) if seen again.
                 run.undeleted.append(f["MessageId"])
-                task.add_error(f"sent but not deleted from the DLQ; it may be delivered twice: {f['Message']}",
-                               message_id=f["MessageId"])
+                task.add_error(
+                    f"sent but not deleted from the DLQ; it may be delivered twice: {f['Message']}",
+                    message_id=f["MessageId"],
+                )
             else:
                 task.add_error(f"not deleted: {f['Message']}", message_id=f["MessageId"])
 
@@ -965,9 +1084,17 @@ class BatchScan:
     def sample(self, m: dict[str, Any], matches: bool) -> None:
         """A dry run's record of a message: ids and size, never the body."""
         p = peeked(m, self.task.pipeline.request_id_attribute)
-        self.task.sample = [*self.task.sample, {
-            "id": p.id, "sent_at": p.sent_at.isoformat(timespec="seconds") if p.sent_at else "",
-            "request_id": p.request_id or "", "group_id": p.group_id, "size": p.size, "matches": matches}]
+        self.task.sample = [
+            *self.task.sample,
+            {
+                "id": p.id,
+                "sent_at": p.sent_at.isoformat(timespec="seconds") if p.sent_at else "",
+                "request_id": p.request_id or "",
+                "group_id": p.group_id,
+                "size": p.size,
+                "matches": matches,
+            },
+        ]
 
 
 def run_batch(run: Run) -> None:
@@ -979,17 +1106,20 @@ def run_batch(run: Run) -> None:
     run.release_all()
     task = run.task
     if task.filter_kind == FilterKind.MESSAGE_IDS and task.matched < len(scan.flt.ids):
-        run.note(f"{len(scan.flt.ids) - task.matched} of the chosen message(s) were not found in the DLQ "
-                 "(already gone?).")
+        run.note(
+            f"{len(scan.flt.ids) - task.matched} of the chosen message(s) were not found in the DLQ (already gone?)."
+        )
     run.finish(outcome)
 
 
 # --- the native engine -------------------------------------------------------------------------------
 
+
 def remember_native_unsupported(account: AwsAccount) -> None:
     if NATIVE_UNSUPPORTED not in (account.unsupported_statistics or []):
-        log.warning("the SQS endpoint of account %s does not support message move tasks; using the batch engine",
-                    account.name)
+        log.warning(
+            "the SQS endpoint of account %s does not support message move tasks; using the batch engine", account.name
+        )
         account.unsupported_statistics = [*(account.unsupported_statistics or []), NATIVE_UNSUPPORTED]
         AwsAccount.objects.filter(pk=account.pk).update(unsupported_statistics=account.unsupported_statistics)
 
@@ -1016,12 +1146,14 @@ def run_native(run: Run) -> None:
             if exc.code == aws.UNSUPPORTED or exc.code in SQS_UNSUPPORTED_CODES:
                 if exc.code == aws.UNSUPPORTED:  # the endpoint lacks it: do not ask again on this account
                     remember_native_unsupported(task.pipeline.account)
-                _switch_to_batch(run, f"SQS's message move task is not available ({exc}); moved with the "
-                                      "batch engine instead.")
+                _switch_to_batch(
+                    run, f"SQS's message move task is not available ({exc}); moved with the batch engine instead."
+                )
                 return run_batch(run)
             raise
         if not RedriveTask.objects.filter(pk=task.pk, run_token=run.token).update(
-                native_handle=handle, native_started_ms=started_ms):
+            native_handle=handle, native_started_ms=started_ms
+        ):
             aws.cancel_message_move_task(target, handle)
             raise LostOwnership
         task.native_handle, task.native_started_ms = handle, started_ms
@@ -1033,8 +1165,9 @@ def run_native(run: Run) -> None:
             except aws.AwsError as exc:  # already finished: the listing below says how
                 log.info("cancelling the move task of %s: %s", task, exc)
             cancel_sent = True
-        mine = find_move_task(_retrying(aws.list_message_move_tasks, target, task.source_arn),
-                              task.native_handle, task.native_started_ms)
+        mine = find_move_task(
+            _retrying(aws.list_message_move_tasks, target, task.source_arn), task.native_handle, task.native_started_ms
+        )
         if mine is None:
             missing += 1
             if missing > 3:
@@ -1052,8 +1185,10 @@ def run_native(run: Run) -> None:
                 return
             if state == "FAILED":
                 task.failed = max(0, task.matched - task.moved)
-                run.finish(RedriveStatus.FAILED,
-                           error=f"SQS's move task failed: {mine.get('FailureReason') or 'no reason given'}")
+                run.finish(
+                    RedriveStatus.FAILED,
+                    error=f"SQS's move task failed: {mine.get('FailureReason') or 'no reason given'}",
+                )
                 return
             run.checkpoint()  # the progress shows while SQS works
         sleep(NATIVE_POLL_SECONDS)
@@ -1061,7 +1196,8 @@ def run_native(run: Run) -> None:
 
 def _switch_to_batch(run: Run, why: str) -> None:
     if not RedriveTask.objects.filter(pk=run.task.pk, run_token=run.token, engine=RedriveEngine.NATIVE).update(
-            engine=RedriveEngine.BATCH):
+        engine=RedriveEngine.BATCH
+    ):
         raise LostOwnership
     run.task.engine = RedriveEngine.BATCH
     run.note(why)

@@ -4,6 +4,7 @@ Both run on beat in bounded batches so a large backlog of work never holds the d
 `rollup` handles at most `max_hours` hours per run and `prune` deletes at most `batch` rows per
 statement until done or out of budget.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -18,12 +19,27 @@ from .models import MetricRollup, MetricSample, now
 
 # How each field is aggregated over an hour: levels are averaged, counts summed, ages and peaks maxed.
 AGGREGATES = {
-    "visible": Avg, "in_flight": Avg, "delayed": Avg, "dlq_visible": Avg,
-    "oldest_age": Max, "dlq_oldest_age": Max,
-    "sent": Sum, "received": Sum, "deleted": Sum, "empty_receives": Sum,
-    "lambda_invocations": Sum, "lambda_errors": Sum, "lambda_throttles": Sum,
-    "lambda_duration_avg": Avg, "lambda_duration_p99": Max, "lambda_concurrency": Max,
-    "api_count": Sum, "api_4xx": Sum, "api_5xx": Sum, "api_latency_avg": Avg, "api_latency_p99": Max,
+    "visible": Avg,
+    "in_flight": Avg,
+    "delayed": Avg,
+    "dlq_visible": Avg,
+    "oldest_age": Max,
+    "dlq_oldest_age": Max,
+    "sent": Sum,
+    "received": Sum,
+    "deleted": Sum,
+    "empty_receives": Sum,
+    "lambda_invocations": Sum,
+    "lambda_errors": Sum,
+    "lambda_throttles": Sum,
+    "lambda_duration_avg": Avg,
+    "lambda_duration_p99": Max,
+    "lambda_concurrency": Max,
+    "api_count": Sum,
+    "api_4xx": Sum,
+    "api_5xx": Sum,
+    "api_latency_avg": Avg,
+    "api_latency_p99": Max,
 }
 FLOAT_FIELDS = {"lambda_duration_avg", "lambda_duration_p99", "api_latency_avg", "api_latency_p99"}
 
@@ -57,8 +73,11 @@ def rollup_range(start, end) -> int:
         MetricSample.objects.filter(minute__gte=start, minute__lt=end)
         .annotate(h=TruncHour("minute"))
         .values("pipeline_id", "h")
-        .annotate(samples=Count("id"), visible_max=Max("visible"),
-                  **{f"agg_{name}": fn(name) for name, fn in AGGREGATES.items()})
+        .annotate(
+            samples=Count("id"),
+            visible_max=Max("visible"),
+            **{f"agg_{name}": fn(name) for name, fn in AGGREGATES.items()},
+        )
     )
 
     def values(r):
@@ -90,6 +109,10 @@ def prune(at=None, batch: int | None = None, budget: int = 1_000_000) -> dict[st
     at = at or now()
     batch = batch or settings.MAINTENANCE_BATCH_ROWS
     return {
-        "samples": _delete_older(MetricSample, "minute", at - timedelta(days=settings.RAW_RETENTION_DAYS), batch, budget),
-        "rollups": _delete_older(MetricRollup, "hour", at - timedelta(days=settings.ROLLUP_RETENTION_DAYS), batch, budget),
+        "samples": _delete_older(
+            MetricSample, "minute", at - timedelta(days=settings.RAW_RETENTION_DAYS), batch, budget
+        ),
+        "rollups": _delete_older(
+            MetricRollup, "hour", at - timedelta(days=settings.ROLLUP_RETENTION_DAYS), batch, budget
+        ),
     }

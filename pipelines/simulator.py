@@ -14,6 +14,7 @@
 fluid model of the same scenarios for past hours, so a fresh demo has charts from its first minute.
 The same simulator is the load generator for end-to-end tests and benchmarks.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,14 +25,14 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import aws
 from .provision import PipelineSpec, Provisioned, provision
 
 log = logging.getLogger(__name__)
-UTC = timezone.utc
+UTC = UTC
 
 
 @dataclass(frozen=True)
@@ -84,19 +85,42 @@ class Scenario:
 
 SCENARIOS: dict[str, Scenario] = {
     "steady": Scenario("steady", rate=2.0),
-    "spike": Scenario("spike", rate=0.6, concurrency=1, batch_size=10, ms_per_message=400,
-                      burst_every_min=30, burst_minutes=4, burst_factor=8, backlog_threshold=300),
+    "spike": Scenario(
+        "spike",
+        rate=0.6,
+        concurrency=1,
+        batch_size=10,
+        ms_per_message=400,
+        burst_every_min=30,
+        burst_minutes=4,
+        burst_factor=8,
+        backlog_threshold=300,
+    ),
     "poison": Scenario("poison", rate=1.5, poison_rate=0.025, max_receive_count=3, retry_delay=10),
     # Capped below its arrival rate at every hour of the day: the oldest message ages steadily.
-    "throttle": Scenario("throttle", rate=0.24, concurrency=1, batch_size=1, ms_per_message=5000,
-                         retention_period=3 * 3600, oldest_age_sla=120, daily_swing=0.1),
+    "throttle": Scenario(
+        "throttle",
+        rate=0.24,
+        concurrency=1,
+        batch_size=1,
+        ms_per_message=5000,
+        retention_period=3 * 3600,
+        oldest_age_sla=120,
+        daily_swing=0.1,
+    ),
     "latency": Scenario("latency", rate=2.0, slow_every_min=30, slow_minutes=10, slow_factor=18),
 }
 # Messages left in a queue to continue a history. The emulator's SQS slows with queue depth, so
 # the scenarios keep backlogs in the low thousands and the seed is capped.
 MAX_SEED = 800
-DEMO_MIX = [("orders", "steady"), ("checkout-events", "spike"), ("invoices", "poison"),
-            ("image-resize", "throttle"), ("notifications", "latency"), ("payments", "steady-fifo")]
+DEMO_MIX = [
+    ("orders", "steady"),
+    ("checkout-events", "spike"),
+    ("invoices", "poison"),
+    ("image-resize", "throttle"),
+    ("notifications", "latency"),
+    ("payments", "steady-fifo"),
+]
 
 
 def scenario_named(name: str) -> Scenario:
@@ -146,8 +170,12 @@ class SimPipeline:
 
 
 def _stats(values: list[float]) -> dict[str, float]:
-    return {"SampleCount": float(len(values)), "Sum": float(sum(values)), "Minimum": float(min(values)),
-            "Maximum": float(max(values))}
+    return {
+        "SampleCount": float(len(values)),
+        "Sum": float(sum(values)),
+        "Minimum": float(min(values)),
+        "Maximum": float(max(values)),
+    }
 
 
 class Simulator:
@@ -163,9 +191,15 @@ class Simulator:
 
     def add(self, name: str, scenario: Scenario, api: bool = True) -> SimPipeline:
         """Provision a pipeline in the endpoint for this scenario and simulate it."""
-        spec = PipelineSpec(name=name, fifo=scenario.fifo, api=api, max_receive_count=scenario.max_receive_count,
-                            retention_period=scenario.retention_period, batch_size=scenario.batch_size,
-                            maximum_concurrency=max(2, scenario.concurrency))
+        spec = PipelineSpec(
+            name=name,
+            fifo=scenario.fifo,
+            api=api,
+            max_receive_count=scenario.max_receive_count,
+            retention_period=scenario.retention_period,
+            batch_size=scenario.batch_size,
+            maximum_concurrency=max(2, scenario.concurrency),
+        )
         sim = SimPipeline(name=name, scenario=scenario, res=provision(self.target, spec))
         self.pipelines.append(sim)
         return sim
@@ -182,7 +216,7 @@ class Simulator:
                 self._consume(sim, dt, at)
             except aws.AwsError as exc:
                 log.warning("simulator: %s: %s", sim.name, exc)
-            except Exception as exc:  # noqa: BLE001 - a hiccup in one pipeline must not stop the demo
+            except Exception as exc:
                 log.warning("simulator: %s: %s", sim.name, aws.translate(exc, "simulating"))
 
     def run(self, tick: float = 2.0, stop=None, duration: float | None = None) -> None:
@@ -220,16 +254,33 @@ class Simulator:
                 sim.minute.api_5xx += 1
             elif status >= 400:
                 sim.minute.api_4xx += 1
-            access.append({"timestamp": ts_ms, "message": json.dumps({
-                "requestId": rid, "ip": f"203.0.113.{self.rng.randint(1, 254)}", "requestTime": at.strftime("%d/%b/%Y:%H:%M:%S +0000"),
-                "httpMethod": "POST", "resourcePath": "/", "status": status, "protocol": "HTTP/1.1",
-                "responseLength": 2 if status == 200 else 36, "responseLatency": int(latency),
-                "integrationLatency": int(latency * 0.7) if status == 200 else None})})
+            access.append(
+                {
+                    "timestamp": ts_ms,
+                    "message": json.dumps(
+                        {
+                            "requestId": rid,
+                            "ip": f"203.0.113.{self.rng.randint(1, 254)}",
+                            "requestTime": at.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+                            "httpMethod": "POST",
+                            "resourcePath": "/",
+                            "status": status,
+                            "protocol": "HTTP/1.1",
+                            "responseLength": 2 if status == 200 else 36,
+                            "responseLatency": int(latency),
+                            "integrationLatency": int(latency * 0.7) if status == 200 else None,
+                        }
+                    ),
+                }
+            )
             if status == 200:
                 poison = self.rng.random() < sc.poison_rate
                 body = {"requestId": rid, "orderId": self.rng.randint(10_000, 99_999), "poison": poison}
-                entry = {"Id": str(len(entries)), "MessageBody": json.dumps(body),
-                         "MessageAttributes": {"requestId": {"DataType": "String", "StringValue": rid}}}
+                entry = {
+                    "Id": str(len(entries)),
+                    "MessageBody": json.dumps(body),
+                    "MessageAttributes": {"requestId": {"DataType": "String", "StringValue": rid}},
+                }
                 if sc.fifo:
                     entry["MessageGroupId"] = f"customer-{self.rng.randint(1, 20)}"
                     entry["MessageDeduplicationId"] = rid
@@ -237,7 +288,7 @@ class Simulator:
         if sim.res.api_log_group:
             self._put_logs(sim.res.api_log_group, "access", access)
         for i in range(0, len(entries), 10):
-            chunk = entries[i:i + 10]
+            chunk = entries[i : i + 10]
             for j, e in enumerate(chunk):
                 e["Id"] = str(j)
             resp = self._sqs.send_message_batch(QueueUrl=sim.res.queue_url, Entries=chunk)
@@ -253,8 +304,12 @@ class Simulator:
         while sim.credit >= 1 and batches < sc.concurrency * 4:
             want = min(sc.batch_size, 10, max(1, int(sim.credit)))
             resp = self._sqs.receive_message(
-                QueueUrl=sim.res.queue_url, MaxNumberOfMessages=want, VisibilityTimeout=sc.retry_delay,
-                MessageAttributeNames=["All"], AttributeNames=["ApproximateReceiveCount", "SentTimestamp"])
+                QueueUrl=sim.res.queue_url,
+                MaxNumberOfMessages=want,
+                VisibilityTimeout=sc.retry_delay,
+                MessageAttributeNames=["All"],
+                AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            )
             msgs = resp.get("Messages", [])
             if not msgs:
                 sim.minute.empty_receives += 1
@@ -264,8 +319,9 @@ class Simulator:
             busy_ms += self._invoke(sim, msgs, at)
             sim.credit -= len(msgs)
         if batches:
-            sim.minute.concurrency = max(sim.minute.concurrency,
-                                         min(sc.concurrency, max(1, math.ceil(busy_ms / (dt * 1000)))))
+            sim.minute.concurrency = max(
+                sim.minute.concurrency, min(sc.concurrency, max(1, math.ceil(busy_ms / (dt * 1000))))
+            )
         # More work waiting than the concurrency limit admits: the poller is throttled, at the same
         # rate the history model uses (twice the concurrency per minute).
         if sim.credit < 1 and len(sim.outstanding) > sc.concurrency * sc.batch_size * 3:
@@ -288,36 +344,67 @@ class Simulator:
             receives = int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
             duration += max(2.0, self.rng.gauss(sc.ms_per_message, sc.ms_per_message * 0.25))
             if body.get("poison") or self.rng.random() < sc.failure_rate:
-                reason = "ValueError: order payload failed validation" if body.get("poison") else \
-                    "TimeoutError: downstream service did not answer"
-                lines.append(json.dumps({"level": "ERROR", "message": "message failed", "correlation_id": rid,
-                                         "messageId": m["MessageId"], "receiveCount": receives, "error": reason}))
-                lines.append("Traceback (most recent call last):\n  File \"/var/task/handler.py\", line 12, in "
-                             f"handler\n    process(record)\n{reason}")
+                reason = (
+                    "ValueError: order payload failed validation"
+                    if body.get("poison")
+                    else "TimeoutError: downstream service did not answer"
+                )
+                lines.append(
+                    json.dumps(
+                        {
+                            "level": "ERROR",
+                            "message": "message failed",
+                            "correlation_id": rid,
+                            "messageId": m["MessageId"],
+                            "receiveCount": receives,
+                            "error": reason,
+                        }
+                    )
+                )
+                lines.append(
+                    'Traceback (most recent call last):\n  File "/var/task/handler.py", line 12, in '
+                    f"handler\n    process(record)\n{reason}"
+                )
                 failed.append(m)
                 if receives >= sc.max_receive_count:  # the next receive moves it to the DLQ
                     sent = sim.outstanding.pop(m["MessageId"], None)
                     sim.dead[m["MessageId"]] = sent if sent is not None else at.timestamp()
             else:
-                lines.append(json.dumps({"level": "INFO", "message": "processed", "correlation_id": rid,
-                                         "messageId": m["MessageId"], "receiveCount": receives}))
+                lines.append(
+                    json.dumps(
+                        {
+                            "level": "INFO",
+                            "message": "processed",
+                            "correlation_id": rid,
+                            "messageId": m["MessageId"],
+                            "receiveCount": receives,
+                        }
+                    )
+                )
                 done.append(m)
         if done:
-            resp = self._sqs.delete_message_batch(QueueUrl=sim.res.queue_url, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)])
+            resp = self._sqs.delete_message_batch(
+                QueueUrl=sim.res.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+            )
             sim.minute.deleted += len(resp.get("Successful", []))
             for m in done:
                 sim.outstanding.pop(m["MessageId"], None)
         lines.append(f"END RequestId: {inv_id}")
-        lines.append(f"REPORT RequestId: {inv_id}\tDuration: {duration:.2f} ms\tBilled Duration: {math.ceil(duration)} ms"
-                     f"\tMemory Size: 256 MB\tMax Memory Used: {self.rng.randint(70, 120)} MB")
+        lines.append(
+            f"REPORT RequestId: {inv_id}\tDuration: {duration:.2f} ms\tBilled Duration: {math.ceil(duration)} ms"
+            f"\tMemory Size: 256 MB\tMax Memory Used: {self.rng.randint(70, 120)} MB"
+        )
         sim.minute.invocations += 1
         sim.minute.durations.append(duration)
         if failed:
             sim.minute.errors += 1
         if sim.res.consumer_log_group:
-            self._put_logs(sim.res.consumer_log_group, f"{at:%Y/%m/%d}/[$LATEST]{inv_id[:8]}",
-                           [{"timestamp": ts + i, "message": line} for i, line in enumerate(lines)])
+            self._put_logs(
+                sim.res.consumer_log_group,
+                f"{at:%Y/%m/%d}/[$LATEST]{inv_id[:8]}",
+                [{"timestamp": ts + i, "message": line} for i, line in enumerate(lines)],
+            )
         return duration
 
     def _put_logs(self, group: str, stream: str, events: list[dict[str, Any]]) -> None:
@@ -347,8 +434,16 @@ class Simulator:
         self.publish(sim, sim.minute_start, sim.minute, counts, oldest, dlq_oldest)
         sim.minute, sim.minute_start = Minute(), start
 
-    def publish(self, sim: SimPipeline, ts: datetime, m: Minute, counts: dict[str, dict[str, int]],
-                oldest: float, dlq_oldest: float, buffer: dict[str, list] | None = None) -> None:
+    def publish(
+        self,
+        sim: SimPipeline,
+        ts: datetime,
+        m: Minute,
+        counts: dict[str, dict[str, int]],
+        oldest: float,
+        dlq_oldest: float,
+        buffer: dict[str, list] | None = None,
+    ) -> None:
         """Publish one minute of AWS/SQS, AWS/Lambda and AWS/ApiGateway datapoints.
 
         With a `buffer`, datapoints are collected there for `flush` instead of sent at once.
@@ -364,8 +459,12 @@ class Simulator:
                 d["Value"] = float(value)
             data[ns].append(d)
 
-        for name, value in (("NumberOfMessagesSent", m.sent), ("NumberOfMessagesReceived", m.received),
-                            ("NumberOfMessagesDeleted", m.deleted), ("NumberOfEmptyReceives", m.empty_receives)):
+        for name, value in (
+            ("NumberOfMessagesSent", m.sent),
+            ("NumberOfMessagesReceived", m.received),
+            ("NumberOfMessagesDeleted", m.deleted),
+            ("NumberOfEmptyReceives", m.empty_receives),
+        ):
             put("AWS/SQS", name, q, value)
         put("AWS/SQS", "ApproximateAgeOfOldestMessage", q, round(oldest), unit="Seconds")
         if "queue" in counts:
@@ -398,7 +497,7 @@ class Simulator:
     def flush(self, data: dict[str, list[dict[str, Any]]]) -> None:
         for ns, items in data.items():
             for i in range(0, len(items), 1000):
-                self._cw.put_metric_data(Namespace=ns, MetricData=items[i:i + 1000])
+                self._cw.put_metric_data(Namespace=ns, MetricData=items[i : i + 1000])
         data.clear()
 
     # --- history ----------------------------------------------------------------------------
@@ -433,20 +532,29 @@ class Simulator:
                 dlq_oldest = dlq_oldest + 60 if dlq >= 1 else 0.0
                 invocations = processed / sc.batch_size
                 m = Minute(
-                    sent=int(accepted), received=int(processed), deleted=int(processed - poison),
-                    empty_receives=0 if backlog else int(sc.concurrency * 3), invocations=max(0, int(invocations)),
+                    sent=int(accepted),
+                    received=int(processed),
+                    deleted=int(processed - poison),
+                    empty_receives=0 if backlog else int(sc.concurrency * 3),
+                    invocations=max(0, int(invocations)),
                     # Each failing message fails the invocation that carried it.
                     errors=int(min(invocations, round(poison) + int(processed * sc.failure_rate))),
                     throttles=int((backlog > capacity) * sc.concurrency * 2),
                     durations=[sc.ms_per_message * sc.batch_size] * max(1, int(invocations)),
                     concurrency=min(sc.concurrency, max(1, math.ceil(processed / max(capacity, 1) * sc.concurrency))),
-                    api_count=int(arrivals), api_4xx=int(arrivals * sc.api_4xx_rate),
+                    api_count=int(arrivals),
+                    api_4xx=int(arrivals * sc.api_4xx_rate),
                     api_5xx=int(arrivals * sc.api_5xx_rate),
                     latencies=[sc.latency_at(t)] * 3,
                 )
-                counts = {"queue": {"visible": int(backlog), "in_flight": int(min(backlog, sc.concurrency * sc.batch_size)),
-                                    "delayed": 0},
-                          "dlq": {"visible": int(dlq), "in_flight": 0, "delayed": 0}}
+                counts = {
+                    "queue": {
+                        "visible": int(backlog),
+                        "in_flight": int(min(backlog, sc.concurrency * sc.batch_size)),
+                        "delayed": 0,
+                    },
+                    "dlq": {"visible": int(dlq), "in_flight": 0, "delayed": 0},
+                }
                 self.publish(sim, t, m, counts, oldest, dlq_oldest, buffer)
                 if sum(len(v) for v in buffer.values()) >= 3000:
                     self.flush(buffer)
@@ -455,23 +563,27 @@ class Simulator:
         self.flush(buffer)
         return int(hours * 60)
 
-    def _seed(self, sim: SimPipeline, backlog: int, dlq: int, oldest: float, dlq_oldest: float,
-              end: datetime) -> None:
+    def _seed(self, sim: SimPipeline, backlog: int, dlq: int, oldest: float, dlq_oldest: float, end: datetime) -> None:
         """Leave the queues as the history ended, so live traffic picks up where the charts stop.
 
         Message ages are tracked by the simulator (SQS cannot backdate a send), spread evenly
         between the modelled oldest message and now.
         """
-        for url, count, age, ledger, poison in ((sim.res.queue_url, min(backlog, MAX_SEED), oldest, sim.outstanding, False),
-                                                (sim.res.dlq_url, min(dlq, MAX_SEED), dlq_oldest, sim.dead, True)):
+        for url, count, age, ledger, poison in (
+            (sim.res.queue_url, min(backlog, MAX_SEED), oldest, sim.outstanding, False),
+            (sim.res.dlq_url, min(dlq, MAX_SEED), dlq_oldest, sim.dead, True),
+        ):
             if not url or count <= 0:
                 continue
             for i in range(0, count, 10):
                 entries = []
                 for j in range(min(10, count - i)):
                     rid = str(uuid.uuid4())
-                    entry = {"Id": str(j), "MessageBody": json.dumps({"requestId": rid, "poison": poison}),
-                             "MessageAttributes": {"requestId": {"DataType": "String", "StringValue": rid}}}
+                    entry = {
+                        "Id": str(j),
+                        "MessageBody": json.dumps({"requestId": rid, "poison": poison}),
+                        "MessageAttributes": {"requestId": {"DataType": "String", "StringValue": rid}},
+                    }
                     if sim.scenario.fifo:
                         entry.update(MessageGroupId=f"customer-{j}", MessageDeduplicationId=rid)
                     entries.append(entry)

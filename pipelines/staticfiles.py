@@ -2,6 +2,7 @@
 
 `vendor/plotly.min.js` is plotly.js from the plotly wheel (MIT licence).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -28,8 +29,11 @@ class PackageFinder(BaseFinder):
     def check(self, **kwargs):
         from django.core.checks import Error
 
-        return [Error(f"{pkg} does not ship {rel}; reinstall opsboard's dependencies.", id="pipelines.E001")
-                for pkg, rel in VENDORED.values() if _package_file(pkg, rel) is None]
+        return [
+            Error(f"{pkg} does not ship {rel}; reinstall opsboard's dependencies.", id="pipelines.E001")
+            for pkg, rel in VENDORED.values()
+            if _package_file(pkg, rel) is None
+        ]
 
     def find(self, path, find_all=False, **kwargs):
         if path in VENDORED:

@@ -3,6 +3,7 @@
 Beat runs `fast_cycle` and `metrics_cycle`; each fans out one task per AWS account so workers on
 many machines share the work, and each account task holds a lock so a slow cycle never runs twice.
 """
+
 from __future__ import annotations
 
 import logging
@@ -56,17 +57,22 @@ def _run_locked(kind: str, account_id: int, fn, ttl: int) -> dict:
         return report.as_dict()
 
 
-@shared_task(ignore_result=True, soft_time_limit=_hard_limit(settings.FAST_INTERVAL_SECONDS) - 5,
-             time_limit=_hard_limit(settings.FAST_INTERVAL_SECONDS))
+@shared_task(
+    ignore_result=True,
+    soft_time_limit=_hard_limit(settings.FAST_INTERVAL_SECONDS) - 5,
+    time_limit=_hard_limit(settings.FAST_INTERVAL_SECONDS),
+)
 def fast_cycle_account(account_id: int) -> dict:
     return _run_locked("fast", account_id, collect.run_fast_cycle, _hard_limit(settings.FAST_INTERVAL_SECONDS))
 
 
-@shared_task(ignore_result=True, soft_time_limit=_hard_limit(settings.METRICS_INTERVAL_SECONDS) - 5,
-             time_limit=_hard_limit(settings.METRICS_INTERVAL_SECONDS))
+@shared_task(
+    ignore_result=True,
+    soft_time_limit=_hard_limit(settings.METRICS_INTERVAL_SECONDS) - 5,
+    time_limit=_hard_limit(settings.METRICS_INTERVAL_SECONDS),
+)
 def metrics_cycle_account(account_id: int) -> dict:
-    return _run_locked("metrics", account_id, collect.run_metrics_cycle,
-                       _hard_limit(settings.METRICS_INTERVAL_SECONDS))
+    return _run_locked("metrics", account_id, collect.run_metrics_cycle, _hard_limit(settings.METRICS_INTERVAL_SECONDS))
 
 
 @shared_task(ignore_result=True, soft_time_limit=540, time_limit=570)
@@ -85,6 +91,7 @@ def maintenance() -> dict:
 
 
 # --- dead-letter queues ------------------------------------------------------------------------------
+
 
 @shared_task(ignore_result=True, acks_late=True)
 def run_redrive(task_id: int) -> dict:
@@ -105,6 +112,7 @@ def _resume_redrives_after_restart(**_) -> None:
 
 
 # --- notifications -----------------------------------------------------------------------------------
+
 
 @shared_task(ignore_result=True)
 def deliver_notification(delivery_id: int) -> str | None:

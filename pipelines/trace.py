@@ -19,6 +19,7 @@ How a lookup runs (`lookup`):
 
 The parsing helpers at the top are pure and tested without AWS.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,6 +59,7 @@ class TraceInputError(ValueError):
 
 # --- pure helpers --------------------------------------------------------------------------------------
 
+
 def clean_id(value: str) -> str:
     """The id, stripped, or TraceInputError: 1–128 characters of letters, digits and . _ : -"""
     value = (value or "").strip()
@@ -66,8 +68,9 @@ def clean_id(value: str) -> str:
     if len(value) > 128:
         raise TraceInputError("An id is at most 128 characters long.")
     if not ID_RE.match(value):
-        raise TraceInputError("An id may contain only letters, digits and . _ : - (no spaces, quotes or "
-                              "filter-pattern syntax).")
+        raise TraceInputError(
+            "An id may contain only letters, digits and . _ : - (no spaces, quotes or filter-pattern syntax)."
+        )
     return value
 
 
@@ -78,8 +81,10 @@ def quoted_term(value: str) -> str:
 
 def console_url(region: str, group: str) -> str:
     """The log group's page in the AWS console."""
-    return (f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
-            f"#logsV2:log-groups/log-group/{quote(group, safe='')}")
+    return (
+        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+        f"#logsV2:log-groups/log-group/{quote(group, safe='')}"
+    )
 
 
 def parse_json(message: str) -> dict[str, Any] | None:
@@ -100,9 +105,13 @@ def parse_access_entry(message: str) -> dict[str, Any] | None:
         return None
     status = data.get("status")
     latency = data.get("responseLatency", data.get("responseLatencyMs"))
-    return {"request_id": str(data["requestId"]), "status": int(status) if str(status).isdigit() else None,
-            "latency_ms": int(latency) if isinstance(latency, int | float) else None,
-            "method": data.get("httpMethod", ""), "path": data.get("resourcePath", "")}
+    return {
+        "request_id": str(data["requestId"]),
+        "status": int(status) if str(status).isdigit() else None,
+        "latency_ms": int(latency) if isinstance(latency, int | float) else None,
+        "method": data.get("httpMethod", ""),
+        "path": data.get("resourcePath", ""),
+    }
 
 
 def parse_marker(message: str) -> tuple[str, str] | None:
@@ -190,11 +199,14 @@ def verdict_for(access: list[dict[str, Any]], attempts: list[dict[str, Any]], in
 def headline(verdict: Verdict, retries: int, access: list[dict[str, Any]], attempts: int = 0) -> str:
     """One sentence an operator reads first (`attempts`: the Lambda invocations found)."""
     if verdict == Verdict.PROCESSED:
-        return "Processed" + (f" after {retries} retr{'y' if retries == 1 else 'ies'}." if retries else
-                              " on the first attempt.")
+        return "Processed" + (
+            f" after {retries} retr{'y' if retries == 1 else 'ies'}." if retries else " on the first attempt."
+        )
     if verdict == Verdict.FAILED:
-        return (f"Failed and retried {retries} time(s); the last attempt failed and it is not in the DLQ "
-                "(it may be retried again, or may have expired).")
+        return (
+            f"Failed and retried {retries} time(s); the last attempt failed and it is not in the DLQ "
+            "(it may be retried again, or may have expired)."
+        )
     if verdict == Verdict.DLQ:
         return "In the dead-letter queue" + (f" after {attempts} failed attempt(s)." if attempts else ".")
     if verdict == Verdict.QUEUED:
@@ -205,6 +217,7 @@ def headline(verdict: Verdict, retries: int, access: list[dict[str, Any]], attem
 
 
 # --- the lookup ----------------------------------------------------------------------------------------
+
 
 @dataclass
 class Search:
@@ -218,8 +231,15 @@ class Search:
     truncated: bool = False
     sources: list[dict[str, Any]] = field(default_factory=list)
 
-    def filter(self, target: aws.Target, group: str, pattern: str, start_ms: int | None = None,
-               end_ms: int | None = None, streams: Iterable[str] = ()) -> list[dict[str, Any]]:
+    def filter(
+        self,
+        target: aws.Target,
+        group: str,
+        pattern: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        streams: Iterable[str] = (),
+    ) -> list[dict[str, Any]]:
         """All pages of one FilterLogEvents search, within the call budget; AwsError passes up."""
         events: list[dict[str, Any]] = []
         token = ""
@@ -228,8 +248,16 @@ class Search:
                 self.truncated = True
                 break
             self.calls += 1
-            page = aws.filter_log_events(target, group, pattern, self.start_ms if start_ms is None else start_ms,
-                                         self.end_ms if end_ms is None else end_ms, token, streams, self.page_size)
+            page = aws.filter_log_events(
+                target,
+                group,
+                pattern,
+                self.start_ms if start_ms is None else start_ms,
+                self.end_ms if end_ms is None else end_ms,
+                token,
+                streams,
+                self.page_size,
+            )
             events.extend(page["events"])
             token = page["next_token"]
             if not token:
@@ -238,8 +266,14 @@ class Search:
 
 
 def _source(search: Search, pipeline, kind: str, group: str) -> dict[str, Any]:
-    src = {"pipeline": pipeline.name, "source": kind, "group": group,
-           "console_url": console_url(pipeline.account.region, group), "found": 0, "error": ""}
+    src = {
+        "pipeline": pipeline.name,
+        "source": kind,
+        "group": group,
+        "console_url": console_url(pipeline.account.region, group),
+        "found": 0,
+        "error": "",
+    }
     search.sources.append(src)
     return src
 
@@ -261,16 +295,23 @@ def _find_invocation(search: Search, target, group: str, event: dict[str, Any]) 
     if inv:
         return inv
     for back in (NEAR_START_MS, LAMBDA_MAX_MS):
-        starts = search.filter(target, group, '"START RequestId"', event["timestamp"] - back,
-                               event["timestamp"] + 1, streams=[event["stream"]])
+        starts = search.filter(
+            target,
+            group,
+            '"START RequestId"',
+            event["timestamp"] - back,
+            event["timestamp"] + 1,
+            streams=[event["stream"]],
+        )
         inv = last_start_before(starts, event["timestamp"])
         if inv or search.truncated:
             return inv
     return ""
 
 
-def _invocation(search: Search, target, pipeline, group: str, inv: str, matched: list[dict[str, Any]],
-                ident: str) -> dict[str, Any]:
+def _invocation(
+    search: Search, target, pipeline, group: str, inv: str, matched: list[dict[str, Any]], ident: str
+) -> dict[str, Any]:
     """One Lambda attempt: its markers (second search, by invocation id) and the lines to show."""
     first, last = matched[0]["timestamp"], matched[-1]["timestamp"]
     lines = search.filter(target, group, quoted_term(inv), first - LAMBDA_MAX_MS, last + LAMBDA_MAX_MS)
@@ -279,8 +320,9 @@ def _invocation(search: Search, target, pipeline, group: str, inv: str, matched:
     failed = any(is_error_line(e["message"]) for e in matched)
     start_ts = marks["START"]["timestamp"] if "START" in marks else first
     end_ts = max((marks[k]["timestamp"] for k in ("END", "REPORT") if k in marks), default=last)
-    shown = sorted({(e["timestamp"], e["message"]): e for e in [*lines, *matched]}.values(),
-                   key=lambda e: e["timestamp"])
+    shown = sorted(
+        {(e["timestamp"], e["message"]): e for e in [*lines, *matched]}.values(), key=lambda e: e["timestamp"]
+    )
     if failed and "START" in marks:
         # The error's traceback is often its own event without the id: read the stream START..END.
         try:
@@ -288,13 +330,22 @@ def _invocation(search: Search, target, pipeline, group: str, inv: str, matched:
         except aws.AwsError:
             pass  # the lines found so far still tell the story
     return {
-        "kind": "invocation", "source": "Lambda invocation", "pipeline": pipeline.name, "group": group,
-        "console_url": console_url(pipeline.account.region, group), "timestamp": start_ts,
-        "invocation_id": inv, "failed": failed, "complete": "END" in marks or "REPORT" in marks,
-        "duration_ms": report["duration_ms"], "memory_mb": report["memory_mb"],
+        "kind": "invocation",
+        "source": "Lambda invocation",
+        "pipeline": pipeline.name,
+        "group": group,
+        "console_url": console_url(pipeline.account.region, group),
+        "timestamp": start_ts,
+        "invocation_id": inv,
+        "failed": failed,
+        "complete": "END" in marks or "REPORT" in marks,
+        "duration_ms": report["duration_ms"],
+        "memory_mb": report["memory_mb"],
         "stream": matched[0]["stream"],
-        "lines": [{"timestamp": e["timestamp"], "message": e["message"], "error": is_error_line(e["message"])}
-                  for e in invocation_lines(sorted(shown, key=lambda e: e["timestamp"]), ident)],
+        "lines": [
+            {"timestamp": e["timestamp"], "message": e["message"], "error": is_error_line(e["message"])}
+            for e in invocation_lines(sorted(shown, key=lambda e: e["timestamp"]), ident)
+        ],
     }
 
 
@@ -322,11 +373,19 @@ def _consumer_attempts(search: Search, target, pipeline, ident: str, events: lis
             src["error"] = str(exc)
             orphans.extend(matched)
     for e in orphans:  # lines whose invocation could not be told apart still belong in the timeline
-        attempts.append({"kind": "line", "source": "Lambda log", "pipeline": pipeline.name, "group": group,
-                         "console_url": console_url(pipeline.account.region, group), "timestamp": e["timestamp"],
-                         "failed": is_error_line(e["message"]), "stream": e["stream"],
-                         "lines": [{"timestamp": e["timestamp"], "message": e["message"],
-                                    "error": is_error_line(e["message"])}]})
+        attempts.append(
+            {
+                "kind": "line",
+                "source": "Lambda log",
+                "pipeline": pipeline.name,
+                "group": group,
+                "console_url": console_url(pipeline.account.region, group),
+                "timestamp": e["timestamp"],
+                "failed": is_error_line(e["message"]),
+                "stream": e["stream"],
+                "lines": [{"timestamp": e["timestamp"], "message": e["message"], "error": is_error_line(e["message"])}],
+            }
+        )
     return attempts
 
 
@@ -334,10 +393,18 @@ def _access_entries(pipeline, ident: str, events: list[dict[str, Any]]) -> list[
     out = []
     for e in events:
         entry = parse_access_entry(e["message"]) or {"request_id": "", "status": None, "latency_ms": None}
-        out.append({"kind": "access", "source": "API access log", "pipeline": pipeline.name,
-                    "group": pipeline.api_log_group, "console_url": console_url(pipeline.account.region,
-                                                                                pipeline.api_log_group),
-                    "timestamp": e["timestamp"], **entry, "message": e["message"]})
+        out.append(
+            {
+                "kind": "access",
+                "source": "API access log",
+                "pipeline": pipeline.name,
+                "group": pipeline.api_log_group,
+                "console_url": console_url(pipeline.account.region, pipeline.api_log_group),
+                "timestamp": e["timestamp"],
+                **entry,
+                "message": e["message"],
+            }
+        )
     return out
 
 
@@ -356,10 +423,21 @@ def _dlq(pipeline, ids: set[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]
     found = []
     for m in msgs:
         if m.id in ids or (m.request_id and m.request_id in ids):
-            found.append({"kind": "dlq", "source": "Dead-letter queue", "pipeline": pipeline.name,
-                          "group": "", "console_url": "", "queue_url": pipeline.dlq_url,
-                          "timestamp": seen_ms, "sent": _iso(int(m.sent_at.timestamp() * 1000)) if m.sent_at else "",
-                          "message_id": m.id, "request_id": m.request_id or "", "receive_count": m.receive_count})
+            found.append(
+                {
+                    "kind": "dlq",
+                    "source": "Dead-letter queue",
+                    "pipeline": pipeline.name,
+                    "group": "",
+                    "console_url": "",
+                    "queue_url": pipeline.dlq_url,
+                    "timestamp": seen_ms,
+                    "sent": _iso(int(m.sent_at.timestamp() * 1000)) if m.sent_at else "",
+                    "message_id": m.id,
+                    "request_id": m.request_id or "",
+                    "receive_count": m.receive_count,
+                }
+            )
     return info, found
 
 
@@ -367,8 +445,16 @@ def _iso(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds") if ms else ""
 
 
-def lookup(ident: str, pipelines: list, start: datetime, end: datetime, *, explicit: bool = False,
-           max_calls: int = MAX_CALLS, page_size: int | None = None) -> dict[str, Any]:
+def lookup(
+    ident: str,
+    pipelines: list,
+    start: datetime,
+    end: datetime,
+    *,
+    explicit: bool = False,
+    max_calls: int = MAX_CALLS,
+    page_size: int | None = None,
+) -> dict[str, Any]:
     """Trace `ident` through `pipelines` between `start` and `end`; plain data (stored as the summary).
 
     `explicit`: the user chose the pipeline, so its DLQ is peeked even when no log mentions the id
@@ -382,8 +468,11 @@ def lookup(ident: str, pipelines: list, start: datetime, end: datetime, *, expli
     with aws.metering() as meter:
         for p in pipelines:
             target = p.account.target()
-            access = (_access_entries(p, ident, _search_group(search, target, p, "API access log", p.api_log_group,
-                                                              ident)) if p.api_log_group else [])
+            access = (
+                _access_entries(p, ident, _search_group(search, target, p, "API access log", p.api_log_group, ident))
+                if p.api_log_group
+                else []
+            )
             attempts: list[dict[str, Any]] = []
             if p.consumer_log_group:
                 events = _search_group(search, target, p, "Lambda log", p.consumer_log_group, ident)
@@ -407,12 +496,20 @@ def lookup(ident: str, pipelines: list, start: datetime, end: datetime, *, expli
     for e in timeline:
         e["at"] = _iso(e["timestamp"])
     return {
-        "id": ident, "verdict": verdict.value, "retries": retries,
+        "id": ident,
+        "verdict": verdict.value,
+        "retries": retries,
         "headline": headline(verdict, retries, access_all, len(attempts_all)),
-        "timeline": timeline, "sources": search.sources, "dlqs": dlqs,
-        "pipelines": [p.name for p in pipelines], "window": [start.isoformat(timespec="seconds"), end.isoformat(timespec="seconds")],
-        "log_calls": search.calls, "max_calls": max_calls, "truncated": search.truncated,
-        "calls": dict(meter.calls), "total_calls": meter.total_calls,
+        "timeline": timeline,
+        "sources": search.sources,
+        "dlqs": dlqs,
+        "pipelines": [p.name for p in pipelines],
+        "window": [start.isoformat(timespec="seconds"), end.isoformat(timespec="seconds")],
+        "log_calls": search.calls,
+        "max_calls": max_calls,
+        "truncated": search.truncated,
+        "calls": dict(meter.calls),
+        "total_calls": meter.total_calls,
     }
 
 

@@ -4,6 +4,7 @@ Registered on the admin site as `admin:trace`; it needs `pipelines.lookup_trace`
 to the login page through `admin_view`, others get 403). The form is a GET so a lookup can be
 bookmarked and re-run from its history row; every lookup is stored as a `TraceLookup`.
 """
+
 from __future__ import annotations
 
 from urllib.parse import urlencode
@@ -21,12 +22,18 @@ MAX_HOURS = 14 * 24  # SQS keeps messages at most 14 days: older traces have not
 
 
 class TraceForm(forms.Form):
-    id = forms.CharField(label="Id", max_length=1024, widget=forms.TextInput(attrs={"size": 50, "autofocus": True}),
-                         help_text="An API Gateway request id, an SQS message id or a correlation id.")
-    pipeline = forms.ModelChoiceField(queryset=Pipeline.objects.select_related("account"), required=False,
-                                      empty_label="All pipelines")
-    hours = forms.IntegerField(label="Window (hours back)", min_value=1, max_value=MAX_HOURS,
-                               initial=trace.DEFAULT_HOURS, required=False)
+    id = forms.CharField(
+        label="Id",
+        max_length=1024,
+        widget=forms.TextInput(attrs={"size": 50, "autofocus": True}),
+        help_text="An API Gateway request id, an SQS message id or a correlation id.",
+    )
+    pipeline = forms.ModelChoiceField(
+        queryset=Pipeline.objects.select_related("account"), required=False, empty_label="All pipelines"
+    )
+    hours = forms.IntegerField(
+        label="Window (hours back)", min_value=1, max_value=MAX_HOURS, initial=trace.DEFAULT_HOURS, required=False
+    )
 
     def clean_id(self) -> str:
         try:
@@ -48,10 +55,17 @@ def run_lookup(user, ident: str, pipeline: Pipeline | None, hours: int, **option
     pipelines = [pipeline] if pipeline else list(Pipeline.objects.filter(enabled=True).select_related("account"))
     result = trace.lookup(ident, pipelines, start, end, explicit=pipeline is not None, **options)
     return TraceLookup.objects.create(
-        user=user if getattr(user, "pk", None) else None, username=getattr(user, "username", ""),
-        ident=result["id"], pipeline=pipeline, pipeline_name=pipeline.name if pipeline else "",
-        window_start=start, window_end=end, verdict=result["verdict"], summary=result,
-        calls_made=result["total_calls"])
+        user=user if getattr(user, "pk", None) else None,
+        username=getattr(user, "username", ""),
+        ident=result["id"],
+        pipeline=pipeline,
+        pipeline_name=pipeline.name if pipeline else "",
+        window_start=start,
+        window_end=end,
+        verdict=result["verdict"],
+        summary=result,
+        calls_made=result["total_calls"],
+    )
 
 
 def trace_page(request, admin_site):
@@ -69,7 +83,10 @@ def trace_page(request, admin_site):
         data = form.cleaned_data
         entry = run_lookup(request.user, data["id"], data["pipeline"], data["hours"] or trace.DEFAULT_HOURS)
     context = {
-        **admin_site.each_context(request), "title": "Trace a request", "form": form, "entry": entry,
+        **admin_site.each_context(request),
+        "title": "Trace a request",
+        "form": form,
+        "entry": entry,
         "result": entry.summary if entry else None,
         "verdict": TraceVerdict(entry.verdict) if entry else None,
         "history": TraceLookup.objects.filter(user=request.user)[:10] if request.user.pk else [],

@@ -3,11 +3,12 @@
 Inputs are lists of (time, value) points, oldest first, with None values skipped. A trend is the
 least-squares slope over the window given, so one noisy sample does not flip the verdict.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Sequence
 
 Point = tuple[datetime, float | int | None]
 
@@ -109,4 +110,3 @@ def human_seconds(seconds: float | int | None) -> str:
     if seconds < 120:
         return f"{seconds:.0f}s"
     return human_minutes(seconds / 60)
-

@@ -1,18 +1,29 @@
 """Helpers for the browser tests: Debian's Chromium driven by Playwright (no browser download)."""
+
 import os
 from pathlib import Path
 
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
 
 #: Marks for a module of browser tests: skipped, with the reason, where Chromium is missing.
-browser_test = [pytest.mark.browser,
-                pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed "
-                                   "(make test installs it when run as root)")]
+browser_test = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM),
+        reason="Debian's chromium is not installed (make test installs it when run as root)",
+    ),
+]
 
 
 def browser(test):

@@ -3,6 +3,7 @@
 The database is whatever DATABASE_URL says (Postgres in CI) or the embedded SQLite default; Redis is
 used where CELERY_BROKER_URL / LOCK_REDIS_URL point at one.
 """
+
 import os
 
 import pytest
@@ -46,8 +47,10 @@ def account(db, emulator):
 @pytest.fixture
 def build(target):
     """Build a pipeline's AWS resources: build("orders", api=True) -> Provisioned."""
+
     def _build(name, **kwargs):
         return provision(target, PipelineSpec(name=name, **kwargs))
+
     return _build
 
 
@@ -61,11 +64,18 @@ def register(account, build):
         acct = account_ or account
         made = build(name, **kwargs)
         found = discover(acct.target(), made.queue_url, "rest" if made.api_id else "", made.api_id, made.api_stage)
-        p = Pipeline(name=name, account=acct, api_id=made.api_id, api_kind="rest" if made.api_id else "",
-                     api_stage=made.api_stage, api_log_group=made.api_log_group)
+        p = Pipeline(
+            name=name,
+            account=acct,
+            api_id=made.api_id,
+            api_kind="rest" if made.api_id else "",
+            api_stage=made.api_stage,
+            api_log_group=made.api_log_group,
+        )
         p.apply_discovery(found.fields)
         p.save()
         return p
+
     return _register
 
 

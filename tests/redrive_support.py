@@ -3,6 +3,7 @@ quicker emulator for the tests (and the benchmark) that move hundreds or thousan
 
 (Its fixtures are registered in conftest.py; the test_redrive_* modules import its helpers.)
 """
+
 import json
 import sys
 
@@ -65,15 +66,19 @@ def fill(target, queue_url: str, count: int, fifo: bool = False, marker=lambda i
     sqs = aws.client(target, "sqs")
     sent = [original(i, fifo, marker=marker(i)) for i in range(count)]
     for i in range(0, count, 10):
-        resp = sqs.send_message_batch(QueueUrl=queue_url, Entries=sent[i:i + 10])
+        resp = sqs.send_message_batch(QueueUrl=queue_url, Entries=sent[i : i + 10])
         assert not resp.get("Failed"), resp
     return sent
 
 
 def key(body: str, attributes: dict, group: str = "") -> tuple:
     """A message's identity for comparison: body, attributes (type and value), group."""
-    attrs = tuple(sorted((name, a["DataType"], a.get("StringValue"), bytes(a["BinaryValue"]) if "BinaryValue" in a
-                          else None) for name, a in (attributes or {}).items()))
+    attrs = tuple(
+        sorted(
+            (name, a["DataType"], a.get("StringValue"), bytes(a["BinaryValue"]) if "BinaryValue" in a else None)
+            for name, a in (attributes or {}).items()
+        )
+    )
     return body, attrs, group
 
 
@@ -87,14 +92,20 @@ def read_all(target, queue_url: str) -> list[dict]:
     sqs = aws.client(target, "sqs")
     out = []
     while True:
-        msgs = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=300,
-                                   MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"]
-                                   ).get("Messages", [])
+        msgs = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=300,
+            MessageAttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
+        ).get("Messages", [])
         if not msgs:
             return out
         out.extend(msgs)
-        sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
-            {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(msgs)])
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(msgs)],
+        )
 
 
 def key_of_message(m: dict) -> tuple:
@@ -196,4 +207,5 @@ def volume_register(volume_account):
         p.apply_discovery(discover(volume_account.target(), made.queue_url).fields)
         p.save()
         return p
+
     return _register

@@ -2,6 +2,7 @@
 
 Credentials are dummies: every AWS call in the suite goes to the emulator on 127.0.0.1.
 """
+
 import os
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-0123456789")
@@ -11,7 +12,7 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.pop("AWS_PROFILE", None)
 
-from opsboard.settings import *  # noqa: E402,F401,F403
+from opsboard.settings import *  # noqa: F403
 
 # Static files straight from the apps (no collectstatic step before tests).
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405

@@ -1,4 +1,5 @@
 """The admin: login, registering pipelines with discovery and clear errors, actions, permissions."""
+
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
@@ -20,10 +21,22 @@ def logged_in(client, staff):
 
 
 def add_form(account, queue_url, **extra):
-    data = {"name": extra.pop("name", "orders"), "account": account.pk, "queue_url": queue_url,
-            "api_kind": "", "api_id": "", "api_stage": "", "api_log_group": "", "consumer_log_group": "",
-            "request_id_attribute": "requestId", "poll_interval": 60, "backlog_threshold": 1000,
-            "oldest_age_sla": 900, "dlq_threshold": 1, "enabled": "on"}
+    data = {
+        "name": extra.pop("name", "orders"),
+        "account": account.pk,
+        "queue_url": queue_url,
+        "api_kind": "",
+        "api_id": "",
+        "api_stage": "",
+        "api_log_group": "",
+        "consumer_log_group": "",
+        "request_id_attribute": "requestId",
+        "poll_interval": 60,
+        "backlog_threshold": 1000,
+        "oldest_age_sla": 900,
+        "dlq_threshold": 1,
+        "enabled": "on",
+    }
     data.update(extra)
     return data
 
@@ -50,11 +63,14 @@ def test_adding_a_pipeline_discovers_it(logged_in, account, build):
     assert "orders-consumer" in page and "Discovered from AWS" in page and "/month" in page
 
 
-@pytest.mark.parametrize("queue_url, message", [
-    ("sqs://nope", "Enter a queue URL"),
-    ("https://sqs.eu-west-1.amazonaws.com/123456789012/orders", "This queue is in eu-west-1"),
-    ("{emulator}/123456789012/ghost", "No queue exists at"),
-])
+@pytest.mark.parametrize(
+    "queue_url, message",
+    [
+        ("sqs://nope", "Enter a queue URL"),
+        ("https://sqs.eu-west-1.amazonaws.com/123456789012/orders", "This queue is in eu-west-1"),
+        ("{emulator}/123456789012/ghost", "No queue exists at"),
+    ],
+)
 def test_bad_queue_urls_give_a_form_error_and_save_nothing(logged_in, account, emulator, queue_url, message):
     res = logged_in.post(ADD_URL, add_form(account, queue_url.format(emulator=emulator.url)))
     assert res.status_code == 200
@@ -101,8 +117,11 @@ def test_the_same_queue_cannot_be_registered_twice(logged_in, account, build):
 
 def test_the_list_shows_health_and_numbers(logged_in, register, account):
     register("orders")
-    logged_in.post(reverse("admin:pipelines_pipeline_changelist"),
-                   {"action": "sync_now", "_selected_action": [Pipeline.objects.get().pk]}, follow=True)
+    logged_in.post(
+        reverse("admin:pipelines_pipeline_changelist"),
+        {"action": "sync_now", "_selected_action": [Pipeline.objects.get().pk]},
+        follow=True,
+    )
     page = logged_in.get(reverse("admin:pipelines_pipeline_changelist")).content.decode()
     assert "ob-badge" in page and ">OK<" in page and "orders-consumer" in page
     assert PollCycle.objects.filter(kind="fast").exists()
@@ -113,11 +132,20 @@ def test_refresh_from_aws_rereads_the_configuration(logged_in, register, target)
     import json
 
     from pipelines import aws
+
     p = register("orders")
-    aws.client(target, "sqs").set_queue_attributes(QueueUrl=p.queue_url, Attributes={
-        "VisibilityTimeout": "900", "RedrivePolicy": json.dumps({"deadLetterTargetArn": p.dlq_arn, "maxReceiveCount": "9"})})
-    res = logged_in.post(reverse("admin:pipelines_pipeline_changelist"),
-                         {"action": "refresh_from_aws", "_selected_action": [p.pk]}, follow=True)
+    aws.client(target, "sqs").set_queue_attributes(
+        QueueUrl=p.queue_url,
+        Attributes={
+            "VisibilityTimeout": "900",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": p.dlq_arn, "maxReceiveCount": "9"}),
+        },
+    )
+    res = logged_in.post(
+        reverse("admin:pipelines_pipeline_changelist"),
+        {"action": "refresh_from_aws", "_selected_action": [p.pk]},
+        follow=True,
+    )
     assert "Refreshed 1 pipeline" in res.content.decode()
     p.refresh_from_db()
     assert p.visibility_timeout == 900 and p.max_receive_count == 9

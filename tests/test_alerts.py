@@ -1,6 +1,7 @@
 """Alert rules on hand-made histories with frozen time, and the incidents they open, update, re-notify
 and resolve."""
-from datetime import datetime, timedelta, timezone
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.test import override_settings
@@ -8,10 +9,21 @@ from django.test import override_settings
 from pipelines import alerts, collect, health
 from pipelines.alerts import Config, Context
 from pipelines.health import Row
-from pipelines.models import (AlertRule, AwsAccount, ChannelKind, Delivery, Incident, IncidentStatus, MetricSample,
-                              NotificationChannel, Pipeline, RuleKind, Severity)
+from pipelines.models import (
+    AlertRule,
+    AwsAccount,
+    ChannelKind,
+    Delivery,
+    Incident,
+    IncidentStatus,
+    MetricSample,
+    NotificationChannel,
+    Pipeline,
+    RuleKind,
+    Severity,
+)
 
-UTC = timezone.utc
+UTC = UTC
 T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
@@ -25,9 +37,20 @@ def rows(n=30, end=T, **series):
 
 
 def unsaved(**kw):
-    defaults = dict(name="orders", queue_url="http://h/123456789012/orders", backlog_threshold=1000,
-                    oldest_age_sla=900, retention_period=4 * 86400, dlq_url="http://h/123456789012/orders-dlq",
-                    function_name="drain", api_id="abc123", last_sync_at=T, backlog=0, dlq_depth=0, oldest_age=0)
+    defaults = {
+        "name": "orders",
+        "queue_url": "http://h/123456789012/orders",
+        "backlog_threshold": 1000,
+        "oldest_age_sla": 900,
+        "retention_period": 4 * 86400,
+        "dlq_url": "http://h/123456789012/orders-dlq",
+        "function_name": "drain",
+        "api_id": "abc123",
+        "last_sync_at": T,
+        "backlog": 0,
+        "dlq_depth": 0,
+        "oldest_age": 0,
+    }
     return Pipeline(**{**defaults, **kw})
 
 
@@ -39,6 +62,7 @@ def check(kind, pipeline, history, trend=None, **cfg):
 
 
 # --- rules ------------------------------------------------------------------------------------------
+
 
 def test_it_fires_on_a_backlog_only_after_it_held_above_the_threshold_for_the_whole_window():
     p = unsaved(backlog=1500)
@@ -98,8 +122,12 @@ def test_dlq_is_a_warning_when_steady_and_critical_while_it_grows():
 
 def test_it_counts_throttles_and_error_rates_over_the_window_ending_at_the_newest_data():
     # CloudWatch lags: the last 3 minutes have no Lambda data yet; the window ends before them.
-    lagging = rows(30, throttles=[0] * 15 + [2] * 12 + [None] * 3, invocations=[100] * 27 + [None] * 3,
-                   errors=[0] * 20 + [10] * 7 + [None] * 3)
+    lagging = rows(
+        30,
+        throttles=[0] * 15 + [2] * 12 + [None] * 3,
+        invocations=[100] * 27 + [None] * 3,
+        errors=[0] * 20 + [10] * 7 + [None] * 3,
+    )
     p = unsaved()
     f = check(RuleKind.THROTTLES, p, lagging)
     assert f.value == 20 and "20 Lambda throttle(s) in 10 min" in f.summary
@@ -138,7 +166,8 @@ def test_the_forecast_fires_when_the_trend_crosses_the_threshold_within_the_hori
     assert check(RuleKind.FORECAST, p, flat, health.trend_from(p, flat, T)) is None
     # An override of the backlog rule's threshold moves the forecast's target with it.
     f = alerts.RULES[RuleKind.FORECAST].check(
-        Context(p, growing, trend, T, backlog_limit=850), alerts.RULES[RuleKind.FORECAST].config(p))
+        Context(p, growing, trend, T, backlog_limit=850), alerts.RULES[RuleKind.FORECAST].config(p)
+    )
     assert f.value == pytest.approx(5) and "on course to pass 850 in ~5 min" in f.summary
     # Already above and still growing: it stays open through the crossing.
     above = unsaved(backlog=1300)
@@ -156,20 +185,32 @@ def test_stale_fires_on_repeated_failures_or_old_data():
 
 # --- incidents ---------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def pipeline(db):
     account = AwsAccount.objects.create(name="acct", region="us-east-1")
-    return Pipeline.objects.create(name="orders", account=account, queue_url="http://h/123456789012/orders",
-                                   queue_name="orders", retention_period=4 * 86400, last_sync_at=T, backlog=0,
-                                   dlq_url="http://h/123456789012/orders-dlq", dlq_depth=0, oldest_age=0,
-                                   backlog_threshold=1000)
+    return Pipeline.objects.create(
+        name="orders",
+        account=account,
+        queue_url="http://h/123456789012/orders",
+        queue_name="orders",
+        retention_period=4 * 86400,
+        last_sync_at=T,
+        backlog=0,
+        dlq_url="http://h/123456789012/orders-dlq",
+        dlq_depth=0,
+        oldest_age=0,
+        backlog_threshold=1000,
+    )
 
 
 @pytest.fixture
 def frozen(monkeypatch):
     """Frozen time, moved with .at = …"""
+
     class Clock:
         at = T
+
     clock = Clock()
     monkeypatch.setattr("pipelines.models.now", lambda: clock.at)
     return clock
@@ -238,7 +279,10 @@ def test_it_escalates_with_a_notification_and_resolves_when_the_rule_stops_firin
     inc.refresh_from_db()
     assert report.resolved == [inc.pk] and inc.status == IncidentStatus.RESOLVED and inc.resolved_by == ""
     assert list(Delivery.objects.filter(incident=inc).order_by("pk").values_list("event", flat=True)) == [
-        "opened", "escalated", "resolved"]
+        "opened",
+        "escalated",
+        "resolved",
+    ]
     # The next time it fires is a new incident.
     sync(pipeline, frozen.at + timedelta(minutes=1), dlq=1)
     assert Incident.objects.filter(rule=RuleKind.DLQ).count() == 2
@@ -289,8 +333,12 @@ def test_overrides_change_thresholds_and_can_switch_a_rule_off(pipeline, frozen)
 def test_a_broken_rule_is_reported_and_the_others_still_run(pipeline, frozen, monkeypatch):
     def broken(c, cfg):
         raise ValueError("bad data")
-    monkeypatch.setitem(alerts.RULES, RuleKind.BACKLOG, alerts.RULES[RuleKind.BACKLOG].__class__(
-        **{**alerts.RULES[RuleKind.BACKLOG].__dict__, "check": broken}))
+
+    monkeypatch.setitem(
+        alerts.RULES,
+        RuleKind.BACKLOG,
+        alerts.RULES[RuleKind.BACKLOG].__class__(**{**alerts.RULES[RuleKind.BACKLOG].__dict__, "check": broken}),
+    )
     report = sync(pipeline, T, backlog=5000, dlq=2)
     assert report.errors == ["orders backlog: bad data"]
     assert Incident.objects.filter(rule=RuleKind.DLQ).exists()
@@ -335,8 +383,7 @@ def test_an_incident_resolves_only_after_its_rule_stays_quiet(pipeline, frozen, 
     assert Incident.objects.filter(rule=RuleKind.DLQ).count() == 1
     frozen.at = T + timedelta(minutes=10)
     assert len(sync(pipeline, frozen.at, dlq=0).resolved) == 1
-    assert list(Delivery.objects.order_by("pk").values_list("event", flat=True)) == [
-        "opened", "escalated", "resolved"]
+    assert list(Delivery.objects.order_by("pk").values_list("event", flat=True)) == ["opened", "escalated", "resolved"]
 
 
 def test_disabling_a_pipeline_resolves_its_incidents(pipeline, frozen, channel):
@@ -368,6 +415,7 @@ def test_notifications_are_queued_with_the_state_change_or_not_at_all(pipeline, 
     def broken(incident, event):
         Delivery.objects.create(channel=channel, event=event, incident=incident)
         raise RuntimeError("could not render")
+
     monkeypatch.setattr(notify, "enqueue", broken)
     report = sync(pipeline, T, dlq=2)
     assert report.errors and not Incident.objects.exists() and not Delivery.objects.exists()

@@ -1,4 +1,5 @@
 """In a real headless Chromium: log in, see pipelines with their health, open one, add one with a bad URL."""
+
 import pytest
 
 from tests.browser import SHOTS, browser_test, log_in
@@ -53,21 +54,50 @@ def test_an_operator_follows_a_spike_from_the_overview_to_its_charts(page, live_
 
     at = now()
     account = AwsAccount.objects.create(name="prod", region="us-east-1")
-    quiet = Pipeline.objects.create(name="quiet", account=account, queue_url="http://h/123456789012/quiet",
-                                    last_sync_at=at, backlog=0, dlq_depth=0, retention_period=345600)
-    spiky = Pipeline.objects.create(name="spiky", account=account, queue_url="http://h/123456789012/spiky",
-                                    queue_name="spiky", last_sync_at=at, backlog=4000, dlq_depth=3,
-                                    dlq_url="http://h/123456789012/spiky-dlq", retention_period=345600,
-                                    oldest_age=1200, function_name="spiky-consumer", maximum_concurrency=5)
+    quiet = Pipeline.objects.create(
+        name="quiet",
+        account=account,
+        queue_url="http://h/123456789012/quiet",
+        last_sync_at=at,
+        backlog=0,
+        dlq_depth=0,
+        retention_period=345600,
+    )
+    spiky = Pipeline.objects.create(
+        name="spiky",
+        account=account,
+        queue_url="http://h/123456789012/spiky",
+        queue_name="spiky",
+        last_sync_at=at,
+        backlog=4000,
+        dlq_depth=3,
+        dlq_url="http://h/123456789012/spiky-dlq",
+        retention_period=345600,
+        oldest_age=1200,
+        function_name="spiky-consumer",
+        maximum_concurrency=5,
+    )
     rows = []
     for m in range(3 * 24 * 60, 0, -1):  # three days of minutes, with a gap an hour long
         if 600 <= m < 660:
             continue
         t = (at - timedelta(minutes=m)).replace(second=0, microsecond=0)
         level = 4000 - m * 10 if m < 400 else 50
-        rows.append(MetricSample(pipeline=spiky, minute=t, visible=max(level, 0), in_flight=10, dlq_visible=3,
-                                 sent=120, deleted=100, oldest_age=60 + (400 - m) * 3 if m < 400 else 30,
-                                 lambda_invocations=12, lambda_errors=1, lambda_concurrency=4))
+        rows.append(
+            MetricSample(
+                pipeline=spiky,
+                minute=t,
+                visible=max(level, 0),
+                in_flight=10,
+                dlq_visible=3,
+                sent=120,
+                deleted=100,
+                oldest_age=60 + (400 - m) * 3 if m < 400 else 30,
+                lambda_invocations=12,
+                lambda_errors=1,
+                lambda_concurrency=4,
+            )
+        )
         rows.append(MetricSample(pipeline=quiet, minute=t, visible=0, sent=5, deleted=5))
     MetricSample.objects.bulk_create(rows, batch_size=2000)
     retention.rollup_range(at - timedelta(days=3), at.replace(minute=0, second=0, microsecond=0))

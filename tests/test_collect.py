@@ -1,13 +1,14 @@
 """Collection cycles against the emulator over HTTP: values, upserts, batching, faults, staleness."""
+
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from pipelines import aws, collect
 from pipelines.models import AwsAccount, Health, MetricSample, Pipeline, PollCycle
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def sqs_of(target):
@@ -28,9 +29,18 @@ def seed_counts(target, p, visible, in_flight, delayed, dlq):
 
 def put_metric(target, namespace, name, dims, points):
     """points: {datetime: value}"""
-    aws.client(target, "cloudwatch").put_metric_data(Namespace=namespace, MetricData=[
-        {"MetricName": name, "Dimensions": [{"Name": k, "Value": v} for k, v in dims.items()],
-         "Timestamp": ts, "Value": float(v)} for ts, v in points.items()])
+    aws.client(target, "cloudwatch").put_metric_data(
+        Namespace=namespace,
+        MetricData=[
+            {
+                "MetricName": name,
+                "Dimensions": [{"Name": k, "Value": v} for k, v in dims.items()],
+                "Timestamp": ts,
+                "Value": float(v),
+            }
+            for ts, v in points.items()
+        ],
+    )
 
 
 def test_it_stores_the_counts_the_emulator_holds(target, register, account):
@@ -79,8 +89,10 @@ def test_it_fetches_cloudwatch_metrics_and_degrades_on_percentiles(target, regis
     p = register("orders", api=True)
     end = collect.floor_minute(datetime.now(UTC))
     minutes = [end - timedelta(minutes=i) for i in range(1, 4)]
-    put_metric(target, "AWS/SQS", "NumberOfMessagesSent", {"QueueName": "orders"}, {m: 10 + i for i, m in enumerate(minutes)})
-    put_metric(target, "AWS/SQS", "ApproximateAgeOfOldestMessage", {"QueueName": "orders"}, {m: 42 for m in minutes})
+    put_metric(
+        target, "AWS/SQS", "NumberOfMessagesSent", {"QueueName": "orders"}, {m: 10 + i for i, m in enumerate(minutes)}
+    )
+    put_metric(target, "AWS/SQS", "ApproximateAgeOfOldestMessage", {"QueueName": "orders"}, dict.fromkeys(minutes, 42))
     put_metric(target, "AWS/Lambda", "Errors", {"FunctionName": "orders-consumer"}, {minutes[0]: 3})
     put_metric(target, "AWS/Lambda", "Duration", {"FunctionName": "orders-consumer"}, {minutes[0]: 250})
     put_metric(target, "AWS/ApiGateway", "Count", {"ApiName": "orders-api", "Stage": "prod"}, {minutes[1]: 7})
@@ -104,10 +116,18 @@ def test_it_batches_over_500_queries_into_the_fewest_calls(account):
     account.unsupported_statistics = ["percentile"]
     account.save()
     for i in range(40):
-        Pipeline.objects.create(name=f"p{i}", account=account, queue_url=f"{account.endpoint_url}/123456789012/p{i}",
-                                queue_name=f"p{i}", dlq_arn=f"arn:aws:sqs:us-east-1:123456789012:p{i}-dlq",
-                                dlq_url=f"{account.endpoint_url}/123456789012/p{i}-dlq",
-                                function_name=f"f{i}", api_id=f"a{i}", api_kind="http", api_stage="$default")
+        Pipeline.objects.create(
+            name=f"p{i}",
+            account=account,
+            queue_url=f"{account.endpoint_url}/123456789012/p{i}",
+            queue_name=f"p{i}",
+            dlq_arn=f"arn:aws:sqs:us-east-1:123456789012:p{i}-dlq",
+            dlq_url=f"{account.endpoint_url}/123456789012/p{i}-dlq",
+            function_name=f"f{i}",
+            api_id=f"a{i}",
+            api_kind="http",
+            api_stage="$default",
+        )
     pipes = list(Pipeline.objects.all())
     queries = [q for p in pipes for q in collect.build_queries(p, collect.plan_metrics(p, ["percentile"]), 60)]
     assert len(queries) == 600
@@ -144,8 +164,13 @@ def test_the_dlq_age_is_fetched_every_third_cycle_over_a_window_without_gaps(reg
     at = quarter_hour()
     collect.run_fast_cycle(account, at=at)
     dlq_name = p.dlq_arn.rsplit(":", 1)[-1]
-    put_metric(target, "AWS/SQS", "ApproximateAgeOfOldestMessage", {"QueueName": dlq_name},
-               {at - timedelta(minutes=m): 600 + 60 * m for m in range(1, 16)})
+    put_metric(
+        target,
+        "AWS/SQS",
+        "ApproximateAgeOfOldestMessage",
+        {"QueueName": dlq_name},
+        {at - timedelta(minutes=m): 600 + 60 * m for m in range(1, 16)},
+    )
     planned = len(collect.plan_metrics(p, account.unsupported_statistics))
     requested = []
     for i in range(3):  # three consecutive 5-minute cycles
@@ -158,10 +183,20 @@ def test_the_dlq_age_is_fetched_every_third_cycle_over_a_window_without_gaps(reg
 
 def test_http_apis_use_their_own_metric_names(db):
     account = AwsAccount.objects.create(name="a", region="us-east-1")
-    p = Pipeline.objects.create(name="h", account=account, queue_url="http://h/123456789012/h", queue_name="h",
-                                api_kind="http", api_id="abc123", api_stage="$default")
-    names = {q["MetricStat"]["Metric"]["MetricName"]: q["MetricStat"]["Metric"]["Dimensions"]
-             for q in collect.build_queries(p, collect.plan_metrics(p), 60) if q["MetricStat"]["Metric"]["Namespace"] == "AWS/ApiGateway"}
+    p = Pipeline.objects.create(
+        name="h",
+        account=account,
+        queue_url="http://h/123456789012/h",
+        queue_name="h",
+        api_kind="http",
+        api_id="abc123",
+        api_stage="$default",
+    )
+    names = {
+        q["MetricStat"]["Metric"]["MetricName"]: q["MetricStat"]["Metric"]["Dimensions"]
+        for q in collect.build_queries(p, collect.plan_metrics(p), 60)
+        if q["MetricStat"]["Metric"]["Namespace"] == "AWS/ApiGateway"
+    }
     assert {"Count", "4xx", "5xx", "Latency"} == set(names)
     assert names["4xx"] == [{"Name": "ApiId", "Value": "abc123"}, {"Name": "Stage", "Value": "$default"}]
 
@@ -178,7 +213,9 @@ def test_one_failing_pipeline_does_not_stop_the_others(target, register, account
     assert MetricSample.objects.filter(pipeline=good).exists()
 
 
-def test_it_survives_throttling_and_an_outage_mid_cycle_then_recovers(target, build, proxied_account, fault_proxy, settings):
+def test_it_survives_throttling_and_an_outage_mid_cycle_then_recovers(
+    target, build, proxied_account, fault_proxy, settings
+):
     settings.COLLECT_CONCURRENCY = 1  # deterministic order, so the outage hits mid-cycle
     from pipelines.discovery import discover
 
@@ -202,6 +239,7 @@ def test_it_survives_throttling_and_an_outage_mid_cycle_then_recovers(target, bu
     def outage(req):
         seen["n"] += 1
         return "drop" if seen["n"] > 5 else ""
+
     fault_proxy.rule = outage
     report = collect.run_fast_cycle(proxied_account, at=at + timedelta(minutes=1))
     # q0 and q1 were read whole, q2's queue but not its DLQ, q3-q5 not at all.
@@ -236,8 +274,15 @@ def test_a_metrics_call_that_fails_marks_its_pipelines_and_keeps_going(register,
 def test_it_reads_stale_after_three_poll_intervals(db, monkeypatch):
     account = AwsAccount.objects.create(name="a", region="us-east-1")
     t0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-    p = Pipeline.objects.create(name="p", account=account, queue_url="http://h/123456789012/p", poll_interval=60,
-                                last_sync_at=t0, backlog=0, dlq_depth=0)
+    p = Pipeline.objects.create(
+        name="p",
+        account=account,
+        queue_url="http://h/123456789012/p",
+        poll_interval=60,
+        last_sync_at=t0,
+        backlog=0,
+        dlq_depth=0,
+    )
     assert p.get_status(at=t0 + timedelta(seconds=179)) == Health.OK
     assert p.get_status(at=t0 + timedelta(seconds=181)) == Health.STALE
     monkeypatch.setattr("pipelines.models.now", lambda: t0 + timedelta(minutes=10))
@@ -266,7 +311,7 @@ def test_it_backfills_history_into_minutes_and_hours(target, register, account):
     p = register("orders", consumer=False, dlq=False)
     at = collect.floor_minute(datetime.now(UTC))
     recent = {at - timedelta(minutes=m): 5 for m in range(10, 130)}
-    old = {collect.floor_hour(at - timedelta(days=20)) + timedelta(minutes=m): 2 for m in range(0, 60)}
+    old = {collect.floor_hour(at - timedelta(days=20)) + timedelta(minutes=m): 2 for m in range(60)}
     put_metric(target, "AWS/SQS", "NumberOfMessagesSent", {"QueueName": "orders"}, {**recent, **old})
     report = collect.backfill(account, [p], at - timedelta(days=21), at, at=at)
     assert report.errors == {}

@@ -1,4 +1,5 @@
 """docker-compose.yml cannot run here (no Docker engine), so check it agrees with the code."""
+
 import re
 from pathlib import Path
 
@@ -36,8 +37,15 @@ def test_it_has_the_production_like_services():
 
 def test_every_variable_is_read_by_settings_and_documented():
     read = settings_variables()
-    assert {"SECRET_KEY", "DEBUG", "DATABASE_URL", "CELERY_BROKER_URL", "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS",
-            "RAW_RETENTION_DAYS"} <= read
+    assert {
+        "SECRET_KEY",
+        "DEBUG",
+        "DATABASE_URL",
+        "CELERY_BROKER_URL",
+        "ALLOWED_HOSTS",
+        "CSRF_TRUSTED_ORIGINS",
+        "RAW_RETENTION_DAYS",
+    } <= read
     missing = read - documented_variables()
     assert not missing, f"settings read variables .env.example does not document: {missing}"
     boto = {"AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_PROFILE"}

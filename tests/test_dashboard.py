@@ -1,5 +1,6 @@
 """Dashboard: trends on hand-made histories, health, downsampled series, bounded queries, access."""
-from datetime import datetime, timedelta, timezone
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -10,7 +11,7 @@ from django.urls import reverse
 from pipelines import dashboard, health, trends
 from pipelines.models import AwsAccount, Health, MetricRollup, MetricSample, Pipeline, now
 
-UTC = timezone.utc
+UTC = UTC
 T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
@@ -20,6 +21,7 @@ def minutes(values, end=T):
 
 
 # --- trends ---------------------------------------------------------------------------------------
+
 
 def test_it_reads_a_draining_backlog_and_its_eta():
     d = trends.drain(minutes([600, 550, 500, 450, 400, 350, 300]), backlog=300)
@@ -61,13 +63,24 @@ def test_no_loss_when_the_age_falls_or_is_already_past():
 
 # --- health with trends -------------------------------------------------------------------------
 
+
 @pytest.fixture
 def pipeline(db):
     account = AwsAccount.objects.create(name="acct", region="us-east-1")
-    return Pipeline.objects.create(name="orders", account=account, queue_url="http://h/123456789012/orders",
-                                   queue_name="orders", retention_period=4 * 3600, last_sync_at=T,
-                                   backlog=100, in_flight=0, dlq_depth=0, oldest_age=600, oldest_age_sla=900,
-                                   backlog_threshold=1000)
+    return Pipeline.objects.create(
+        name="orders",
+        account=account,
+        queue_url="http://h/123456789012/orders",
+        queue_name="orders",
+        retention_period=4 * 3600,
+        last_sync_at=T,
+        backlog=100,
+        in_flight=0,
+        dlq_depth=0,
+        oldest_age=600,
+        oldest_age_sla=900,
+        backlog_threshold=1000,
+    )
 
 
 def trend_for(p, ages=(), backlog=(), errors=0, throttles=0, invocations=0):
@@ -88,7 +101,9 @@ def test_a_queue_on_course_to_lose_messages_is_critical(pipeline):
 
 def test_a_backlog_forecast_to_cross_its_threshold_warns(pipeline):
     pipeline.backlog = 460
-    t = health.trend_from(pipeline, [(m, b, 60, 0, 0, 0) for m, b in minutes([460 - 40 * (9 - i) for i in range(10)])], T)
+    t = health.trend_from(
+        pipeline, [(m, b, 60, 0, 0, 0) for m, b in minutes([460 - 40 * (9 - i) for i in range(10)])], T
+    )
     assert t.forecast_minutes == pytest.approx((1000 - 460) / 40)
     assert pipeline.get_status(T, t) == Health.WARNING
 
@@ -102,11 +117,15 @@ def test_throttles_and_error_rates_warn(pipeline):
 
 # --- series ---------------------------------------------------------------------------------------
 
+
 def test_series_downsample_to_a_few_hundred_points_with_gaps(pipeline, monkeypatch):
     monkeypatch.setattr("pipelines.dashboard.now", lambda: T)
     start = T - timedelta(hours=24)
-    rows = [MetricSample(pipeline=pipeline, minute=start + timedelta(minutes=i), visible=i % 100, sent=6)
-            for i in range(24 * 60) if not (600 <= i < 720)]  # two hours missing
+    rows = [
+        MetricSample(pipeline=pipeline, minute=start + timedelta(minutes=i), visible=i % 100, sent=6)
+        for i in range(24 * 60)
+        if not (600 <= i < 720)
+    ]  # two hours missing
     MetricSample.objects.bulk_create(rows)
     data = dashboard.series(pipeline, start, T)
     assert data["source"] == "minute rows" and data["bucket_seconds"] == 300
@@ -122,13 +141,19 @@ def test_series_downsample_to_a_few_hundred_points_with_gaps(pipeline, monkeypat
 def test_long_ranges_read_hourly_rollups(pipeline, monkeypatch):
     monkeypatch.setattr("pipelines.dashboard.now", lambda: T)
     start = T - timedelta(days=30)
-    MetricRollup.objects.bulk_create([MetricRollup(pipeline=pipeline, hour=start + timedelta(hours=h), visible=5,
-                                                   visible_max=50, sent=360, samples=60) for h in range(30 * 24)])
+    MetricRollup.objects.bulk_create(
+        [
+            MetricRollup(
+                pipeline=pipeline, hour=start + timedelta(hours=h), visible=5, visible_max=50, sent=360, samples=60
+            )
+            for h in range(30 * 24)
+        ]
+    )
     data = dashboard.series(pipeline, start, T)
     assert data["source"] == "hourly rollups" and data["bucket_seconds"] == 3 * 3600
     assert len(data["t"]) <= dashboard.MAX_POINTS + 1
-    assert set(v for v in data["series"]["visible"] if v is not None) == {50}
-    assert set(v for v in data["series"]["sent"] if v is not None) == {6.0}
+    assert {v for v in data["series"]["visible"] if v is not None} == {50}
+    assert {v for v in data["series"]["sent"] if v is not None} == {6.0}
 
 
 def test_ranges_parse_and_bad_ones_say_why():
@@ -136,13 +161,17 @@ def test_ranges_parse_and_bad_ones_say_why():
     assert (b - a, name) == (timedelta(hours=6), "6h")
     a, b, name = dashboard.parse_range("custom", "2026-11-20T08:00", "2026-11-21T08:00", T)
     assert (a.hour, (b - a).days, name) == (8, 1, "custom")
-    for args, message in [(("2w", None, None), "Unknown range"), (("custom", "yesterday", None), "dates and times"),
-                          (("custom", "2026-11-21T08:00", "2026-11-20T08:00"), "start before it ends")]:
+    for args, message in [
+        (("2w", None, None), "Unknown range"),
+        (("custom", "yesterday", None), "dates and times"),
+        (("custom", "2026-11-21T08:00", "2026-11-20T08:00"), "start before it ends"),
+    ]:
         with pytest.raises(ValueError, match=message):
             dashboard.parse_range(*args, T)
 
 
 # --- pages ----------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def staff_client(client, db):
@@ -152,17 +181,28 @@ def staff_client(client, db):
 
 def many_pipelines(account, n, start=0):
     for i in range(start, start + n):
-        p = Pipeline.objects.create(name=f"p{i:03d}", account=account, queue_url=f"http://h/123456789012/p{i}",
-                                    queue_name=f"p{i}", last_sync_at=T, backlog=i, retention_period=345600)
-        MetricSample.objects.bulk_create([MetricSample(pipeline=p, minute=T - timedelta(minutes=m), visible=i,
-                                                       oldest_age=10) for m in range(5)])
+        p = Pipeline.objects.create(
+            name=f"p{i:03d}",
+            account=account,
+            queue_url=f"http://h/123456789012/p{i}",
+            queue_name=f"p{i}",
+            last_sync_at=T,
+            backlog=i,
+            retention_period=345600,
+        )
+        MetricSample.objects.bulk_create(
+            [MetricSample(pipeline=p, minute=T - timedelta(minutes=m), visible=i, oldest_age=10) for m in range(5)]
+        )
         MetricRollup.objects.create(pipeline=p, hour=T.replace(minute=0) - timedelta(hours=1), visible_max=i)
 
 
 def test_health_is_stored_after_a_refresh_and_staleness_added_at_read_time(pipeline, monkeypatch):
-    MetricSample.objects.bulk_create([MetricSample(pipeline=pipeline, minute=m, visible=v, oldest_age=a)
-                                      for (m, v), (_, a) in zip(minutes([100, 140, 180, 220]),
-                                                                minutes([3600, 3660, 3720, 3780]))])
+    MetricSample.objects.bulk_create(
+        [
+            MetricSample(pipeline=pipeline, minute=m, visible=v, oldest_age=a)
+            for (m, v), (_, a) in zip(minutes([100, 140, 180, 220]), minutes([3600, 3660, 3720, 3780]))
+        ]
+    )
     pipeline.backlog, pipeline.oldest_age = 220, 3780
     health.refresh([pipeline], T)
     pipeline.refresh_from_db()
@@ -193,6 +233,7 @@ def test_the_overview_costs_the_same_queries_for_3_or_30_pipelines(staff_client,
         with CaptureQueriesContext(connection) as ctx:
             assert staff_client.get(reverse("admin:index")).status_code == 200
         return len(ctx.captured_queries)
+
     many_pipelines(pipeline.account, 2)
     few = count()
     many_pipelines(pipeline.account, 27, start=2)
@@ -201,8 +242,14 @@ def test_the_overview_costs_the_same_queries_for_3_or_30_pipelines(staff_client,
 
 def test_the_overview_lists_worst_first_and_filters(staff_client, pipeline):
     other = AwsAccount.objects.create(name="other", region="eu-west-1")
-    flooded = Pipeline.objects.create(name="flooded", account=other, queue_url="http://h/123456789012/f",
-                                      last_sync_at=now(), backlog=9000, backlog_threshold=1000)
+    flooded = Pipeline.objects.create(
+        name="flooded",
+        account=other,
+        queue_url="http://h/123456789012/f",
+        last_sync_at=now(),
+        backlog=9000,
+        backlog_threshold=1000,
+    )
     pipeline.last_sync_at = now()
     health.refresh([flooded, pipeline], now())
     page = staff_client.get(reverse("admin:index")).content.decode()
@@ -236,9 +283,12 @@ def test_plotly_is_served_from_the_installed_package(staff_client):
 
 
 def test_anonymous_users_are_sent_to_login_everywhere(client, pipeline):
-    urls = [reverse("admin:index"), reverse("admin:overview_rows"),
-            reverse("admin:pipelines_pipeline_dashboard", args=[pipeline.pk]),
-            reverse("admin:pipelines_pipeline_series", args=[pipeline.pk])]
+    urls = [
+        reverse("admin:index"),
+        reverse("admin:overview_rows"),
+        reverse("admin:pipelines_pipeline_dashboard", args=[pipeline.pk]),
+        reverse("admin:pipelines_pipeline_series", args=[pipeline.pk]),
+    ]
     for url in urls:
         res = client.get(url)
         assert res.status_code == 302 and reverse("admin:login") in res["Location"], url

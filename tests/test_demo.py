@@ -1,10 +1,10 @@
 """The demo end to end: `manage.py demo` as `make demo` runs it, on its own database and var dir."""
+
 import os
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-
 
 from pipelines.emulator import free_port
 
@@ -15,16 +15,22 @@ def test_the_demo_starts_everything_and_fills_the_history(tmp_path):
     db = tmp_path / "demo.sqlite3"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("AWS_ENDPOINT_URL", "DJANGO_SETTINGS_MODULE")}
-    env.update(DEBUG="true", DATABASE_URL=f"sqlite:///{db}", OPSBOARD_VAR_DIR=str(tmp_path / "var"),
-               CELERY_BROKER_URL="filesystem://", LOCK_REDIS_URL="", FAST_INTERVAL_SECONDS="60")
+    env.update(
+        DEBUG="true",
+        DATABASE_URL=f"sqlite:///{db}",
+        OPSBOARD_VAR_DIR=str(tmp_path / "var"),
+        CELERY_BROKER_URL="filesystem://",
+        LOCK_REDIS_URL="",
+        FAST_INTERVAL_SECONDS="60",
+    )
 
     def manage(*args, timeout=120):
-        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        )
 
     assert manage("migrate", "--noinput", "-v0").returncode == 0
-    res = manage("demo", "--port", str(port), "--history-hours", "0.75", "--duration", "75", "--tick", "1",
-                 timeout=230)
+    res = manage("demo", "--port", str(port), "--history-hours", "0.75", "--duration", "75", "--tick", "1", timeout=230)
     assert res.returncode == 0, res.stderr[-3000:]
     assert f"opsboard is running: http://127.0.0.1:{port}/admin/" in res.stdout
     assert "login: admin / " in res.stdout and "demo stopped" in res.stdout
@@ -33,10 +39,12 @@ def test_the_demo_starts_everything_and_fills_the_history(tmp_path):
     con = sqlite3.connect(db)
     rows = dict(con.execute("SELECT name, id FROM pipelines_pipeline").fetchall())
     assert {"orders", "checkout-events", "invoices", "image-resize", "notifications", "payments"} <= set(rows)
-    spike_backlog = con.execute("SELECT max(visible) FROM pipelines_metricsample WHERE pipeline_id = ?",
-                                (rows["checkout-events"],)).fetchone()[0]
-    poison_dlq = con.execute("SELECT max(dlq_visible) FROM pipelines_metricsample WHERE pipeline_id = ?",
-                             (rows["invoices"],)).fetchone()[0]
+    spike_backlog = con.execute(
+        "SELECT max(visible) FROM pipelines_metricsample WHERE pipeline_id = ?", (rows["checkout-events"],)
+    ).fetchone()[0]
+    poison_dlq = con.execute(
+        "SELECT max(dlq_visible) FROM pipelines_metricsample WHERE pipeline_id = ?", (rows["invoices"],)
+    ).fetchone()[0]
     assert spike_backlog > 0 and poison_dlq > 0
     kinds = {k for (k,) in con.execute("SELECT DISTINCT kind FROM pipelines_pollcycle")}
     assert {"fast", "metrics", "backfill"} <= kinds
@@ -46,8 +54,12 @@ def test_the_demo_starts_everything_and_fills_the_history(tmp_path):
     assert con.execute("SELECT count(*) FROM pipelines_pipeline WHERE last_error != ''").fetchone()[0] == 0
     # The poison and throttle pipelines opened incidents, and the worker delivered them to the demo's
     # webhook receiver, which printed each one.
-    opened = {name for (name,) in con.execute(
-        "SELECT p.name FROM pipelines_incident i JOIN pipelines_pipeline p ON p.id = i.pipeline_id")}
+    opened = {
+        name
+        for (name,) in con.execute(
+            "SELECT p.name FROM pipelines_incident i JOIN pipelines_pipeline p ON p.id = i.pipeline_id"
+        )
+    }
     assert {"invoices", "image-resize"} <= opened
     delivered = con.execute("SELECT count(*) FROM pipelines_delivery WHERE status = 'sent'").fetchone()[0]
     assert delivered >= 2

@@ -1,4 +1,5 @@
 """Discovery against the emulator: queue, DLQ, consumer mapping, function; and every bad input."""
+
 import pytest
 
 from pipelines import aws
@@ -7,8 +8,14 @@ from pipelines.models import Pipeline
 
 
 def test_it_discovers_queue_dlq_and_disabled_consumer(target, build):
-    made = build("orders", reserved_concurrency=7, maximum_concurrency=4, max_receive_count=6,
-                 visibility_timeout=200, retention_period=86400)
+    made = build(
+        "orders",
+        reserved_concurrency=7,
+        maximum_concurrency=4,
+        max_receive_count=6,
+        visibility_timeout=200,
+        retention_period=86400,
+    )
     found = discover(target, made.queue_url)
     f = found.fields
     assert f["queue_arn"] == made.queue_arn and f["queue_name"] == "orders" and f["is_fifo"] is False
@@ -46,16 +53,19 @@ def test_it_reads_the_api_name_and_checks_the_stage(target, build):
     assert err.value.field == "api_id"
 
 
-@pytest.mark.parametrize("url, message", [
-    ("not a url", "Enter a queue URL"),
-    ("ftp://sqs.us-east-1.amazonaws.com/123456789012/q", "Enter a queue URL"),
-    ("https://sqs.us-east-1.amazonaws.com/123456789012", "ends in /<12-digit account id>/<queue name>"),
-    ("https://sqs.us-east-1.amazonaws.com/12345/q", "12-digit AWS account id"),
-    ("https://sqs.us-east-1.amazonaws.com/123456789012/bad%20name", "not a valid SQS queue name"),
-    ("https://sqs.us-east-1.amazonaws.com/123456789012/" + "x" * 81, "not a valid SQS queue name"),
-    ("https://sqs.eu-west-1.amazonaws.com/123456789012/q", "in eu-west-1, but the account is set to us-east-1"),
-    ("https://s3.amazonaws.com/123456789012/q", "not an SQS endpoint host"),
-])
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("not a url", "Enter a queue URL"),
+        ("ftp://sqs.us-east-1.amazonaws.com/123456789012/q", "Enter a queue URL"),
+        ("https://sqs.us-east-1.amazonaws.com/123456789012", "ends in /<12-digit account id>/<queue name>"),
+        ("https://sqs.us-east-1.amazonaws.com/12345/q", "12-digit AWS account id"),
+        ("https://sqs.us-east-1.amazonaws.com/123456789012/bad%20name", "not a valid SQS queue name"),
+        ("https://sqs.us-east-1.amazonaws.com/123456789012/" + "x" * 81, "not a valid SQS queue name"),
+        ("https://sqs.eu-west-1.amazonaws.com/123456789012/q", "in eu-west-1, but the account is set to us-east-1"),
+        ("https://s3.amazonaws.com/123456789012/q", "not an SQS endpoint host"),
+    ],
+)
 def test_it_rejects_malformed_or_foreign_urls(url, message):
     with pytest.raises(DiscoveryError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_queue_url(url, "us-east-1")
@@ -87,8 +97,11 @@ def test_it_imports_queues_that_have_a_dlq(account, build):
     result = import_queues(account)
     assert sorted(result.created) == ["alpha", "beta.fifo"]
     reasons = {url.rsplit("/", 1)[-1]: why for url, why in result.skipped}
-    assert reasons == {"alpha-dlq": "is a dead-letter queue", "beta-dlq.fifo": "is a dead-letter queue",
-                       "lonely": "has no dead-letter queue"}
+    assert reasons == {
+        "alpha-dlq": "is a dead-letter queue",
+        "beta-dlq.fifo": "is a dead-letter queue",
+        "lonely": "has no dead-letter queue",
+    }
     alpha = Pipeline.objects.get(name="alpha")
     assert alpha.function_name == "alpha-consumer" and alpha.consumer_log_group == "/aws/lambda/alpha-consumer"
     again = import_queues(account)
@@ -102,15 +115,24 @@ def test_it_tells_whether_the_api_passes_the_request_id(target, build):
     # An integration whose template drops the id: discovery says traces cannot link the two.
     apigw = aws.client(target, "apigateway")
     root = [r for r in apigw.get_resources(restApiId=made.api_id)["items"] if r["path"] == "/"][0]["id"]
-    apigw.put_integration(restApiId=made.api_id, resourceId=root, httpMethod="POST", type="AWS",
-                          integrationHttpMethod="POST", uri="arn:aws:apigateway:us-east-1:sqs:path/123456789012/web",
-                          requestTemplates={"application/json": "Action=SendMessage&MessageBody=$input.body"})
+    apigw.put_integration(
+        restApiId=made.api_id,
+        resourceId=root,
+        httpMethod="POST",
+        type="AWS",
+        integrationHttpMethod="POST",
+        uri="arn:aws:apigateway:us-east-1:sqs:path/123456789012/web",
+        requestTemplates={"application/json": "Action=SendMessage&MessageBody=$input.body"},
+    )
     found = discover(target, made.queue_url, "rest", made.api_id, "prod")
     assert found.fields["api_passes_request_id"] is False
     assert "does not pass $context.requestId" in found.warnings[0]
     # The pipeline names another attribute than the one the integration fills: not linked either.
     other = build("web2", api=True)
-    assert discover(target, other.queue_url, "rest", other.api_id, "prod", "traceId").fields["api_passes_request_id"] is False
+    assert (
+        discover(target, other.queue_url, "rest", other.api_id, "prod", "traceId").fields["api_passes_request_id"]
+        is False
+    )
     # No API named: nothing to judge.
     assert discover(target, other.queue_url).fields["api_passes_request_id"] is None
 
@@ -118,7 +140,9 @@ def test_it_tells_whether_the_api_passes_the_request_id(target, build):
 def test_passes_request_id_reads_rest_and_http_mappings():
     from pipelines.discovery import passes_request_id
 
-    rest = "Action=SendMessage&MessageAttribute.1.Name=requestId&MessageAttribute.1.Value.StringValue=$context.requestId"
+    rest = (
+        "Action=SendMessage&MessageAttribute.1.Name=requestId&MessageAttribute.1.Value.StringValue=$context.requestId"
+    )
     http = '{"MessageAttributes": "{\\"traceId\\": {\\"DataType\\": \\"String\\", \\"StringValue\\": \\"${context.requestId}\\"}}"}'
     assert passes_request_id([rest], "requestId") is True
     assert passes_request_id([http], "traceId") is True

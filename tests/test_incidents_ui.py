@@ -1,5 +1,6 @@
 """Incidents in the operator UI: the admin list and page, acknowledge/resolve, the overview strip and row
 badges, the pipeline page's panel, rule overrides on the pipeline's change page, and permissions."""
+
 from datetime import timedelta
 
 import pytest
@@ -7,8 +8,21 @@ from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
-from pipelines.models import (AlertRule, AwsAccount, ChannelKind, Delivery, DeliveryStatus, Incident, IncidentStatus,
-                              NotificationChannel, NotifyEvent, Pipeline, RuleKind, Severity, now)
+from pipelines.models import (
+    AlertRule,
+    AwsAccount,
+    ChannelKind,
+    Delivery,
+    DeliveryStatus,
+    Incident,
+    IncidentStatus,
+    NotificationChannel,
+    NotifyEvent,
+    Pipeline,
+    RuleKind,
+    Severity,
+    now,
+)
 from tests.browser import browser
 
 
@@ -18,15 +32,22 @@ def acct(db):
 
 
 def make_pipeline(account, name, **kwargs):
-    fields = {"queue_url": f"http://h/123456789012/{name}", "queue_name": name, "last_sync_at": now(), "backlog": 10,
-              "retention_period": 345600, **kwargs}
+    fields = {
+        "queue_url": f"http://h/123456789012/{name}",
+        "queue_name": name,
+        "last_sync_at": now(),
+        "backlog": 10,
+        "retention_period": 345600,
+        **kwargs,
+    }
     return Pipeline.objects.create(name=name, account=account, **fields)
 
 
 def make_incident(pipeline, rule=RuleKind.BACKLOG, severity=Severity.WARNING, minutes_ago=10, **kwargs):
     kwargs.setdefault("summary", f"{pipeline.name}: {RuleKind(rule).label.lower()}")
-    return Incident.objects.create(pipeline=pipeline, rule=rule, severity=severity,
-                                   opened_at=now() - timedelta(minutes=minutes_ago), **kwargs)
+    return Incident.objects.create(
+        pipeline=pipeline, rule=rule, severity=severity, opened_at=now() - timedelta(minutes=minutes_ago), **kwargs
+    )
 
 
 @pytest.fixture
@@ -58,12 +79,26 @@ def html(response) -> str:
 
 # --- the incident list and page ---------------------------------------------------------------------
 
+
 def test_it_lists_unresolved_incidents_first_and_filters_them(admin_client, acct, orders):
     billing = make_pipeline(AwsAccount.objects.create(name="staging", region="eu-west-1"), "billing")
-    old_fixed = make_incident(orders, RuleKind.DLQ, minutes_ago=5, status=IncidentStatus.RESOLVED,
-                              resolved_at=now(), summary="3 message(s) in the DLQ")
-    acked = make_incident(orders, RuleKind.BACKLOG, Severity.CRITICAL, minutes_ago=90,
-                          status=IncidentStatus.ACKNOWLEDGED, acknowledged_by="alice", summary="backlog 9,000")
+    old_fixed = make_incident(
+        orders,
+        RuleKind.DLQ,
+        minutes_ago=5,
+        status=IncidentStatus.RESOLVED,
+        resolved_at=now(),
+        summary="3 message(s) in the DLQ",
+    )
+    acked = make_incident(
+        orders,
+        RuleKind.BACKLOG,
+        Severity.CRITICAL,
+        minutes_ago=90,
+        status=IncidentStatus.ACKNOWLEDGED,
+        acknowledged_by="alice",
+        summary="backlog 9,000",
+    )
     fresh = make_incident(billing, RuleKind.ERRORS, minutes_ago=3, summary="Lambda errors at 12%")
     url = reverse("admin:pipelines_incident_changelist")
     page = html(admin_client.get(url))
@@ -94,8 +129,9 @@ def test_it_acknowledges_and_resolves_from_the_list_and_counts_what_changed(admi
     b = make_incident(orders, RuleKind.DLQ)
     c = make_incident(orders, RuleKind.ERRORS, status=IncidentStatus.ACKNOWLEDGED, acknowledged_by="alice")
     url = reverse("admin:pipelines_incident_changelist")
-    res = admin_client.post(url, {"action": "acknowledge_incidents", "_selected_action": [a.pk, b.pk, c.pk]},
-                            follow=True)
+    res = admin_client.post(
+        url, {"action": "acknowledge_incidents", "_selected_action": [a.pk, b.pk, c.pk]}, follow=True
+    )
     assert "Acknowledged 2 incident(s); 1 was not open." in texts(res)
     assert {i.status for i in Incident.objects.filter(pk__in=[a.pk, b.pk])} == {IncidentStatus.ACKNOWLEDGED}
     assert Incident.objects.get(pk=a.pk).acknowledged_by == "ops"
@@ -112,8 +148,14 @@ def test_it_acknowledges_and_resolves_from_the_list_and_counts_what_changed(admi
 def test_the_incident_page_is_read_only_and_shows_its_notifications(admin_client, orders):
     incident = make_incident(orders, summary="backlog 4,200 above 1,000 for 5 min", value=4200, threshold=1000)
     channel = NotificationChannel.objects.create(name="ops-mail", kind=ChannelKind.EMAIL, target="ops@example.com")
-    Delivery.objects.create(incident=incident, channel=channel, event=NotifyEvent.OPENED, status=DeliveryStatus.FAILED,
-                            attempt_count=3, last_error="SMTP 451: try again later")
+    Delivery.objects.create(
+        incident=incident,
+        channel=channel,
+        event=NotifyEvent.OPENED,
+        status=DeliveryStatus.FAILED,
+        attempt_count=3,
+        last_error="SMTP 451: try again later",
+    )
     page = html(admin_client.get(reverse("admin:pipelines_incident_change", args=[incident.pk])))
     assert "backlog 4,200 above 1,000 for 5 min" in page and "ops-mail" in page and "SMTP 451" in page
     assert "Failed" in page and "Opened" in page
@@ -125,10 +167,14 @@ def test_the_incident_page_is_read_only_and_shows_its_notifications(admin_client
 
 # --- the acknowledge / resolve buttons --------------------------------------------------------------
 
+
 def test_disabling_a_pipeline_resolves_its_incidents_and_says_so(admin_client, orders):
     inc = make_incident(orders, RuleKind.DLQ)
-    res = admin_client.post(reverse("admin:pipelines_pipeline_changelist"),
-                            {"action": "disable", "_selected_action": [orders.pk]}, follow=True)
+    res = admin_client.post(
+        reverse("admin:pipelines_pipeline_changelist"),
+        {"action": "disable", "_selected_action": [orders.pk]},
+        follow=True,
+    )
     assert "Disabled 1 pipeline(s); resolved 1 open incident(s)." in [m.message for m in res.context["messages"]]
     inc.refresh_from_db()
     assert inc.status == IncidentStatus.RESOLVED and inc.resolved_by == "(pipeline disabled)"
@@ -142,8 +188,10 @@ def test_the_buttons_change_the_incident_and_go_back_with_a_message(admin_client
     assert res.status_code == 302 and res["Location"] == back
     res = admin_client.post(ack, {"next": back}, follow=True)  # again: nothing to do
     assert res.redirect_chain == [(back, 302)]
-    assert texts(res) == [f"Acknowledged: #{incident.pk} orders · Backlog above threshold.",
-                          f"Incident #{incident.pk} was already acknowledged by ops."]
+    assert texts(res) == [
+        f"Acknowledged: #{incident.pk} orders · Backlog above threshold.",
+        f"Incident #{incident.pk} was already acknowledged by ops.",
+    ]
     incident.refresh_from_db()
     assert (incident.status, incident.acknowledged_by) == (IncidentStatus.ACKNOWLEDGED, "ops")
     assert incident.acknowledged_at is not None
@@ -152,8 +200,10 @@ def test_the_buttons_change_the_incident_and_go_back_with_a_message(admin_client
     res = admin_client.post(resolve, {"next": back})
     assert res["Location"] == back
     res = admin_client.post(resolve, {"next": back}, follow=True)
-    assert texts(res) == [f"Resolved: #{incident.pk} orders · Backlog above threshold.",
-                          f"Incident #{incident.pk} was already resolved by ops."]
+    assert texts(res) == [
+        f"Resolved: #{incident.pk} orders · Backlog above threshold.",
+        f"Incident #{incident.pk} was already resolved by ops.",
+    ]
     incident.refresh_from_db()
     assert (incident.status, incident.resolved_by) == (IncidentStatus.RESOLVED, "ops")
     assert "was already resolved by ops" not in html(admin_client.get(back))  # shown once
@@ -193,8 +243,10 @@ def test_people_who_may_only_look_cannot_acknowledge(client, orders):
     viewer = staff(client, "viewer", "view_pipeline", "view_incident")
     for name in ("admin:incident_acknowledge", "admin:incident_resolve"):
         assert viewer.post(reverse(name, args=[incident.pk])).status_code == 403
-    viewer.post(reverse("admin:pipelines_incident_changelist"),
-                {"action": "acknowledge_incidents", "_selected_action": [incident.pk]})
+    viewer.post(
+        reverse("admin:pipelines_incident_changelist"),
+        {"action": "acknowledge_incidents", "_selected_action": [incident.pk]},
+    )
     incident.refresh_from_db()
     assert incident.status == IncidentStatus.OPEN
     # They see it, without buttons.
@@ -202,8 +254,9 @@ def test_people_who_may_only_look_cannot_acknowledge(client, orders):
     assert incident.summary in overview and "Acknowledge</button>" not in overview
     panel = html(viewer.get(reverse("admin:pipelines_pipeline_dashboard", args=[orders.pk])))
     assert incident.summary in panel and "Resolve</button>" not in panel
-    assert "Acknowledge</button>" not in html(viewer.get(reverse("admin:pipelines_incident_change",
-                                                                 args=[incident.pk])))
+    assert "Acknowledge</button>" not in html(
+        viewer.get(reverse("admin:pipelines_incident_change", args=[incident.pk]))
+    )
 
 
 def test_anonymous_users_go_to_login_and_nothing_changes(client, orders):
@@ -217,17 +270,32 @@ def test_anonymous_users_go_to_login_and_nothing_changes(client, orders):
 
 # --- the overview and the pipeline page ---------------------------------------------------------------
 
+
 def test_the_overview_shows_open_incidents_worst_first_and_a_badge_per_pipeline(admin_client, acct, orders):
     billing = make_pipeline(acct, "billing")
     make_pipeline(acct, "quiet")
     make_incident(orders, RuleKind.DLQ, Severity.WARNING, minutes_ago=2, summary="3 message(s) in the DLQ")
-    make_incident(orders, RuleKind.BACKLOG, Severity.CRITICAL, minutes_ago=30, summary="backlog 9,000 for 30 min",
-                  status=IncidentStatus.ACKNOWLEDGED, acknowledged_by="alice", acknowledged_at=now())
+    make_incident(
+        orders,
+        RuleKind.BACKLOG,
+        Severity.CRITICAL,
+        minutes_ago=30,
+        summary="backlog 9,000 for 30 min",
+        status=IncidentStatus.ACKNOWLEDGED,
+        acknowledged_by="alice",
+        acknowledged_at=now(),
+    )
     make_incident(billing, RuleKind.ERRORS, Severity.WARNING, minutes_ago=7, summary="Lambda errors at 12%")
-    make_incident(billing, RuleKind.API_5XX, Severity.INFO, status=IncidentStatus.RESOLVED, resolved_at=now(),
-                  summary="API 5xx at 2%")
+    make_incident(
+        billing,
+        RuleKind.API_5XX,
+        Severity.INFO,
+        status=IncidentStatus.RESOLVED,
+        resolved_at=now(),
+        summary="API 5xx at 2%",
+    )
     page = html(admin_client.get(reverse("admin:index")))
-    strip = page[page.index('id="ob-incidents"'):page.index('id="ob-overview"')]
+    strip = page[page.index('id="ob-incidents"') : page.index('id="ob-overview"')]
     assert strip.index("backlog 9,000") < strip.index("3 message(s) in the DLQ") < strip.index("Lambda errors at 12%")
     assert "API 5xx at 2%" not in strip  # resolved
     assert "acknowledged by <strong>alice</strong>" in strip and "opened <time" in strip
@@ -235,9 +303,9 @@ def test_the_overview_shows_open_incidents_worst_first_and_a_badge_per_pipeline(
     assert 'name="csrfmiddlewaretoken"' in strip and 'name="next" value="/admin/"' in strip
     assert reverse("admin:pipelines_incident_changelist") + "?status=unresolved" in strip
     # Row badges: orders has 2 (worst critical), billing 1, quiet none.
-    rows = page[page.index('id="ob-rows"'):]
-    assert f"pipeline__id__exact={orders.pk}&amp;status=unresolved\">2</a>" in rows
-    assert f"pipeline__id__exact={billing.pk}&amp;status=unresolved\">1</a>" in rows
+    rows = page[page.index('id="ob-rows"') :]
+    assert f'pipeline__id__exact={orders.pk}&amp;status=unresolved">2</a>' in rows
+    assert f'pipeline__id__exact={billing.pk}&amp;status=unresolved">1</a>' in rows
     assert rows.count("ob-inc-badge") == 2
     assert f'background:{Severity.CRITICAL.colour}" title="2 unresolved' in rows
     # The periodic refresh carries the badges, and the strip has its own fragment.
@@ -274,11 +342,18 @@ def test_the_pipeline_page_shows_open_and_recently_resolved_incidents(admin_clie
     make_incident(orders, RuleKind.DLQ, Severity.CRITICAL, summary="40 message(s) in the DLQ")
     for n in range(12):
         opened = now() - timedelta(hours=n + 2)
-        Incident.objects.create(pipeline=orders, rule=RuleKind.BACKLOG, severity=Severity.WARNING,
-                                summary=f"old backlog {n}", opened_at=opened, status=IncidentStatus.RESOLVED,
-                                resolved_at=opened + timedelta(minutes=25), resolved_by="bob" if n == 0 else "")
+        Incident.objects.create(
+            pipeline=orders,
+            rule=RuleKind.BACKLOG,
+            severity=Severity.WARNING,
+            summary=f"old backlog {n}",
+            opened_at=opened,
+            status=IncidentStatus.RESOLVED,
+            resolved_at=opened + timedelta(minutes=25),
+            resolved_by="bob" if n == 0 else "",
+        )
     page = html(admin_client.get(reverse("admin:pipelines_pipeline_dashboard", args=[orders.pk])))
-    panel = page[page.index('class="ob-incidents'):page.index('id="ob-ranges"')]
+    panel = page[page.index('class="ob-incidents') : page.index('id="ob-ranges"')]
     assert "40 message(s) in the DLQ" in panel and "elsewhere" not in panel
     assert "Acknowledge</button>" in panel and "Resolve</button>" in panel
     assert "Recently resolved" in panel and "lasted 25 min" in panel and "by bob" in panel
@@ -302,7 +377,7 @@ def test_the_overview_reads_incidents_in_one_query_however_many(admin_client, ac
     pipes = first + [make_pipeline(acct, f"p{i:03d}") for i in range(3, 60)]
     rules = list(RuleKind)
     for n, p in enumerate(pipes):
-        for rule in rules[:n % 4]:
+        for rule in rules[: n % 4]:
             make_incident(p, rule, Severity.CRITICAL if n % 3 else Severity.WARNING)
     assert Incident.objects.count() > 80
     with django_assert_max_num_queries(len(few.captured_queries)):
@@ -314,6 +389,7 @@ def test_the_overview_reads_incidents_in_one_query_however_many(admin_client, ac
 
 
 # --- rule overrides on the pipeline's change page -------------------------------------------------------
+
 
 def test_the_pipeline_change_page_lists_rule_overrides_and_each_default(admin_client, orders):
     AlertRule.objects.create(pipeline=orders, kind=RuleKind.BACKLOG, threshold=5000, minutes=10)
@@ -330,14 +406,37 @@ def test_rule_overrides_are_saved_and_bad_ones_explained(admin_client, register)
 
     p = register("orders")
     url = reverse("admin:pipelines_pipeline_change", args=[p.pk])
-    base = {k: ("" if v is None else v) for k, v in model_to_dict(p).items()
-            if k in ("name", "account", "queue_url", "enabled", "api_kind", "api_id", "api_stage", "api_log_group",
-                     "consumer_log_group", "request_id_attribute", "poll_interval", "backlog_threshold",
-                     "oldest_age_sla", "dlq_threshold")}
+    base = {
+        k: ("" if v is None else v)
+        for k, v in model_to_dict(p).items()
+        if k
+        in (
+            "name",
+            "account",
+            "queue_url",
+            "enabled",
+            "api_kind",
+            "api_id",
+            "api_stage",
+            "api_log_group",
+            "consumer_log_group",
+            "request_id_attribute",
+            "poll_interval",
+            "backlog_threshold",
+            "oldest_age_sla",
+            "dlq_threshold",
+        )
+    }
     base["enabled"] = "on"
-    formset = {"alert_rules-TOTAL_FORMS": "2", "alert_rules-INITIAL_FORMS": "0",
-               "alert_rules-0-kind": "backlog", "alert_rules-0-enabled": "on", "alert_rules-0-threshold": "-5",
-               "alert_rules-1-kind": "dlq", "alert_rules-1-minutes": ""}
+    formset = {
+        "alert_rules-TOTAL_FORMS": "2",
+        "alert_rules-INITIAL_FORMS": "0",
+        "alert_rules-0-kind": "backlog",
+        "alert_rules-0-enabled": "on",
+        "alert_rules-0-threshold": "-5",
+        "alert_rules-1-kind": "dlq",
+        "alert_rules-1-minutes": "",
+    }
     res = admin_client.post(url, {**base, **formset})
     assert res.status_code == 200 and "A threshold cannot be negative" in res.content.decode()
     assert not AlertRule.objects.exists()
@@ -359,29 +458,61 @@ def test_rule_overrides_are_saved_and_bad_ones_explained(admin_client, register)
 # --- in a real browser ------------------------------------------------------------------------------------
 
 
-
 @browser
 @pytest.mark.django_db(transaction=True)
 def test_an_operator_acknowledges_an_incident_from_the_overview(page, live_server):
     from tests.browser import log_in
 
     acct = AwsAccount.objects.create(name="prod", region="us-east-1")
-    orders = make_pipeline(acct, "orders", backlog=9000, backlog_threshold=1000, health="critical",
-                           health_reasons=[["critical", "backlog 9,000 above 1,000"]])
-    billing = make_pipeline(acct, "billing", health="warning", function_name="billing-consumer",
-                            health_reasons=[["warning", "Lambda errors 12% of invocations"]])
+    orders = make_pipeline(
+        acct,
+        "orders",
+        backlog=9000,
+        backlog_threshold=1000,
+        health="critical",
+        health_reasons=[["critical", "backlog 9,000 above 1,000"]],
+    )
+    billing = make_pipeline(
+        acct,
+        "billing",
+        health="warning",
+        function_name="billing-consumer",
+        health_reasons=[["warning", "Lambda errors 12% of invocations"]],
+    )
     make_pipeline(acct, "search", health="ok")
-    backlog = make_incident(orders, RuleKind.BACKLOG, Severity.CRITICAL, minutes_ago=18,
-                            summary="Backlog 9,000 above 1,000 for 18 min", value=9000, threshold=1000)
-    make_incident(billing, RuleKind.ERRORS, Severity.WARNING, minutes_ago=45, summary="Lambda errors at 12% of "
-                  "invocations over 10 min", status=IncidentStatus.ACKNOWLEDGED, acknowledged_by="alice",
-                  acknowledged_at=now() - timedelta(minutes=30))
-    for n, (rule, summary) in enumerate([(RuleKind.DLQ, "3 message(s) in the DLQ"),
-                                         (RuleKind.OLDEST_AGE, "Oldest message 22 min old, SLA 15 min")]):
+    backlog = make_incident(
+        orders,
+        RuleKind.BACKLOG,
+        Severity.CRITICAL,
+        minutes_ago=18,
+        summary="Backlog 9,000 above 1,000 for 18 min",
+        value=9000,
+        threshold=1000,
+    )
+    make_incident(
+        billing,
+        RuleKind.ERRORS,
+        Severity.WARNING,
+        minutes_ago=45,
+        summary="Lambda errors at 12% of invocations over 10 min",
+        status=IncidentStatus.ACKNOWLEDGED,
+        acknowledged_by="alice",
+        acknowledged_at=now() - timedelta(minutes=30),
+    )
+    for n, (rule, summary) in enumerate(
+        [(RuleKind.DLQ, "3 message(s) in the DLQ"), (RuleKind.OLDEST_AGE, "Oldest message 22 min old, SLA 15 min")]
+    ):
         opened = now() - timedelta(hours=5 + n * 20)
-        Incident.objects.create(pipeline=orders, rule=rule, severity=Severity.WARNING, summary=summary,
-                                opened_at=opened, status=IncidentStatus.RESOLVED, resolved_by="alice" if n else "",
-                                resolved_at=opened + timedelta(minutes=40 + n * 30))
+        Incident.objects.create(
+            pipeline=orders,
+            rule=rule,
+            severity=Severity.WARNING,
+            summary=summary,
+            opened_at=opened,
+            status=IncidentStatus.RESOLVED,
+            resolved_by="alice" if n else "",
+            resolved_at=opened + timedelta(minutes=40 + n * 30),
+        )
 
     log_in(page, live_server)
     page.clock.install()  # to run the overview's 30-second refresh now
@@ -403,8 +534,13 @@ def test_an_operator_acknowledges_an_incident_from_the_overview(page, live_serve
     assert (backlog.status, backlog.acknowledged_by) == (IncidentStatus.ACKNOWLEDGED, "ops")
 
     # The evaluator opens another incident: the strip shows it at the next refresh, without a reload.
-    make_incident(make_pipeline(acct, "payments"), RuleKind.DLQ, Severity.CRITICAL, minutes_ago=1,
-                  summary="40 message(s) in the DLQ, growing")
+    make_incident(
+        make_pipeline(acct, "payments"),
+        RuleKind.DLQ,
+        Severity.CRITICAL,
+        minutes_ago=1,
+        summary="40 message(s) in the DLQ, growing",
+    )
     page.clock.fast_forward(31_000)
     page.wait_for_selector("#ob-incidents >> text=40 message(s) in the DLQ, growing")
     page.screenshot(path="/tmp/incidents-overview.png", full_page=True)
@@ -420,4 +556,3 @@ def test_an_operator_acknowledges_an_incident_from_the_overview(page, live_serve
     page.wait_for_selector(".messagelist")
     assert f"Resolved: #{backlog.pk} orders" in page.locator(".messagelist").inner_text()
     assert "No open incidents" in page.locator("section.ob-incidents-panel").inner_text()
-

@@ -1,6 +1,7 @@
 """Pipeline insights: each check on hand-made configurations (firing, quiet, skipped when unknown),
 and on configurations discovered from the emulator; the pipeline page and the admin show them."""
-from datetime import datetime, timezone
+
+from datetime import UTC, datetime
 
 import pytest
 from django.contrib.auth.models import User
@@ -11,21 +12,35 @@ from pipelines.insights import duration, insights_for, throttle_reason
 from pipelines.models import Pipeline, Severity
 from tests.browser import browser
 
-DISCOVERED_AT = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+DISCOVERED_AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
 def pipe(**overrides) -> Pipeline:
     """An unsaved, discovered pipeline configured the way AWS recommends; `overrides` break it."""
-    fields = dict(
-        name="orders", queue_url="http://h/123456789012/orders", discovered_at=DISCOVERED_AT,
-        queue_arn="arn:aws:sqs:us-east-1:123456789012:orders", queue_name="orders", is_fifo=False,
-        visibility_timeout=180, retention_period=345600,
-        dlq_url="http://h/123456789012/orders-dlq", dlq_arn="arn:aws:sqs:us-east-1:123456789012:orders-dlq",
-        max_receive_count=5, dlq_retention_period=1209600,
-        function_name="orders-consumer", function_arn="arn:aws:lambda:us-east-1:123456789012:function:orders-consumer",
-        function_timeout=30, reserved_concurrency=None, batch_size=10, maximum_concurrency=5,
-        report_batch_item_failures=True, mapping_uuid="9b1c-mapping", mapping_state="Enabled", extra_mappings=0,
-    )
+    fields = {
+        "name": "orders",
+        "queue_url": "http://h/123456789012/orders",
+        "discovered_at": DISCOVERED_AT,
+        "queue_arn": "arn:aws:sqs:us-east-1:123456789012:orders",
+        "queue_name": "orders",
+        "is_fifo": False,
+        "visibility_timeout": 180,
+        "retention_period": 345600,
+        "dlq_url": "http://h/123456789012/orders-dlq",
+        "dlq_arn": "arn:aws:sqs:us-east-1:123456789012:orders-dlq",
+        "max_receive_count": 5,
+        "dlq_retention_period": 1209600,
+        "function_name": "orders-consumer",
+        "function_arn": "arn:aws:lambda:us-east-1:123456789012:function:orders-consumer",
+        "function_timeout": 30,
+        "reserved_concurrency": None,
+        "batch_size": 10,
+        "maximum_concurrency": 5,
+        "report_batch_item_failures": True,
+        "mapping_uuid": "9b1c-mapping",
+        "mapping_state": "Enabled",
+        "extra_mappings": 0,
+    }
     fields.update(overrides)
     return Pipeline(**fields)
 
@@ -41,6 +56,7 @@ def only(p, code):
 
 
 # --- on hand-made configurations ------------------------------------------------------------------
+
 
 def test_it_finds_nothing_wrong_with_a_well_configured_pipeline():
     assert insights_for(pipe()) == []
@@ -79,19 +95,30 @@ def test_it_leaves_active_or_unknown_mapping_states_alone(state):
 
 
 def test_it_flags_a_queue_nobody_reads():
-    p = pipe(function_name="", function_arn="", function_timeout=None, batch_size=None, maximum_concurrency=None,
-             report_batch_item_failures=None, mapping_uuid="", mapping_state="")
+    p = pipe(
+        function_name="",
+        function_arn="",
+        function_timeout=None,
+        batch_size=None,
+        maximum_concurrency=None,
+        report_batch_item_failures=None,
+        mapping_uuid="",
+        mapping_state="",
+    )
     assert codes(p) == [C.NO_CONSUMER]
     assert only(p, C.NO_CONSUMER).severity == Severity.WARNING
     # Without the queue's ARN consumer discovery never ran: unknown, not absent.
     assert codes(pipe(queue_arn="", function_name="", mapping_uuid="", maximum_concurrency=None)) == []
 
 
-@pytest.mark.parametrize("overrides, why", [
-    ({"reserved_concurrency": 2, "maximum_concurrency": None}, "reserved concurrency 2 and no MaximumConcurrency"),
-    ({"reserved_concurrency": 2, "maximum_concurrency": 10}, "MaximumConcurrency 10 above reserved concurrency 2"),
-    ({"recent_throttles": 7}, "7 throttle(s) recently"),
-])
+@pytest.mark.parametrize(
+    "overrides, why",
+    [
+        ({"reserved_concurrency": 2, "maximum_concurrency": None}, "reserved concurrency 2 and no MaximumConcurrency"),
+        ({"reserved_concurrency": 2, "maximum_concurrency": 10}, "MaximumConcurrency 10 above reserved concurrency 2"),
+        ({"recent_throttles": 7}, "7 throttle(s) recently"),
+    ],
+)
 def test_it_flags_a_low_max_receive_count_when_the_consumer_can_be_throttled(overrides, why):
     i = only(pipe(max_receive_count=3, **overrides), C.MAX_RECEIVE_COUNT)
     assert i.severity == Severity.WARNING
@@ -99,12 +126,19 @@ def test_it_flags_a_low_max_receive_count_when_the_consumer_can_be_throttled(ove
     assert i.fix == "Set maxReceiveCount to at least 5 in the queue's RedrivePolicy"
 
 
-@pytest.mark.parametrize("overrides", [
-    {"max_receive_count": 3},  # nothing says the consumer is throttled
-    {"max_receive_count": 3, "reserved_concurrency": 5, "maximum_concurrency": 5},  # pollers capped at the reservation
-    {"max_receive_count": 5, "recent_throttles": 40},  # enough receives to ride out throttles
-    {"max_receive_count": None, "recent_throttles": 40},  # unknown
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"max_receive_count": 3},  # nothing says the consumer is throttled
+        {
+            "max_receive_count": 3,
+            "reserved_concurrency": 5,
+            "maximum_concurrency": 5,
+        },  # pollers capped at the reservation
+        {"max_receive_count": 5, "recent_throttles": 40},  # enough receives to ride out throttles
+        {"max_receive_count": None, "recent_throttles": 40},  # unknown
+    ],
+)
 def test_it_leaves_max_receive_count_alone_otherwise(overrides):
     assert C.MAX_RECEIVE_COUNT not in codes(pipe(**overrides))
 
@@ -123,10 +157,15 @@ def test_it_flags_a_visibility_timeout_under_six_function_timeouts():
     assert "shorter than the 30 s function timeout" in shorter.title
 
 
-@pytest.mark.parametrize("overrides", [
-    {"visibility_timeout": 180}, {"visibility_timeout": 900, "function_timeout": 150},
-    {"visibility_timeout": 30, "function_timeout": None}, {"visibility_timeout": None},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"visibility_timeout": 180},
+        {"visibility_timeout": 900, "function_timeout": 150},
+        {"visibility_timeout": 30, "function_timeout": None},
+        {"visibility_timeout": None},
+    ],
+)
 def test_it_leaves_a_long_enough_or_unknown_visibility_timeout_alone(overrides):
     assert C.VISIBILITY_TIMEOUT not in codes(pipe(**overrides))
 
@@ -144,11 +183,15 @@ def test_when_both_retentions_are_at_the_maximum_the_fix_shortens_the_queue():
     assert i.fix.startswith("Shorten the queue's retention period below the DLQ's 14 days")
 
 
-@pytest.mark.parametrize("overrides", [
-    {"retention_period": 345600, "dlq_retention_period": 345601},
-    {"is_fifo": True, "retention_period": 345600, "dlq_retention_period": 345600},  # FIFO restarts the clock
-    {"dlq_retention_period": None}, {"retention_period": None},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"retention_period": 345600, "dlq_retention_period": 345601},
+        {"is_fifo": True, "retention_period": 345600, "dlq_retention_period": 345600},  # FIFO restarts the clock
+        {"dlq_retention_period": None},
+        {"retention_period": None},
+    ],
+)
 def test_it_leaves_dlq_retention_alone_when_longer_fifo_or_unknown(overrides):
     assert C.DLQ_RETENTION not in codes(pipe(**overrides))
 
@@ -174,8 +217,9 @@ def test_it_flags_report_batch_item_failures_off_when_batches_hold_several_messa
 
 
 def test_it_notes_an_api_that_does_not_pass_the_request_id():
-    rest = only(pipe(api_id="a1", api_kind="rest", api_passes_request_id=False, request_id_attribute="rid"),
-                C.API_REQUEST_ID)
+    rest = only(
+        pipe(api_id="a1", api_kind="rest", api_passes_request_id=False, request_id_attribute="rid"), C.API_REQUEST_ID
+    )
     assert rest.severity == Severity.INFO and "traces cannot follow a request" in rest.title
     assert "MessageAttribute.1.Name=rid&MessageAttribute.1.Value.StringValue=$context.requestId" in rest.fix
     http = only(pipe(api_id="a1", api_kind="http", api_passes_request_id=False), C.API_REQUEST_ID)
@@ -186,25 +230,49 @@ def test_it_notes_an_api_that_does_not_pass_the_request_id():
 
 
 def test_insights_come_worst_first():
-    p = pipe(api_id="a1", api_kind="rest", api_passes_request_id=False, maximum_concurrency=None,
-             report_batch_item_failures=False, dlq_url="", dlq_arn="", max_receive_count=None,
-             dlq_retention_period=None, mapping_state="Disabled")
+    p = pipe(
+        api_id="a1",
+        api_kind="rest",
+        api_passes_request_id=False,
+        maximum_concurrency=None,
+        report_batch_item_failures=False,
+        dlq_url="",
+        dlq_arn="",
+        max_receive_count=None,
+        dlq_retention_period=None,
+        mapping_state="Disabled",
+    )
     found = insights_for(p)
     assert [i.severity for i in found] == sorted((i.severity for i in found), key=lambda s: s.rank)
-    assert [i.code for i in found] == [C.NO_DLQ, C.MAPPING_DISABLED, C.NO_BATCH_ITEM_FAILURES,
-                                       C.NO_MAX_CONCURRENCY, C.API_REQUEST_ID]
+    assert [i.code for i in found] == [
+        C.NO_DLQ,
+        C.MAPPING_DISABLED,
+        C.NO_BATCH_ITEM_FAILURES,
+        C.NO_MAX_CONCURRENCY,
+        C.API_REQUEST_ID,
+    ]
 
 
 def test_every_fix_is_one_line():
-    p = pipe(api_id="a1", api_kind="rest", api_passes_request_id=False, maximum_concurrency=None,
-             reserved_concurrency=2, max_receive_count=2, visibility_timeout=10, retention_period=1209600,
-             report_batch_item_failures=False, mapping_state="Disabled")
+    p = pipe(
+        api_id="a1",
+        api_kind="rest",
+        api_passes_request_id=False,
+        maximum_concurrency=None,
+        reserved_concurrency=2,
+        max_receive_count=2,
+        visibility_timeout=10,
+        retention_period=1209600,
+        report_batch_item_failures=False,
+        mapping_state="Disabled",
+    )
     found = insights_for(p)
     assert len(found) == 7
     assert all(i.fix and "\n" not in i.fix and "\n" not in i.title for i in found)
 
 
 # --- on configurations discovered from the emulator -----------------------------------------------
+
 
 def test_it_finds_no_issues_on_a_well_configured_discovered_pipeline(register):
     p = register("tidy", api=True, mapping_enabled=True, reserved_concurrency=5, maximum_concurrency=5)
@@ -213,9 +281,19 @@ def test_it_finds_no_issues_on_a_well_configured_discovered_pipeline(register):
 
 
 def test_it_finds_exactly_the_expected_issues_on_a_misconfigured_discovered_pipeline(register):
-    p = register("sloppy", api=True, api_passes_request_id=False, max_receive_count=2, reserved_concurrency=3,
-                 maximum_concurrency=None, visibility_timeout=60, function_timeout=30, retention_period=1209600,
-                 dlq_retention_period=604800, report_batch_item_failures=False)
+    p = register(
+        "sloppy",
+        api=True,
+        api_passes_request_id=False,
+        max_receive_count=2,
+        reserved_concurrency=3,
+        maximum_concurrency=None,
+        visibility_timeout=60,
+        function_timeout=30,
+        retention_period=1209600,
+        dlq_retention_period=604800,
+        report_batch_item_failures=False,
+    )
     found = insights_for(p)
     assert [(i.code, i.severity) for i in found] == [
         (C.MAPPING_DISABLED, Severity.CRITICAL),  # the emulator's mappings are created disabled
@@ -237,8 +315,10 @@ def test_it_finds_exactly_the_expected_issues_on_a_misconfigured_discovered_pipe
 
 def test_it_flags_a_discovered_queue_without_dlq_or_consumer(register):
     p = register("bare", dlq=False, consumer=False)
-    assert [(i.code, i.severity) for i in insights_for(p)] == [(C.NO_DLQ, Severity.CRITICAL),
-                                                                (C.NO_CONSUMER, Severity.WARNING)]
+    assert [(i.code, i.severity) for i in insights_for(p)] == [
+        (C.NO_DLQ, Severity.CRITICAL),
+        (C.NO_CONSUMER, Severity.WARNING),
+    ]
 
 
 def test_a_discovered_fifo_queue_is_not_judged_on_dlq_retention(register):
@@ -247,6 +327,7 @@ def test_a_discovered_fifo_queue_is_not_judged_on_dlq_retention(register):
 
 
 # --- in the UI ------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def staff_client(client, db):
@@ -276,8 +357,6 @@ def test_the_admin_shows_insights_on_the_change_page_and_the_worst_in_the_list(s
     assert "Create a dead-letter queue and give this queue a RedrivePolicy" in change
     listing = staff_client.get(reverse("admin:pipelines_pipeline_changelist")).content.decode()
     assert "Critical · 2" in listing
-
-
 
 
 @browser

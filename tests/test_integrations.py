@@ -1,4 +1,5 @@
 """Prometheus /metrics and /healthz: what a scraper reads, who may read it, and what a probe is told."""
+
 import json
 import socket
 import threading
@@ -14,7 +15,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines import aws, collect, integrations
 from pipelines.models import (
-    AwsAccount, CycleKind, Incident, IncidentStatus, Pipeline, PollCounter, PollCycle, RuleKind, Severity, now,
+    AwsAccount,
+    CycleKind,
+    Incident,
+    IncidentStatus,
+    Pipeline,
+    PollCounter,
+    PollCycle,
+    RuleKind,
+    Severity,
+    now,
 )
 from tests.test_settings import PROD, run_manage
 
@@ -64,16 +74,27 @@ def incident(p, rule, severity, status=IncidentStatus.OPEN):
 
 # --- /metrics: content -----------------------------------------------------------------------------
 
+
 def test_it_exports_each_pipelines_latest_values(client, target, register, account):
     orders, billing = register("orders"), register("billing")
-    Pipeline.objects.create(name="archive", account=account, enabled=False,  # registered, never polled
-                            queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/archive")
+    Pipeline.objects.create(
+        name="archive",
+        account=account,
+        enabled=False,  # registered, never polled
+        queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/archive",
+    )
     seed(target, orders, visible=7, dlq=2)
     seed(target, billing, visible=1)
     report = collect.run_fast_cycle(account, [orders, billing])
     assert report.errors == {}
-    Pipeline.objects.filter(pk=orders.pk).update(oldest_age=1200, time_to_loss=7200.0, drain_rate=-3.5,
-                                                 recent_errors=4, recent_throttles=2, recent_invocations=90)
+    Pipeline.objects.filter(pk=orders.pk).update(
+        oldest_age=1200,
+        time_to_loss=7200.0,
+        drain_rate=-3.5,
+        recent_errors=4,
+        recent_throttles=2,
+        recent_invocations=90,
+    )
     Incident.objects.all().delete()  # whatever the alert rules opened after the sync: start from a known set
     incident(orders, RuleKind.DLQ, Severity.WARNING)
     incident(orders, RuleKind.TIME_TO_LOSS, Severity.CRITICAL, IncidentStatus.ACKNOWLEDGED)
@@ -100,7 +121,8 @@ def test_it_exports_each_pipelines_latest_values(client, target, register, accou
     assert value(found, "opsboard_pipeline_consecutive_sync_failures", **o) == 0
     orders.refresh_from_db()
     assert value(found, "opsboard_pipeline_last_sync_timestamp_seconds", **o) == pytest.approx(
-        orders.last_sync_at.timestamp())
+        orders.last_sync_at.timestamp()
+    )
     # Health: the DLQ holds messages, so orders warns; billing is fine; archive is disabled.
     assert value(found, "opsboard_pipeline_health", **o, health="warning") == 1
     assert value(found, "opsboard_pipeline_health", **o, health="ok") == 0
@@ -117,11 +139,13 @@ def test_it_exports_each_pipelines_latest_values(client, target, register, accou
     assert report.calls == {"sqs:GetQueueAttributes": 4}
     assert value(found, "opsboard_aws_requests_total", account="emulated", operation="sqs:GetQueueAttributes") == 4
     assert value(found, "opsboard_cloudwatch_metrics_requested_total", account="emulated") == 0
-    assert value(found, "opsboard_aws_estimated_cost_usd_total", account="emulated",
-                 service="sqs") == pytest.approx(4 * 0.40 / 1e6)
+    assert value(found, "opsboard_aws_estimated_cost_usd_total", account="emulated", service="sqs") == pytest.approx(
+        4 * 0.40 / 1e6
+    )
     cycle = PollCycle.objects.get(kind=CycleKind.FAST)
     assert value(found, "opsboard_cycle_last_finished_timestamp_seconds", kind="fast") == pytest.approx(
-        cycle.finished_at.timestamp())
+        cycle.finished_at.timestamp()
+    )
     assert value(found, "opsboard_cycle_last_finished_timestamp_seconds", kind="metrics") is None
 
 
@@ -142,8 +166,9 @@ def test_it_counts_exactly_the_calls_each_cycle_makes(client, target, register, 
         assert requests(after, op) - requests(before, op) == n
     assert metrics.metrics_requested > 0
     assert value(after, "opsboard_cloudwatch_metrics_requested_total", account="emulated") == metrics.metrics_requested
-    assert value(after, "opsboard_aws_estimated_cost_usd_total", account="emulated",
-                 service="cloudwatch") == pytest.approx(metrics.metrics_requested * 0.01 / 1e3)
+    assert value(
+        after, "opsboard_aws_estimated_cost_usd_total", account="emulated", service="cloudwatch"
+    ) == pytest.approx(metrics.metrics_requested * 0.01 / 1e3)
     assert PollCounter.objects.get(account=account, operation="sqs:GetQueueAttributes").total == 4
 
 
@@ -202,8 +227,9 @@ def test_it_costs_the_same_few_queries_for_many_pipelines(client, db, django_ass
     def add(n):
         start = Pipeline.objects.count()
         for i in range(start, start + n):
-            p = Pipeline.objects.create(name=f"p{i:03}", account=account, queue_url=f"https://sqs/q{i}",
-                                        backlog=i, last_sync_at=now())
+            p = Pipeline.objects.create(
+                name=f"p{i:03}", account=account, queue_url=f"https://sqs/q{i}", backlog=i, last_sync_at=now()
+            )
             incident(p, RuleKind.BACKLOG, Severity.WARNING)
             PollCounter.objects.create(account=account, operation=f"sqs:Op{i}", total=i)
         PollCycle.objects.create(kind=CycleKind.FAST, account=account, finished_at=now())
@@ -219,6 +245,7 @@ def test_it_costs_the_same_few_queries_for_many_pipelines(client, db, django_ass
 
 
 # --- /metrics: protection --------------------------------------------------------------------------
+
 
 def test_it_serves_only_loopback_when_nothing_is_configured(client, db):
     assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
@@ -245,8 +272,15 @@ def test_it_requires_the_bearer_token_when_one_is_set(client, db, metrics_defaul
     ok = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert ok.status_code == 200 and b"# TYPE opsboard_pipeline_health gauge" in ok.content
     # With only a token configured, it may come from anywhere, through a proxy too.
-    assert client.get("/metrics", REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR="198.51.100.7",
-                      HTTP_AUTHORIZATION=f"Bearer {TOKEN}").status_code == 200
+    assert (
+        client.get(
+            "/metrics",
+            REMOTE_ADDR="203.0.113.9",
+            HTTP_X_FORWARDED_FOR="198.51.100.7",
+            HTTP_AUTHORIZATION=f"Bearer {TOKEN}",
+        ).status_code
+        == 200
+    )
 
 
 def test_it_admits_only_the_allowed_addresses(client, db, metrics_defaults):
@@ -270,24 +304,35 @@ def test_it_wants_both_when_both_are_set(client, db, metrics_defaults):
     assert client.get("/metrics", REMOTE_ADDR="192.0.2.1", **auth).status_code == 403
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"METRICS_ALLOWED_IPS": "10.0.0.0/8,office"}, "METRICS_ALLOWED_IPS holds 'office', which is not an IP address"),
-    ({"METRICS_ALLOWED_IPS": "10.0.0.1/8"}, "has host bits set"),
-    ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN is too short"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        (
+            {"METRICS_ALLOWED_IPS": "10.0.0.0/8,office"},
+            "METRICS_ALLOWED_IPS holds 'office', which is not an IP address",
+        ),
+        ({"METRICS_ALLOWED_IPS": "10.0.0.1/8"}, "has host bits set"),
+        ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN is too short"),
+    ],
+)
 def test_bad_protection_settings_stop_start_up_with_a_sentence(env, message):
     res = run_manage("check", env_overrides={**PROD, **env})
     assert res.returncode != 0 and message in res.stderr
 
 
 def test_the_allow_list_is_read_from_the_environment():
-    res = run_manage("shell", "-c", "from django.conf import settings; print(settings.METRICS_ALLOWED_IPS)",
-                     env_overrides={**PROD, "METRICS_ALLOWED_IPS": " 10.0.0.0/8, 192.168.1.5,,::1 "})
+    res = run_manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.METRICS_ALLOWED_IPS)",
+        env_overrides={**PROD, "METRICS_ALLOWED_IPS": " 10.0.0.0/8, 192.168.1.5,,::1 "},
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().splitlines()[-1] == "('10.0.0.0/8', '192.168.1.5/32', '::1/128')"
 
 
 # --- /healthz --------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def polled(db):
@@ -308,8 +353,7 @@ def test_it_reports_healthy(client, polled, django_assert_max_num_queries):
     with django_assert_max_num_queries(3):
         status, body = health(client)
     assert status == 200 and body["status"] == "ok"
-    assert {k: v["status"] for k, v in body["checks"].items()} == {
-        "database": "ok", "broker": "ok", "collection": "ok"}
+    assert {k: v["status"] for k, v in body["checks"].items()} == {"database": "ok", "broker": "ok", "collection": "ok"}
     assert body["checks"]["collection"]["last_fast_cycle_age_seconds"] < 60
     assert body["checks"]["collection"]["max_age_seconds"] == 180
 
@@ -333,8 +377,11 @@ def test_it_fails_when_the_redis_broker_is_down(client, polled, settings):
 def test_it_fails_when_the_embedded_brokers_folder_is_missing(client, polled, settings, tmp_path):
     settings.CELERY_BROKER_URL = "filesystem://"
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(tmp_path / "gone" / "out"), "data_folder_out": str(tmp_path / "gone" / "out"),
-        "processed_folder": str(tmp_path / "gone" / "processed"), "store_processed": False}
+        "data_folder_in": str(tmp_path / "gone" / "out"),
+        "data_folder_out": str(tmp_path / "gone" / "out"),
+        "processed_folder": str(tmp_path / "gone" / "processed"),
+        "store_processed": False,
+    }
     status, body = health(client)
     assert status == 503 and body["checks"]["broker"]["status"] == "fail"
     assert body["checks"]["broker"]["error"] == "the broker's folders are missing or not writable"
@@ -362,8 +409,11 @@ def database_down(monkeypatch):
 def test_it_fails_when_the_database_is_down(client, polled, database_down):
     status, body = health(client)
     assert status == 503 and body["status"] == "fail"
-    assert body["checks"]["database"] == {"status": "fail", "error": "OperationalError",
-                                          "ms": body["checks"]["database"]["ms"]}
+    assert body["checks"]["database"] == {
+        "status": "fail",
+        "error": "OperationalError",
+        "ms": body["checks"]["database"]["ms"],
+    }
     assert body["checks"]["collection"] == {"status": "fail", "detail": "not checked: the database is unavailable"}
     assert body["checks"]["broker"]["status"] == "ok"
     assert "nonexistent" not in json.dumps(body)

@@ -1,9 +1,10 @@
 """Notifications: routing, the JSON / Slack / email messages, retries with backoff, and the admin, with
 real HTTP to a webhook receiver on 127.0.0.1 and Django's test mail outbox."""
+
 import json
 import socket
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -13,14 +14,23 @@ from django.urls import NoReverseMatch, reverse
 
 from pipelines import notify, tasks
 from pipelines.models import (
-    AwsAccount, ChannelKind, Delivery, DeliveryStatus, Incident, NotificationChannel, Pipeline, RuleKind, Severity,
+    AwsAccount,
+    ChannelKind,
+    Delivery,
+    DeliveryStatus,
+    Incident,
+    NotificationChannel,
+    Pipeline,
+    RuleKind,
+    Severity,
 )
 
-T = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SITE = "https://ops.example.com"
 
 
 # --- a webhook receiver on loopback --------------------------------------------------------------------
+
 
 class Receiver:
     """Records each POST; answers with the queued replies ((status, body) or "hang"), then `default`."""
@@ -79,6 +89,7 @@ def closed_port_url():
 
 # --- data ----------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(autouse=True)
 def site(settings):
     settings.SITE_URL = SITE
@@ -101,20 +112,31 @@ def account(db):
 
 @pytest.fixture
 def pipeline(account):
-    return Pipeline.objects.create(name="orders", account=account,
-                                   queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/orders")
+    return Pipeline.objects.create(
+        name="orders", account=account, queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/orders"
+    )
 
 
 @pytest.fixture
 def other(account):
-    return Pipeline.objects.create(name="billing", account=account,
-                                   queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/billing")
+    return Pipeline.objects.create(
+        name="billing", account=account, queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/billing"
+    )
 
 
 def make_incident(pipeline, severity=Severity.CRITICAL, rule=RuleKind.BACKLOG, **fields):
-    return Incident.objects.create(pipeline=pipeline, rule=rule, severity=severity,
-                                   peak_severity=severity, summary="backlog 5,000 above 1,000", value=5000,
-                                   threshold=1000, opened_at=T, last_seen_at=T, **fields)
+    return Incident.objects.create(
+        pipeline=pipeline,
+        rule=rule,
+        severity=severity,
+        peak_severity=severity,
+        summary="backlog 5,000 above 1,000",
+        value=5000,
+        threshold=1000,
+        opened_at=T,
+        last_seen_at=T,
+        **fields,
+    )
 
 
 def channel(name, kind, target, **fields):
@@ -130,6 +152,7 @@ def one(incident, event="opened"):
 
 # --- messages ------------------------------------------------------------------------------------------
 
+
 def test_it_posts_the_documented_json_to_a_webhook(pipeline, hook, clock, eager, django_capture_on_commit_callbacks):
     channel("ops hook", ChannelKind.WEBHOOK, hook.url)
     inc = make_incident(pipeline)
@@ -142,15 +165,42 @@ def test_it_posts_the_documented_json_to_a_webhook(pipeline, hook, clock, eager,
     assert body["version"] == 1 and body["event"] == "opened" and body["delivery"] == delivery.pk
     assert body["text"] == "CRITICAL orders: backlog 5,000 above 1,000"
     assert body["sent_at"] == T.isoformat()
-    assert {k: body["incident"][k] for k in ("id", "rule", "rule_label", "severity", "status", "summary", "value",
-                                              "threshold", "opened_at", "acknowledged_by", "resolved_at")} == {
-        "id": inc.pk, "rule": "backlog", "rule_label": "Backlog above threshold", "severity": "critical",
-        "status": "open", "summary": "backlog 5,000 above 1,000", "value": 5000, "threshold": 1000,
-        "opened_at": T.isoformat(), "acknowledged_by": "", "resolved_at": None}
+    assert {
+        k: body["incident"][k]
+        for k in (
+            "id",
+            "rule",
+            "rule_label",
+            "severity",
+            "status",
+            "summary",
+            "value",
+            "threshold",
+            "opened_at",
+            "acknowledged_by",
+            "resolved_at",
+        )
+    } == {
+        "id": inc.pk,
+        "rule": "backlog",
+        "rule_label": "Backlog above threshold",
+        "severity": "critical",
+        "status": "open",
+        "summary": "backlog 5,000 above 1,000",
+        "value": 5000,
+        "threshold": 1000,
+        "opened_at": T.isoformat(),
+        "acknowledged_by": "",
+        "resolved_at": None,
+    }
     assert body["incident"]["url"].startswith(SITE + "/admin/pipelines/")
     assert body["pipeline"] == {
-        "id": pipeline.pk, "name": "orders", "account": "prod", "queue_url": pipeline.queue_url,
-        "dashboard_url": SITE + reverse("admin:pipelines_pipeline_dashboard", args=[pipeline.pk])}
+        "id": pipeline.pk,
+        "name": "orders",
+        "account": "prod",
+        "queue_url": pipeline.queue_url,
+        "dashboard_url": SITE + reverse("admin:pipelines_pipeline_dashboard", args=[pipeline.pk]),
+    }
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.SENT and delivery.sent_at == T and delivery.attempt_count == 1
     assert delivery.attempts[0]["ok"] is True and delivery.attempts[0]["status"] == 200
@@ -244,6 +294,7 @@ def test_links_fall_back_to_the_pipeline_page_without_an_incident_page(pipeline,
 
 # --- routing -------------------------------------------------------------------------------------------
 
+
 def test_it_routes_by_pipeline_severity_and_resolve_preference(pipeline, other, clock):
     channel("everything", ChannelKind.WEBHOOK, "https://hooks.example.com/a")
     channel("critical only", ChannelKind.WEBHOOK, "https://hooks.example.com/b", min_severity=Severity.CRITICAL)
@@ -260,8 +311,7 @@ def test_it_routes_by_pipeline_severity_and_resolve_preference(pipeline, other, 
     warning.resolve()
     assert routed(warning, "resolved") == ["everything", "orders team"]
     critical = make_incident(other, Severity.CRITICAL, RuleKind.DLQ)
-    assert routed(critical, "opened") == ["billing team", "critical only", "everything", "no resolves",
-                                          "orders team"]
+    assert routed(critical, "opened") == ["billing team", "critical only", "everything", "no resolves", "orders team"]
 
 
 def test_a_channel_told_about_a_critical_incident_hears_it_resolve_after_it_eased(pipeline, clock):
@@ -282,6 +332,7 @@ def test_enqueue_without_channels_costs_one_query_and_does_no_harm(pipeline, dja
 
 
 # --- retries -------------------------------------------------------------------------------------------
+
 
 def test_backoff_doubles_from_a_minute_up_to_an_hour():
     assert [notify.backoff(n) // timedelta(minutes=1) for n in range(1, 10)] == [1, 2, 4, 8, 16, 32, 60, 60, 60]
@@ -346,8 +397,9 @@ def test_a_webhook_that_does_not_answer_times_out(pipeline, hook, clock, setting
     assert delivery.attempts[0]["ms"] < 2000
 
 
-def test_a_failing_channel_does_not_stop_the_others(pipeline, other, hook, clock, closed_port_url, eager,
-                                                    django_capture_on_commit_callbacks):
+def test_a_failing_channel_does_not_stop_the_others(
+    pipeline, other, hook, clock, closed_port_url, eager, django_capture_on_commit_callbacks
+):
     channel("dead", ChannelKind.WEBHOOK, closed_port_url)
     channel("good", ChannelKind.WEBHOOK, hook.url)
     with django_capture_on_commit_callbacks(execute=True):
@@ -377,8 +429,9 @@ def test_a_claimed_delivery_is_sent_once_and_again_only_when_its_worker_died(pip
     assert notify.deliver(delivery.pk) is None and len(hook.requests) == 1
 
 
-def test_a_broker_that_is_down_leaves_the_delivery_to_the_sweep(pipeline, hook, clock, monkeypatch,
-                                                                django_capture_on_commit_callbacks):
+def test_a_broker_that_is_down_leaves_the_delivery_to_the_sweep(
+    pipeline, hook, clock, monkeypatch, django_capture_on_commit_callbacks
+):
     from kombu.exceptions import OperationalError
 
     def broker_down(*args, **kwargs):
@@ -414,8 +467,9 @@ def messages_of(response) -> list[str]:
 def test_the_test_action_reports_each_channel(admin_client, hook, closed_port_url):
     good = channel("good", ChannelKind.WEBHOOK, hook.url)
     dead = channel("dead", ChannelKind.SLACK, closed_port_url, enabled=False)
-    res = admin_client.post(CHANNELS, {"action": "send_test_action", "_selected_action": [good.pk, dead.pk]},
-                            follow=True)
+    res = admin_client.post(
+        CHANNELS, {"action": "send_test_action", "_selected_action": [good.pk, dead.pk]}, follow=True
+    )
     said = messages_of(res)
     assert "good: test notification sent." in said
     assert "dead: the test notification failed: Connection refused by 127.0.0.1." in said
@@ -428,32 +482,52 @@ def test_the_test_action_reports_each_channel(admin_client, hook, closed_port_ur
     assert hook.url not in page and "http://127.0.0.1:" in page  # a webhook URL is a secret: only its host shows
 
 
-@pytest.mark.parametrize("kind, target, message", [
-    ("webhook", "ftp://example.com/hook", "Enter the webhook&#x27;s full http:// or https:// URL"),
-    ("slack", "hooks.slack.com/services/T0/B0/x", "https://hooks.slack.com/services/…"),
-    ("email", "ops@example.com, not-an-address", "Not a valid email address: not-an-address."),
-    ("email", "  ", "This field is required."),
-])
+@pytest.mark.parametrize(
+    "kind, target, message",
+    [
+        ("webhook", "ftp://example.com/hook", "Enter the webhook&#x27;s full http:// or https:// URL"),
+        ("slack", "hooks.slack.com/services/T0/B0/x", "https://hooks.slack.com/services/…"),
+        ("email", "ops@example.com, not-an-address", "Not a valid email address: not-an-address."),
+        ("email", "  ", "This field is required."),
+    ],
+)
 def test_the_channel_form_rejects_bad_targets(admin_client, db, kind, target, message):
-    res = admin_client.post(reverse("admin:pipelines_notificationchannel_add"), {
-        "name": "ops", "kind": kind, "target": target, "enabled": "on", "min_severity": "warning",
-        "send_resolved": "on"})
+    res = admin_client.post(
+        reverse("admin:pipelines_notificationchannel_add"),
+        {
+            "name": "ops",
+            "kind": kind,
+            "target": target,
+            "enabled": "on",
+            "min_severity": "warning",
+            "send_resolved": "on",
+        },
+    )
     assert res.status_code == 200 and message in res.content.decode()
     assert not NotificationChannel.objects.exists()
 
 
 def test_the_channel_form_saves_a_good_target(admin_client, pipeline):
-    res = admin_client.post(reverse("admin:pipelines_notificationchannel_add"), {
-        "name": "orders team", "kind": "email", "target": "  ops@example.com\nlead@example.com \n",
-        "enabled": "on", "min_severity": "critical", "pipelines": [pipeline.pk]})
+    res = admin_client.post(
+        reverse("admin:pipelines_notificationchannel_add"),
+        {
+            "name": "orders team",
+            "kind": "email",
+            "target": "  ops@example.com\nlead@example.com \n",
+            "enabled": "on",
+            "min_severity": "critical",
+            "pipelines": [pipeline.pk],
+        },
+    )
     assert res.status_code == 302
     ch = NotificationChannel.objects.get()
     assert ch.target == "ops@example.com\nlead@example.com" and list(ch.pipelines.all()) == [pipeline]
     assert "1 pipeline" in admin_client.get(CHANNELS).content.decode()
 
 
-def test_deliveries_are_readable_and_retried_now(admin_client, pipeline, hook, eager,
-                                                 django_capture_on_commit_callbacks, settings):
+def test_deliveries_are_readable_and_retried_now(
+    admin_client, pipeline, hook, eager, django_capture_on_commit_callbacks, settings
+):
     settings.ALERT_DELIVERY_ATTEMPTS = 1
     channel("ops hook", ChannelKind.WEBHOOK, hook.url)
     hook.replies = [(502, b"bad gateway")]

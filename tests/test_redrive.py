@@ -1,6 +1,7 @@
 """Redrive against the emulator over HTTP: nothing lost, nothing duplicated beyond one batch, every
 outcome counted and explained. (The native engine's own tests, with botocore's Stubber, are in
 test_redrive_native.py; the admin pages in test_redrive_views.py.)"""
+
 from collections import Counter
 from datetime import timedelta
 
@@ -20,12 +21,14 @@ class WorkerKilled(BaseException):
 @pytest.fixture
 def run_now(eager, django_capture_on_commit_callbacks):
     """Start a redrive and run it to its end in-process, through the Celery task, as a worker would."""
+
     def _start(pipeline, **options):
         with django_capture_on_commit_callbacks(execute=True):
             task, created = redrive.start_redrive(pipeline, **options)
         assert created
         task.refresh_from_db()
         return task
+
     return _start
 
 
@@ -36,6 +39,7 @@ def assert_exactly(target, urls, sent):
 
 
 # --- the guarantees ------------------------------------------------------------------------------------
+
 
 def test_it_moves_a_thousand_messages_with_their_attributes_intact(volume_register, run_now):
     p = volume_register("orders")
@@ -59,14 +63,16 @@ def test_it_moves_a_fifo_dlq_keeping_groups_and_their_order(volume_register, run
     # Within each message group, the order is the order the messages had in the DLQ.
     by_group: dict[str, list[int]] = {}
     for m in moved:
-        by_group.setdefault(m["Attributes"]["MessageGroupId"], []).append(int(m["MessageAttributes"]["requestId"]
-                                                                              ["StringValue"][4:]))
+        by_group.setdefault(m["Attributes"]["MessageGroupId"], []).append(
+            int(m["MessageAttributes"]["requestId"]["StringValue"][4:])
+        )
     assert len(by_group) == 7 and all(seq == sorted(seq) for seq in by_group.values())
     assert read_all(target, p.dlq_url) == []
 
 
-def test_it_leaves_messages_whose_send_fails_in_the_dlq_and_reports_them(register, target, run_now, fast,
-                                                                         proxied_account, fault_proxy):
+def test_it_leaves_messages_whose_send_fails_in_the_dlq_and_reports_them(
+    register, target, run_now, fast, proxied_account, fault_proxy
+):
     # Every SendMessageBatch that carries a "poison" body fails (HTTP 500, through the fault proxy):
     # the engine retries, then sends the batch's entries one by one, so only the poison stays.
     p = register("orders", account_=proxied_account)
@@ -91,22 +97,30 @@ def test_it_keeps_entries_that_fail_inside_a_successful_batch(register, target, 
         """SQS answering with some entries in Failed (SenderFault false, as for InternalError)."""
         keep = [e for e in entries if "reject" not in e["MessageBody"]]
         result = real(target_, url, keep) if keep else {"ok": [], "failed": []}
-        result["failed"] += [{"Id": e["Id"], "Code": "InternalError", "Message": "try again", "SenderFault": False}
-                             for e in entries if "reject" in e["MessageBody"]]
+        result["failed"] += [
+            {"Id": e["Id"], "Code": "InternalError", "Message": "try again", "SenderFault": False}
+            for e in entries
+            if "reject" in e["MessageBody"]
+        ]
         return result
 
     monkeypatch.setattr(aws, "send_message_batch", partial)
     task = run_now(p)
     rejected = [e for e in sent if "reject" in e["MessageBody"]]
-    assert (task.status, task.moved, task.failed, task.error_count) == ("completed", 60 - len(rejected),
-                                                                        len(rejected), len(rejected))
+    assert (task.status, task.moved, task.failed, task.error_count) == (
+        "completed",
+        60 - len(rejected),
+        len(rejected),
+        len(rejected),
+    )
     assert all("InternalError: try again" in e["message"] for e in task.errors if e.get("message_id"))
     assert_exactly(target, [p.dlq_url], rejected)
     assert_exactly(target, [p.queue_url], [e for e in sent if e not in rejected])
 
 
-def test_it_stops_when_the_destination_keeps_failing_and_keeps_every_message(register, target, run_now, fast,
-                                                                           proxied_account, fault_proxy):
+def test_it_stops_when_the_destination_keeps_failing_and_keeps_every_message(
+    register, target, run_now, fast, proxied_account, fault_proxy
+):
     p = register("orders", account_=proxied_account)
     sent = fill(target, p.dlq_url, 80)
     fault_proxy.rule = lambda req: "error" if req.operation == "SendMessageBatch" else ""
@@ -117,14 +131,17 @@ def test_it_stops_when_the_destination_keeps_failing_and_keeps_every_message(reg
     assert_exactly(target, [p.dlq_url], sent)
 
 
-@pytest.mark.parametrize("fifo, kill_at, duplicates", [
-    pytest.param(False, "send", 10, id="standard-killed-after-a-send"),
-    pytest.param(False, "delete", 0, id="standard-killed-before-a-delete"),
-    pytest.param(True, "send", 0, id="fifo-killed-after-a-send"),
-])
-def test_it_resumes_after_the_worker_is_killed_without_losing_a_message(volume_register, run_now, monkeypatch,
-                                                                         django_capture_on_commit_callbacks,
-                                                                         fifo, kill_at, duplicates):
+@pytest.mark.parametrize(
+    "fifo, kill_at, duplicates",
+    [
+        pytest.param(False, "send", 10, id="standard-killed-after-a-send"),
+        pytest.param(False, "delete", 0, id="standard-killed-before-a-delete"),
+        pytest.param(True, "send", 0, id="fifo-killed-after-a-send"),
+    ],
+)
+def test_it_resumes_after_the_worker_is_killed_without_losing_a_message(
+    volume_register, run_now, monkeypatch, django_capture_on_commit_callbacks, fifo, kill_at, duplicates
+):
     monkeypatch.setattr(redrive, "HOLD_SECONDS", 2)  # how soon the dead worker's messages come back
     p = volume_register("orders", fifo=fifo)
     target = p.account.target()
@@ -142,6 +159,7 @@ def test_it_resumes_after_the_worker_is_killed_without_losing_a_message(volume_r
             if name == "send_message_batch" and calls[name] == 5:
                 raise WorkerKilled  # the batch is at the destination, nothing recorded yet
             return result
+
         return call
 
     name = "send_message_batch" if kill_at == "send" else "delete_message_batch"
@@ -169,16 +187,26 @@ def test_it_resumes_after_the_worker_is_killed_without_losing_a_message(volume_r
 def test_it_gives_up_on_a_task_that_keeps_killing_its_worker(register, target, run_now, monkeypatch):
     p = register("orders")
     fill(target, p.dlq_url, 20)
-    task = RedriveTask.objects.create(pipeline=p, pipeline_name=p.name, source_url=p.dlq_url, source_arn=p.dlq_arn,
-                                      destination_url=p.queue_url, engine=RedriveEngine.BATCH,
-                                      status=RedriveStatus.RUNNING, attempts=redrive.MAX_ATTEMPTS, moved=7,
-                                      matched=7, heartbeat_at=now() - timedelta(hours=1))
+    task = RedriveTask.objects.create(
+        pipeline=p,
+        pipeline_name=p.name,
+        source_url=p.dlq_url,
+        source_arn=p.dlq_arn,
+        destination_url=p.queue_url,
+        engine=RedriveEngine.BATCH,
+        status=RedriveStatus.RUNNING,
+        attempts=redrive.MAX_ATTEMPTS,
+        moved=7,
+        matched=7,
+        heartbeat_at=now() - timedelta(hours=1),
+    )
     task = redrive.run_redrive(task.pk)
     assert task.status == "failed" and task.moved == 7 and "Gave up after" in task.summary()
     assert counts(target, p.dlq_url)["visible"] == 20
 
 
 # --- selective redrive, options ---------------------------------------------------------------------------
+
 
 def test_it_redrives_only_the_requested_ids_and_shows_the_rest_again_at_once(register, target, run_now):
     p = register("orders")
@@ -193,10 +221,13 @@ def test_it_redrives_only_the_requested_ids_and_shows_the_rest_again_at_once(reg
     assert Counter(key_of_message(m) for m in moved + left) == Counter(key_of_entry(e) for e in sent)
 
 
-@pytest.mark.parametrize("flt, expected", [
-    (Filter(FilterKind.ATTRIBUTE, "attempt", "3"), 10),
-    (Filter(FilterKind.BODY, value='"order": 1'), 11),  # 1 and 10–19
-])
+@pytest.mark.parametrize(
+    "flt, expected",
+    [
+        (Filter(FilterKind.ATTRIBUTE, "attempt", "3"), 10),
+        (Filter(FilterKind.BODY, value='"order": 1'), 11),  # 1 and 10–19
+    ],
+)
 def test_it_redrives_by_attribute_or_body(register, target, run_now, flt, expected):
     p = register("orders")
     fill(target, p.dlq_url, 40)
@@ -211,8 +242,9 @@ def test_it_says_plainly_when_a_filter_matches_nothing(register, target, run_now
     sent = fill(target, p.dlq_url, 30)
     task = run_now(p, flt=Filter(FilterKind.BODY, value="no such text"))
     assert (task.status, task.matched, task.moved, task.skipped) == ("completed", 0, 0, 30)
-    assert task.summary() == ("The filter (body contains 'no such text') matched none of the 30 message(s) "
-                              "examined; nothing was moved.")
+    assert task.summary() == (
+        "The filter (body contains 'no such text') matched none of the 30 message(s) examined; nothing was moved."
+    )
     assert counts(target, p.dlq_url)["visible"] == 30 and counts(target, p.queue_url)["visible"] == 0
     assert_exactly(target, [p.dlq_url], sent)
 
@@ -299,6 +331,7 @@ def test_it_purges_and_records_who_did(register, target, admin_user):
 
 # --- bad input: a clear message, nothing moved ----------------------------------------------------------
 
+
 def test_it_refuses_a_destination_that_does_not_exist(register, target, emulator):
     p = register("orders")
     fill(target, p.dlq_url, 5)
@@ -316,12 +349,15 @@ def test_it_refuses_a_fifo_standard_mismatch(register, target):
     assert not RedriveTask.objects.exists()
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"destination_url": "not a url"}, "Destination: Enter a queue URL"),
-    ({"rate": 501}, "The rate must be between 1 and 500"),
-    ({"flt": Filter(FilterKind.REQUEST_IDS, "requestId")}, "Give at least one id"),
-    ({"flt": Filter(FilterKind.ATTRIBUTE, "attempt")}, "Give the attribute name and the value"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"destination_url": "not a url"}, "Destination: Enter a queue URL"),
+        ({"rate": 501}, "The rate must be between 1 and 500"),
+        ({"flt": Filter(FilterKind.REQUEST_IDS, "requestId")}, "Give at least one id"),
+        ({"flt": Filter(FilterKind.ATTRIBUTE, "attempt")}, "Give the attribute name and the value"),
+    ],
+)
 def test_it_refuses_bad_options(register, target, options, message):
     p = register("orders")
     fill(target, p.dlq_url, 1)
@@ -340,8 +376,9 @@ def test_it_refuses_a_second_task_on_the_same_dlq(register, target):
     p = register("orders")
     fill(target, p.dlq_url, 5)
     first, _ = redrive.start_redrive(p, token="a")
-    with pytest.raises(RedriveError, match=rf"Another task is already active on this dead-letter queue: #{first.pk}") \
-            as refused:
+    with pytest.raises(
+        RedriveError, match=rf"Another task is already active on this dead-letter queue: #{first.pk}"
+    ) as refused:
         redrive.start_redrive(p, token="b")
     assert refused.value.task == first
     with pytest.raises(RedriveError, match="already active"):
@@ -367,13 +404,14 @@ def test_it_starts_one_task_for_a_form_submitted_twice(register, target):
 
 # --- peeking ---------------------------------------------------------------------------------------------
 
+
 def test_it_peeks_without_consuming_and_counts_a_receive(register, target):
     p = register("orders")
     fill(target, p.dlq_url, 15)
     first = redrive.peek(p, 12)
     assert len(first) == 12 and first[0].request_id == "req-00000" and first[0].receive_count == 1
     assert first[0].json == {"order": 0, "note": "ok", "text": ""}
-    assert ('attempt', 'Number', '0') in first[0].attributes
+    assert ("attempt", "Number", "0") in first[0].attributes
     assert counts(target, p.dlq_url) == {"visible": 15, "in_flight": 0, "delayed": 0}
     again = redrive.peek(p, 12)
     assert again[0].id == first[0].id and again[0].receive_count == 2
@@ -384,6 +422,7 @@ def test_it_peeks_at_an_empty_dlq(register):
 
 
 # --- worker plumbing ---------------------------------------------------------------------------------------
+
 
 def test_it_runs_a_task_once_through_celery(register, target):
     p = register("orders")
@@ -413,25 +452,37 @@ def test_it_remembers_that_the_endpoint_lacks_native_redrive(register, target, r
     assert "not available" in task.errors[0]["message"] and task.errors[0]["level"] == "info"
     account.refresh_from_db()
     assert redrive.NATIVE_UNSUPPORTED in account.unsupported_statistics
-    assert redrive.choose_engine(account) == (RedriveEngine.BATCH, "this endpoint does not support SQS message "
-                                                                   "move tasks")
+    assert redrive.choose_engine(account) == (
+        RedriveEngine.BATCH,
+        "this endpoint does not support SQS message move tasks",
+    )
     assert DlqOperation.REDRIVE == task.operation
 
 
 def test_it_moves_nothing_more_once_cancelled_while_its_worker_was_gone(register, target):
     p = register("orders")
     fill(target, p.dlq_url, 20)
-    task = RedriveTask.objects.create(pipeline=p, pipeline_name=p.name, source_url=p.dlq_url, source_arn=p.dlq_arn,
-                                      destination_url=p.queue_url, engine=RedriveEngine.BATCH, attempts=1, moved=10,
-                                      matched=10, status=RedriveStatus.CANCELLING,
-                                      heartbeat_at=now() - timedelta(hours=1))
+    task = RedriveTask.objects.create(
+        pipeline=p,
+        pipeline_name=p.name,
+        source_url=p.dlq_url,
+        source_arn=p.dlq_arn,
+        destination_url=p.queue_url,
+        engine=RedriveEngine.BATCH,
+        attempts=1,
+        moved=10,
+        matched=10,
+        status=RedriveStatus.CANCELLING,
+        heartbeat_at=now() - timedelta(hours=1),
+    )
     task = redrive.run_redrive(task.pk)
     assert (task.status, task.moved) == ("cancelled", 10)
     assert counts(target, p.dlq_url)["visible"] == 20
 
 
-def test_it_redrives_selectively_from_a_fifo_dlq_and_says_what_it_could_not_reach(volume_register, run_now,
-                                                                                    monkeypatch):
+def test_it_redrives_selectively_from_a_fifo_dlq_and_says_what_it_could_not_reach(
+    volume_register, run_now, monkeypatch
+):
     # In a FIFO queue a message left in the DLQ holds back the rest of its group: the scan ends when
     # nothing more is delivered, and says so.
     monkeypatch.setattr(redrive, "EMPTY_ROUNDS", 1)

@@ -4,6 +4,7 @@ The redrive runs in the test's own thread (as a worker would run it) while the p
 progress. Progress requests are routed through the test, so the page and the worker never use the
 test database at the same moment (a live server on SQLite shares one connection between threads).
 """
+
 import pytest
 
 from pipelines import redrive

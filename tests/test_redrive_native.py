@@ -4,6 +4,7 @@ The emulator lacks these operations, so these tests use botocore's Stubber with 
 the SQS API reference documents them; no request leaves the process. The fallback to the batch
 engine against the real emulator is in test_redrive.py.
 """
+
 from datetime import timedelta
 
 import pytest
@@ -25,8 +26,15 @@ HANDLE = "eyJ0YXNrSWQiOiJkYTE2YjI4NS1hMjQ5LTQ2OGQtYWQ4Mi0zMTU0MzRhMzQ4ZmEifQ=="
 def pipeline(db):
     # An endpoint nothing listens on: every call here is answered by the Stubber or not at all.
     account = AwsAccount.objects.create(name="stubbed", region=REGION, endpoint_url="http://127.0.0.1:9")
-    return Pipeline.objects.create(name="orders", account=account, queue_url=QUEUE_URL, queue_arn=QUEUE_ARN,
-                                   queue_name="orders", dlq_url=DLQ_URL, dlq_arn=DLQ_ARN)
+    return Pipeline.objects.create(
+        name="orders",
+        account=account,
+        queue_url=QUEUE_URL,
+        queue_arn=QUEUE_ARN,
+        queue_name="orders",
+        dlq_url=DLQ_URL,
+        dlq_arn=DLQ_ARN,
+    )
 
 
 @pytest.fixture
@@ -40,9 +48,16 @@ def stub(pipeline):
 
 def native_task(pipeline, **fields) -> RedriveTask:
     return RedriveTask.objects.create(
-        pipeline=pipeline, pipeline_name=pipeline.name, source_url=DLQ_URL, source_arn=DLQ_ARN,
-        destination_url=QUEUE_URL, destination_arn=QUEUE_ARN, engine=RedriveEngine.NATIVE, depth_at_start=1200,
-        **fields)
+        pipeline=pipeline,
+        pipeline_name=pipeline.name,
+        source_url=DLQ_URL,
+        source_arn=DLQ_ARN,
+        destination_url=QUEUE_URL,
+        destination_arn=QUEUE_ARN,
+        engine=RedriveEngine.NATIVE,
+        depth_at_start=1200,
+        **fields,
+    )
 
 
 def started_ms(minutes_ago: float = 0) -> int:
@@ -51,9 +66,15 @@ def started_ms(minutes_ago: float = 0) -> int:
 
 def listed(status: str, moved: int, to_move: int = 1200, handle: bool = True, **extra) -> dict:
     """A ListMessageMoveTasks result entry as the API reference shows it (TaskHandle only while running)."""
-    entry = {"Status": status, "SourceArn": DLQ_ARN, "DestinationArn": QUEUE_ARN,
-             "ApproximateNumberOfMessagesMoved": moved, "ApproximateNumberOfMessagesToMove": to_move,
-             "StartedTimestamp": started_ms(), **extra}
+    entry = {
+        "Status": status,
+        "SourceArn": DLQ_ARN,
+        "DestinationArn": QUEUE_ARN,
+        "ApproximateNumberOfMessagesMoved": moved,
+        "ApproximateNumberOfMessagesToMove": to_move,
+        "StartedTimestamp": started_ms(),
+        **extra,
+    }
     if handle:
         entry["TaskHandle"] = HANDLE
     return entry
@@ -61,11 +82,17 @@ def listed(status: str, moved: int, to_move: int = 1200, handle: bool = True, **
 
 def test_it_moves_a_whole_dlq_with_the_sqs_move_task_and_follows_its_progress(pipeline, stub, fast):
     task = native_task(pipeline, rate=50)
-    stub.add_response("start_message_move_task", {"TaskHandle": HANDLE},
-                      {"SourceArn": DLQ_ARN, "DestinationArn": QUEUE_ARN, "MaxNumberOfMessagesPerSecond": 50})
+    stub.add_response(
+        "start_message_move_task",
+        {"TaskHandle": HANDLE},
+        {"SourceArn": DLQ_ARN, "DestinationArn": QUEUE_ARN, "MaxNumberOfMessagesPerSecond": 50},
+    )
     older = listed("COMPLETED", 40, 40, handle=False, StartedTimestamp=started_ms(60 * 24))
-    stub.add_response("list_message_move_tasks", {"Results": [listed("RUNNING", 300), older]},
-                      {"SourceArn": DLQ_ARN, "MaxResults": 10})
+    stub.add_response(
+        "list_message_move_tasks",
+        {"Results": [listed("RUNNING", 300), older]},
+        {"SourceArn": DLQ_ARN, "MaxResults": 10},
+    )
     stub.add_response("list_message_move_tasks", {"Results": [listed("RUNNING", 900), older]})
     # Once finished, SQS no longer gives the handle: the task is recognised by when it started.
     stub.add_response("list_message_move_tasks", {"Results": [listed("COMPLETED", 1200, handle=False), older]})
@@ -79,8 +106,9 @@ def test_it_saves_the_progress_while_sqs_moves_messages(pipeline, stub, monkeypa
     task = native_task(pipeline)
     seen = []
     monkeypatch.setattr(redrive, "sleep", lambda s: seen.append(RedriveTask.objects.get(pk=task.pk).progress()))
-    stub.add_response("start_message_move_task", {"TaskHandle": HANDLE}, {"SourceArn": DLQ_ARN,
-                                                                          "DestinationArn": QUEUE_ARN})
+    stub.add_response(
+        "start_message_move_task", {"TaskHandle": HANDLE}, {"SourceArn": DLQ_ARN, "DestinationArn": QUEUE_ARN}
+    )
     stub.add_response("list_message_move_tasks", {"Results": [listed("RUNNING", 600)]})
     stub.add_response("list_message_move_tasks", {"Results": [listed("COMPLETED", 1200, handle=False)]})
     redrive.run_redrive(task.pk)
@@ -102,16 +130,24 @@ def test_it_cancels_the_sqs_move_task(pipeline, stub, monkeypatch):
 def test_it_fails_with_the_reason_sqs_gives(pipeline, stub, fast):
     task = native_task(pipeline)
     stub.add_response("start_message_move_task", {"TaskHandle": HANDLE})
-    stub.add_response("list_message_move_tasks", {"Results": [listed(
-        "FAILED", 200, handle=False, FailureReason="AWS.SimpleQueueService.KmsAccessDenied")]})
+    stub.add_response(
+        "list_message_move_tasks",
+        {"Results": [listed("FAILED", 200, handle=False, FailureReason="AWS.SimpleQueueService.KmsAccessDenied")]},
+    )
     done = redrive.run_redrive(task.pk)
     assert (done.status, done.moved, done.failed) == ("failed", 200, 1000)
     assert "KmsAccessDenied" in done.summary()
 
 
 def test_it_follows_the_move_task_it_already_started_after_a_resume(pipeline, stub, fast):
-    task = native_task(pipeline, status=RedriveStatus.RUNNING, native_handle=HANDLE, native_started_ms=started_ms(1),
-                       attempts=1, heartbeat_at=now() - timedelta(minutes=10))
+    task = native_task(
+        pipeline,
+        status=RedriveStatus.RUNNING,
+        native_handle=HANDLE,
+        native_started_ms=started_ms(1),
+        attempts=1,
+        heartbeat_at=now() - timedelta(minutes=10),
+    )
     stub.add_response("list_message_move_tasks", {"Results": [listed("COMPLETED", 1200, handle=False)]})
     done = redrive.run_redrive(task.pk)  # no second StartMessageMoveTask
     assert (done.status, done.attempts, done.moved) == ("completed", 2, 1200)
@@ -119,12 +155,18 @@ def test_it_follows_the_move_task_it_already_started_after_a_resume(pipeline, st
 
 def test_it_falls_back_to_batches_for_this_task_only_when_aws_refuses(pipeline, stub):
     task = native_task(pipeline)
-    stub.add_client_error("start_message_move_task", service_error_code="AWS.SimpleQueueService.UnsupportedOperation",
-                          service_message="Unsupported operation.", http_status_code=400)
+    stub.add_client_error(
+        "start_message_move_task",
+        service_error_code="AWS.SimpleQueueService.UnsupportedOperation",
+        service_message="Unsupported operation.",
+        http_status_code=400,
+    )
     # The batch engine takes over: an empty DLQ ends it at once.
     stub.add_response("receive_message", {"Messages": []})
-    stub.add_response("get_queue_attributes", {"Attributes": {"ApproximateNumberOfMessages": "0",
-                                                              "ApproximateNumberOfMessagesNotVisible": "0"}})
+    stub.add_response(
+        "get_queue_attributes",
+        {"Attributes": {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}},
+    )
     done = redrive.run_redrive(task.pk)
     assert (done.status, done.engine) == ("completed", "batch")
     pipeline.account.refresh_from_db()
@@ -134,11 +176,17 @@ def test_it_falls_back_to_batches_for_this_task_only_when_aws_refuses(pipeline, 
 
 def test_it_remembers_an_endpoint_without_the_operation(pipeline, stub):
     task = native_task(pipeline)
-    stub.add_client_error("start_message_move_task", service_error_code="UnknownOperationException",
-                          service_message="Unknown operation StartMessageMoveTask", http_status_code=400)
+    stub.add_client_error(
+        "start_message_move_task",
+        service_error_code="UnknownOperationException",
+        service_message="Unknown operation StartMessageMoveTask",
+        http_status_code=400,
+    )
     stub.add_response("receive_message", {"Messages": []})
-    stub.add_response("get_queue_attributes", {"Attributes": {"ApproximateNumberOfMessages": "0",
-                                                              "ApproximateNumberOfMessagesNotVisible": "0"}})
+    stub.add_response(
+        "get_queue_attributes",
+        {"Attributes": {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}},
+    )
     done = redrive.run_redrive(task.pk)
     assert done.engine == "batch" and "not available" in done.errors[0]["message"]
     pipeline.account.refresh_from_db()
@@ -148,26 +196,35 @@ def test_it_remembers_an_endpoint_without_the_operation(pipeline, stub):
 
 def test_it_fails_on_other_errors_and_moves_nothing(pipeline, stub):
     task = native_task(pipeline)
-    stub.add_client_error("start_message_move_task", service_error_code="AccessDenied",
-                          service_message="not authorized to perform sqs:StartMessageMoveTask", http_status_code=403)
+    stub.add_client_error(
+        "start_message_move_task",
+        service_error_code="AccessDenied",
+        service_message="not authorized to perform sqs:StartMessageMoveTask",
+        http_status_code=403,
+    )
     done = redrive.run_redrive(task.pk)
     assert done.status == "failed" and "access denied" in done.summary()
 
 
 def client_error(code: str, message: str, status: int) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": message},
-                        "ResponseMetadata": {"HTTPStatusCode": status}}, "StartMessageMoveTask")
+    return ClientError(
+        {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "StartMessageMoveTask",
+    )
 
 
-@pytest.mark.parametrize("error, lacks", [
-    (client_error("500", "<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>", 500), True),
-    (client_error("UnknownOperationException", "Unknown operation", 400), True),
-    (client_error("InvalidAction", "The action StartMessageMoveTask is not valid", 400), True),
-    (client_error("500", "injected internal error", 500), False),  # an ordinary server error: transient
-    (client_error("InternalError", "We encountered an internal error", 500), False),
-    (client_error("ThrottlingException", "Rate exceeded", 400), False),
-    (client_error("AWS.SimpleQueueService.UnsupportedOperation", "Unsupported operation.", 400), False),
-])
+@pytest.mark.parametrize(
+    "error, lacks",
+    [
+        (client_error("500", "<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>", 500), True),
+        (client_error("UnknownOperationException", "Unknown operation", 400), True),
+        (client_error("InvalidAction", "The action StartMessageMoveTask is not valid", 400), True),
+        (client_error("500", "injected internal error", 500), False),  # an ordinary server error: transient
+        (client_error("InternalError", "We encountered an internal error", 500), False),
+        (client_error("ThrottlingException", "Rate exceeded", 400), False),
+        (client_error("AWS.SimpleQueueService.UnsupportedOperation", "Unsupported operation.", 400), False),
+    ],
+)
 def test_it_tells_an_endpoint_lacking_an_operation_from_other_errors(error, lacks):
     assert aws.endpoint_lacks_operation(error) is lacks
 

@@ -1,5 +1,6 @@
 """The pure parts of redrive: filters, message re-creation, batching by size, masking, pacing, and
 what a task says about itself. No AWS, no database."""
+
 import pytest
 
 from pipelines import redrive
@@ -8,22 +9,29 @@ from pipelines.redrive import Filter, PeekedMessage
 
 
 def message(body="{}", mid="m-1", **attrs):
-    return {"MessageId": mid, "ReceiptHandle": "rh", "Body": body,
-            "Attributes": {"SentTimestamp": "1700000000000", "ApproximateReceiveCount": "3"},
-            "MessageAttributes": {k: {"DataType": "String", "StringValue": v} for k, v in attrs.items()}}
+    return {
+        "MessageId": mid,
+        "ReceiptHandle": "rh",
+        "Body": body,
+        "Attributes": {"SentTimestamp": "1700000000000", "ApproximateReceiveCount": "3"},
+        "MessageAttributes": {k: {"DataType": "String", "StringValue": v} for k, v in attrs.items()},
+    }
 
 
-@pytest.mark.parametrize("flt, expected", [
-    (Filter(), True),
-    (Filter(FilterKind.ATTRIBUTE, "tenant", "acme"), True),
-    (Filter(FilterKind.ATTRIBUTE, "tenant", "other"), False),
-    (Filter(FilterKind.ATTRIBUTE, "missing", "acme"), False),
-    (Filter(FilterKind.BODY, value='"sku": 42'), True),
-    (Filter(FilterKind.BODY, value='"SKU": 42'), False),  # case matters
-    (Filter(FilterKind.REQUEST_IDS, "requestId", ids=frozenset({"r-1", "r-9"})), True),
-    (Filter(FilterKind.REQUEST_IDS, "requestId", ids=frozenset({"r-2"})), False),
-    (Filter(FilterKind.MESSAGE_IDS, ids=frozenset({"m-1"})), True),
-])
+@pytest.mark.parametrize(
+    "flt, expected",
+    [
+        (Filter(), True),
+        (Filter(FilterKind.ATTRIBUTE, "tenant", "acme"), True),
+        (Filter(FilterKind.ATTRIBUTE, "tenant", "other"), False),
+        (Filter(FilterKind.ATTRIBUTE, "missing", "acme"), False),
+        (Filter(FilterKind.BODY, value='"sku": 42'), True),
+        (Filter(FilterKind.BODY, value='"SKU": 42'), False),  # case matters
+        (Filter(FilterKind.REQUEST_IDS, "requestId", ids=frozenset({"r-1", "r-9"})), True),
+        (Filter(FilterKind.REQUEST_IDS, "requestId", ids=frozenset({"r-2"})), False),
+        (Filter(FilterKind.MESSAGE_IDS, ids=frozenset({"m-1"})), True),
+    ],
+)
 def test_it_selects_messages_by_filter(flt, expected):
     assert flt.matches(message('{"sku": 42}', tenant="acme", requestId="r-1")) is expected
 
@@ -34,14 +42,21 @@ def test_it_reads_ids_one_per_line_or_separated_by_commas():
 
 def test_it_recreates_a_message_for_the_destination():
     m = message("body", tenant="acme")
-    m["MessageAttributes"]["blob"] = {"DataType": "Binary", "BinaryValue": b"\x00\x01", "BinaryListValues": [],
-                                      "StringListValues": []}
+    m["MessageAttributes"]["blob"] = {
+        "DataType": "Binary",
+        "BinaryValue": b"\x00\x01",
+        "BinaryListValues": [],
+        "StringListValues": [],
+    }
     m["Attributes"].update(MessageGroupId="g-7", MessageDeduplicationId="orig", AWSTraceHeader="Root=1-abc")
     entry = redrive.send_entry(3, m, fifo=True, task_id=12)
     assert entry == {
-        "Id": "3", "MessageBody": "body",
-        "MessageAttributes": {"tenant": {"DataType": "String", "StringValue": "acme"},
-                              "blob": {"DataType": "Binary", "BinaryValue": b"\x00\x01"}},
+        "Id": "3",
+        "MessageBody": "body",
+        "MessageAttributes": {
+            "tenant": {"DataType": "String", "StringValue": "acme"},
+            "blob": {"DataType": "Binary", "BinaryValue": b"\x00\x01"},
+        },
         "MessageSystemAttributes": {"AWSTraceHeader": {"DataType": "String", "StringValue": "Root=1-abc"}},
         "MessageGroupId": "g-7",
         # Not the original id: SQS would drop the copy as a duplicate of a message sent < 5 min ago.
@@ -60,8 +75,7 @@ def test_it_splits_batches_by_count_and_size():
 
 
 def peeked(body: str) -> PeekedMessage:
-    return PeekedMessage(id="m", body=body, sent_at=None, receive_count=1, group_id="", request_id=None,
-                         attributes=[])
+    return PeekedMessage(id="m", body=body, sent_at=None, receive_count=1, group_id="", request_id=None, attributes=[])
 
 
 def test_it_masks_what_the_viewer_may_not_read():
@@ -100,23 +114,52 @@ def test_it_gives_every_status_a_colour_and_a_label():
     assert [s.value for s in RedriveStatus if s.is_active] == ["pending", "running", "cancelling"]
 
 
-@pytest.mark.parametrize("fields, summary, percent", [
-    ({"status": "pending"}, "Waiting for a worker.", 0),
-    ({"status": "running", "depth_at_start": 200, "matched": 50, "moved": 50}, "Running: 50 message(s) moved so far.",
-     25),
-    ({"status": "completed", "depth_at_start": 200, "matched": 197, "moved": 195, "failed": 2},
-     "Done: 195 message(s) moved, 2 failed and stay in the DLQ.", 100),
-    ({"status": "completed", "filter_kind": "body", "filter_value": "x", "skipped": 40},
-     "The filter (body contains 'x') matched none of the 40 message(s) examined; nothing was moved.", 100),
-    ({"status": "running", "filter_kind": "attribute", "filter_attribute": "a", "filter_value": "b",
-      "depth_at_start": 100, "matched": 5, "moved": 5, "skipped": 45},
-     "Running: 5 message(s) moved, 45 did not match and stay in the DLQ so far.", 50),
-    ({"status": "completed", "dry_run": True, "matched": 3, "skipped": 7},
-     "Dry run: 3 of 10 sampled message(s) would move; nothing was moved.", 100),
-    ({"status": "cancelled", "moved": 30}, "Cancelled: 30 message(s) moved.", 0),
-    ({"status": "running", "max_messages": 40, "depth_at_start": 1000, "matched": 20, "moved": 20},
-     "Running: 20 message(s) moved so far.", 50),
-])
+@pytest.mark.parametrize(
+    "fields, summary, percent",
+    [
+        ({"status": "pending"}, "Waiting for a worker.", 0),
+        (
+            {"status": "running", "depth_at_start": 200, "matched": 50, "moved": 50},
+            "Running: 50 message(s) moved so far.",
+            25,
+        ),
+        (
+            {"status": "completed", "depth_at_start": 200, "matched": 197, "moved": 195, "failed": 2},
+            "Done: 195 message(s) moved, 2 failed and stay in the DLQ.",
+            100,
+        ),
+        (
+            {"status": "completed", "filter_kind": "body", "filter_value": "x", "skipped": 40},
+            "The filter (body contains 'x') matched none of the 40 message(s) examined; nothing was moved.",
+            100,
+        ),
+        (
+            {
+                "status": "running",
+                "filter_kind": "attribute",
+                "filter_attribute": "a",
+                "filter_value": "b",
+                "depth_at_start": 100,
+                "matched": 5,
+                "moved": 5,
+                "skipped": 45,
+            },
+            "Running: 5 message(s) moved, 45 did not match and stay in the DLQ so far.",
+            50,
+        ),
+        (
+            {"status": "completed", "dry_run": True, "matched": 3, "skipped": 7},
+            "Dry run: 3 of 10 sampled message(s) would move; nothing was moved.",
+            100,
+        ),
+        ({"status": "cancelled", "moved": 30}, "Cancelled: 30 message(s) moved.", 0),
+        (
+            {"status": "running", "max_messages": 40, "depth_at_start": 1000, "matched": 20, "moved": 20},
+            "Running: 20 message(s) moved so far.",
+            50,
+        ),
+    ],
+)
 def test_it_says_where_a_task_is(fields, summary, percent):
     t = task(**fields)
     assert t.summary() == summary and t.percent() == percent
@@ -137,7 +180,12 @@ def test_it_keeps_the_latest_errors_and_counts_them_all():
 
 
 def test_it_counts_a_deletions_progress_by_the_messages_found():
-    t = task(status="running", filter_kind="message_ids", filter_value="a\nb\nc\nd", matched=2, skipped=500,
-             depth_at_start=1000)
+    t = task(
+        status="running",
+        filter_kind="message_ids",
+        filter_value="a\nb\nc\nd",
+        matched=2,
+        skipped=500,
+        depth_at_start=1000,
+    )
     assert t.expected_total() == 4 and t.percent() == 50
-

@@ -1,5 +1,6 @@
 """The DLQ pages in the admin: who may see and do what, what each page says, and that bad input is a
 message on the page (never a server error, never a half-done action)."""
+
 import re
 
 import pytest
@@ -24,6 +25,7 @@ def as_user(db):
         c = Client(enforce_csrf_checks=csrf)
         c.force_login(staff(username, *perms))
         return c
+
     return _as
 
 
@@ -58,11 +60,23 @@ def text(response) -> str:
 
 
 def start_form(token="t-1", **extra):
-    return {"confirm": "1", "token": token, "destination": "source", "destination_url": "", "max_messages": "",
-            "rate": "", "filter_kind": "", "filter_attribute": "", "filter_value": "", "ids": "", **extra}
+    return {
+        "confirm": "1",
+        "token": token,
+        "destination": "source",
+        "destination_url": "",
+        "max_messages": "",
+        "rate": "",
+        "filter_kind": "",
+        "filter_attribute": "",
+        "filter_value": "",
+        "ids": "",
+        **extra,
+    }
 
 
 # --- the DLQ page and peeking --------------------------------------------------------------------------------
+
 
 def test_it_shows_the_dlq_and_how_peeking_works(viewer, orders):
     page = text(viewer.get(url("dlq", orders.pk)))
@@ -89,8 +103,12 @@ def test_it_says_when_a_pipeline_has_no_dlq(viewer, register):
 
 def test_it_shows_an_unreachable_endpoint_as_a_message(operator, db):
     account = AwsAccount.objects.create(name="down", region="us-east-1", endpoint_url="http://127.0.0.1:9")
-    p = Pipeline.objects.create(name="ghost", account=account, queue_url="http://127.0.0.1:9/123456789012/ghost",
-                                dlq_url="http://127.0.0.1:9/123456789012/ghost-dlq")
+    p = Pipeline.objects.create(
+        name="ghost",
+        account=account,
+        queue_url="http://127.0.0.1:9/123456789012/ghost",
+        dlq_url="http://127.0.0.1:9/123456789012/ghost-dlq",
+    )
     page = operator.get(url("dlq", p.pk))
     assert page.status_code == 200 and "cannot reach the AWS endpoint" in text(page)
     peek = operator.post(url("dlq", p.pk), {"count": "5"}, follow=True)
@@ -101,10 +119,17 @@ def test_it_shows_an_unreachable_endpoint_as_a_message(operator, db):
 
 # --- permissions --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, method", [
-    ("dlq_redrive", "get"), ("dlq_redrive", "post"), ("dlq_delete", "post"), ("dlq_purge", "get"),
-    ("dlq_purge", "post"),
-])
+
+@pytest.mark.parametrize(
+    "name, method",
+    [
+        ("dlq_redrive", "get"),
+        ("dlq_redrive", "post"),
+        ("dlq_delete", "post"),
+        ("dlq_purge", "get"),
+        ("dlq_purge", "post"),
+    ],
+)
 def test_it_needs_the_redrive_permission_to_change_a_dlq(viewer, reader, orders, target, name, method):
     for client in (viewer, reader):
         data = {**start_form(), "ids": "x", "confirm_name": "orders-dlq"} if method == "post" else None
@@ -132,6 +157,7 @@ def test_it_needs_the_csrf_token(as_user, orders):
 
 # --- redrive through the pages ---------------------------------------------------------------------------------
 
+
 def test_it_confirms_with_depth_destination_and_options(operator, orders):
     page = text(operator.get(url("dlq_redrive", orders.pk)))
     assert "25</strong> visible" in page and "The source queue: orders" in page
@@ -140,8 +166,9 @@ def test_it_confirms_with_depth_destination_and_options(operator, orders):
     assert re.search(r'name="token" value="[\w-]{20,}"', page)
 
 
-def test_it_lets_an_operator_redrive_and_follow_the_progress(operator, orders, target, eager,
-                                                       django_capture_on_commit_callbacks):
+def test_it_lets_an_operator_redrive_and_follow_the_progress(
+    operator, orders, target, eager, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         res = operator.post(url("dlq_redrive", orders.pk), start_form())
     task = RedriveTask.objects.get()
@@ -156,35 +183,42 @@ def test_it_lets_an_operator_redrive_and_follow_the_progress(operator, orders, t
     assert f"#{task.pk}" in history and "Completed" in history
 
 
-def test_it_redrives_by_request_id_from_the_form(operator, orders, target, eager,
-                                                         django_capture_on_commit_callbacks):
+def test_it_redrives_by_request_id_from_the_form(operator, orders, target, eager, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        operator.post(url("dlq_redrive", orders.pk), start_form(filter_kind="request_ids",
-                                                                ids="req-00002\nreq-00004, req-00999"))
+        operator.post(
+            url("dlq_redrive", orders.pk), start_form(filter_kind="request_ids", ids="req-00002\nreq-00004, req-00999")
+        )
     task = RedriveTask.objects.get()
     assert (task.matched, task.moved, task.skipped, task.filter_attribute) == (2, 2, 23, "requestId")
     assert counts(target, orders.dlq_url)["visible"] == 23
 
 
-def test_it_lists_what_a_dry_run_would_move(operator, orders, target, eager,
-                                                       django_capture_on_commit_callbacks):
+def test_it_lists_what_a_dry_run_would_move(operator, orders, target, eager, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        res = operator.post(url("dlq_redrive", orders.pk), start_form(dry_run="on", filter_kind="attribute",
-                                                                      filter_attribute="attempt", filter_value="2"))
+        res = operator.post(
+            url("dlq_redrive", orders.pk),
+            start_form(dry_run="on", filter_kind="attribute", filter_attribute="attempt", filter_value="2"),
+        )
     page = text(operator.get(res["Location"]))
     assert "Dry run: 6 of 25 sampled message(s) would move; nothing was moved." in page
     assert "Sampled messages: 6 of 25 would move" in page and "req-00002" in page
     assert counts(target, orders.queue_url)["visible"] == 0
 
 
-@pytest.mark.parametrize("extra, message", [
-    ({"destination": "other", "destination_url": "{emulator}/123456789012/ghost"}, "No queue exists at"),
-    ({"destination": "other", "destination_url": ""}, "Give the URL of the queue"),
-    ({"destination": "other", "destination_url": "{emulator}/123456789012/orders-dlq"}, "the dead-letter queue itself"),
-    ({"rate": "501"}, "less than or equal to 500"),
-    ({"filter_kind": "request_ids", "ids": " "}, "Give at least one id"),
-    ({"filter_kind": "body", "filter_value": ""}, "Give the text the message bodies must contain"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"destination": "other", "destination_url": "{emulator}/123456789012/ghost"}, "No queue exists at"),
+        ({"destination": "other", "destination_url": ""}, "Give the URL of the queue"),
+        (
+            {"destination": "other", "destination_url": "{emulator}/123456789012/orders-dlq"},
+            "the dead-letter queue itself",
+        ),
+        ({"rate": "501"}, "less than or equal to 500"),
+        ({"filter_kind": "request_ids", "ids": " "}, "Give at least one id"),
+        ({"filter_kind": "body", "filter_value": ""}, "Give the text the message bodies must contain"),
+    ],
+)
 def test_it_shows_bad_input_as_a_message_and_starts_nothing(operator, orders, target, emulator, extra, message):
     data = start_form(**{k: v.format(emulator=emulator.url) for k, v in extra.items()})
     res = operator.post(url("dlq_redrive", orders.pk), data, follow=True)
@@ -194,8 +228,7 @@ def test_it_shows_bad_input_as_a_message_and_starts_nothing(operator, orders, ta
 
 def test_it_refuses_a_fifo_destination_for_a_standard_dlq_on_the_page(operator, orders, register):
     fifo = register("payments", fifo=True)
-    res = operator.post(url("dlq_redrive", orders.pk), start_form(destination="other",
-                                                                  destination_url=fifo.queue_url))
+    res = operator.post(url("dlq_redrive", orders.pk), start_form(destination="other", destination_url=fifo.queue_url))
     assert "is a FIFO queue: messages can only be redriven between queues of the same type" in text(res)
     assert not RedriveTask.objects.exists()
 
@@ -229,16 +262,19 @@ def test_it_cancels_a_pending_task_from_its_page(operator, orders):
 
 # --- deleting and purging: typed confirmation, audited ------------------------------------------------------------
 
-def test_it_deletes_chosen_messages_once_the_queue_name_is_typed(operator, orders, target, eager,
-                                                       django_capture_on_commit_callbacks):
+
+def test_it_deletes_chosen_messages_once_the_queue_name_is_typed(
+    operator, orders, target, eager, django_capture_on_commit_callbacks
+):
     ids = [m.id for m in redrive.peek(orders, 3)]
     confirm = text(operator.post(url("dlq_delete", orders.pk), {"ids": ids}))
     assert "Type the queue name" in confirm and all(i in confirm for i in ids)
     wrong = text(operator.post(url("dlq_delete", orders.pk), {"ids": ids, "confirm": "1", "confirm_name": "orders"}))
     assert "exactly to confirm. Nothing was deleted." in wrong and not RedriveTask.objects.exists()
     with django_capture_on_commit_callbacks(execute=True):
-        res = operator.post(url("dlq_delete", orders.pk), {"ids": ids, "confirm": "1", "confirm_name": "orders-dlq",
-                                                           "token": "d-1"})
+        res = operator.post(
+            url("dlq_delete", orders.pk), {"ids": ids, "confirm": "1", "confirm_name": "orders-dlq", "token": "d-1"}
+        )
     task = RedriveTask.objects.get()
     assert res.status_code == 302 and (task.operation, task.moved, task.requested_by_name) == ("delete", 3, "operator")
     assert counts(target, orders.dlq_url)["visible"] == 22
@@ -263,6 +299,7 @@ def test_it_purges_once_the_queue_name_is_typed_and_records_it(operator, orders,
 
 # --- the admin action and the task list -----------------------------------------------------------------------
 
+
 def test_it_confirms_the_redrive_action_then_starts_one_task_per_dlq(as_user, orders, register, target):
     client = as_user("lead", "view_pipeline", "change_pipeline", "redrive_dlq")
     bare = register("bare", dlq=False)
@@ -270,8 +307,9 @@ def test_it_confirms_the_redrive_action_then_starts_one_task_per_dlq(as_user, or
     data = {"action": "redrive_dlq", "_selected_action": [orders.pk, bare.pk]}
     confirm = text(client.post(changelist, data))
     assert "Redrive the dead-letter queues of the selected pipelines" in confirm and "25 (+0 in flight)" in confirm
-    res = client.post(changelist, {**data, "confirm": "1", "token": "bulk-1", "max_messages": "", "rate": "10"},
-                      follow=True)
+    res = client.post(
+        changelist, {**data, "confirm": "1", "token": "bulk-1", "max_messages": "", "rate": "10"}, follow=True
+    )
     page = text(res)
     task = RedriveTask.objects.get()
     assert "Started 1 redrive(s)" in page and "Bare: no dead-letter queue." in page

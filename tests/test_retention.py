@@ -1,10 +1,11 @@
 """Hourly rollups and pruning, in bounded batches."""
-from datetime import datetime, timedelta, timezone
+
+from datetime import UTC, datetime, timedelta
 
 from pipelines import retention
 from pipelines.models import AwsAccount, MetricRollup, MetricSample, Pipeline
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def make_pipeline():
@@ -15,11 +16,20 @@ def make_pipeline():
 def test_it_rolls_minutes_up_into_hours(db):
     p = make_pipeline()
     h = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
-    MetricSample.objects.bulk_create([
-        MetricSample(pipeline=p, minute=h + timedelta(minutes=m), visible=m, sent=2, oldest_age=m * 10,
-                     lambda_duration_avg=100.0)
-        for m in range(60)
-    ] + [MetricSample(pipeline=p, minute=h + timedelta(hours=1, minutes=5), visible=1000)])
+    MetricSample.objects.bulk_create(
+        [
+            MetricSample(
+                pipeline=p,
+                minute=h + timedelta(minutes=m),
+                visible=m,
+                sent=2,
+                oldest_age=m * 10,
+                lambda_duration_avg=100.0,
+            )
+            for m in range(60)
+        ]
+        + [MetricSample(pipeline=p, minute=h + timedelta(hours=1, minutes=5), visible=1000)]
+    )
     written = retention.rollup(at=h + timedelta(hours=1, minutes=30))
     assert written == 1  # the current hour is not complete yet
     r = MetricRollup.objects.get(pipeline=p, hour=h)
@@ -38,13 +48,21 @@ def test_it_prunes_past_retention_in_batches(db, settings):
     settings.ROLLUP_RETENTION_DAYS = 455
     p = make_pipeline()
     at = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-    MetricSample.objects.bulk_create([MetricSample(pipeline=p, minute=at - timedelta(days=16, minutes=m)) for m in range(25)]
-                                     + [MetricSample(pipeline=p, minute=at - timedelta(days=1))])
-    MetricRollup.objects.bulk_create([MetricRollup(pipeline=p, hour=at - timedelta(days=456)),
-                                      MetricRollup(pipeline=p, hour=at - timedelta(days=100))])
+    MetricSample.objects.bulk_create(
+        [MetricSample(pipeline=p, minute=at - timedelta(days=16, minutes=m)) for m in range(25)]
+        + [MetricSample(pipeline=p, minute=at - timedelta(days=1))]
+    )
+    MetricRollup.objects.bulk_create(
+        [
+            MetricRollup(pipeline=p, hour=at - timedelta(days=456)),
+            MetricRollup(pipeline=p, hour=at - timedelta(days=100)),
+        ]
+    )
     assert retention.prune(at=at, batch=10) == {"samples": 25, "rollups": 1}
     assert MetricSample.objects.count() == 1 and MetricRollup.objects.count() == 1
     # A budget bounds one run; the next run finishes the job.
-    MetricSample.objects.bulk_create([MetricSample(pipeline=p, minute=at - timedelta(days=20, minutes=m)) for m in range(25)])
+    MetricSample.objects.bulk_create(
+        [MetricSample(pipeline=p, minute=at - timedelta(days=20, minutes=m)) for m in range(25)]
+    )
     assert retention.prune(at=at, batch=10, budget=10)["samples"] == 10
     assert retention.prune(at=at, batch=10)["samples"] == 15

@@ -1,4 +1,5 @@
 """Settings come from the environment; bad configuration stops with a sentence saying what to set."""
+
 import os
 import subprocess
 import sys
@@ -7,16 +8,24 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROD = {"SECRET_KEY": "k" * 20 + "Zq8!xW2@pL5#nR7$tY9%vB1^cD3&fG6*hJ4", "DEBUG": "false",
-        "ALLOWED_HOSTS": "ops.example.com", "CSRF_TRUSTED_ORIGINS": "https://ops.example.com"}
+PROD = {
+    "SECRET_KEY": "k" * 20 + "Zq8!xW2@pL5#nR7$tY9%vB1^cD3&fG6*hJ4",
+    "DEBUG": "false",
+    "ALLOWED_HOSTS": "ops.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://ops.example.com",
+}
 
 
 def run_manage(*args, env_overrides=None):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("SECRET_KEY", "DEBUG", "SECURE_SSL_REDIRECT", "DJANGO_SETTINGS_MODULE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SECRET_KEY", "DEBUG", "SECURE_SSL_REDIRECT", "DJANGO_SETTINGS_MODULE")
+    }
     env.update({"DJANGO_SETTINGS_MODULE": "opsboard.settings", **(env_overrides or {})})
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_it_requires_a_secret_key_when_debug_is_off():
@@ -29,20 +38,28 @@ def test_debug_runs_without_a_secret_key():
     assert run_manage("check", env_overrides={"DEBUG": "true"}).returncode == 0
 
 
-@pytest.mark.parametrize("name, value, message", [
-    ("DATABASE_URL", "nosuchdb://x", "DATABASE_URL is not a database URL"),
-    ("DEBUG", "maybe", "DEBUG is malformed"),
-    ("FAST_INTERVAL_SECONDS", "0", "FAST_INTERVAL_SECONDS must be a positive"),
-    ("AWS_RETRY_MODE", "sometimes", "AWS_RETRY_MODE must be one of"),
-])
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("DATABASE_URL", "nosuchdb://x", "DATABASE_URL is not a database URL"),
+        ("DEBUG", "maybe", "DEBUG is malformed"),
+        ("FAST_INTERVAL_SECONDS", "0", "FAST_INTERVAL_SECONDS must be a positive"),
+        ("AWS_RETRY_MODE", "sometimes", "AWS_RETRY_MODE must be one of"),
+    ],
+)
 def test_bad_values_name_the_variable(name, value, message):
     res = run_manage("check", env_overrides={**PROD, name: value})
     assert res.returncode != 0 and message in res.stderr
 
 
 def test_production_settings_pass_the_deploy_check(tmp_path):
-    res = run_manage("check", "--deploy", "--fail-level", "WARNING",
-                     env_overrides={**PROD, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"})
+    res = run_manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env_overrides={**PROD, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"},
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "no issues" in res.stdout
 

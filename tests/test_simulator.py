@@ -1,13 +1,14 @@
 """The simulator against the emulator: traffic, logs, metrics and scenarios behave as AWS would."""
+
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from pipelines import aws, collect
-from pipelines.models import MetricSample, Pipeline
 from pipelines.discovery import discover
+from pipelines.models import MetricSample, Pipeline
 from pipelines.simulator import Scenario, Simulator, scenario_named
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2026, 11, 26, 12, 0, 5, tzinfo=UTC)  # minute 0 of a 30-minute cycle: the spike's burst
 
 
@@ -15,15 +16,30 @@ def events(target, group, before=None):
     logs = aws.client(target, "logs")
     out = []
     for page in logs.get_paginator("filter_log_events").paginate(logGroupName=group):
-        out.extend(e["message"] for e in page["events"]
-                   if before is None or e["timestamp"] < before.timestamp() * 1000)
+        out.extend(e["message"] for e in page["events"] if before is None or e["timestamp"] < before.timestamp() * 1000)
     return out
 
 
 def metric_sum(target, namespace, name, dims, start, end):
-    res = aws.metric_data(target, [{"Id": "m", "MetricStat": {"Metric": {
-        "Namespace": namespace, "MetricName": name, "Dimensions": [{"Name": k, "Value": v} for k, v in dims.items()]},
-        "Period": 60, "Stat": "Sum"}}], start, end)
+    res = aws.metric_data(
+        target,
+        [
+            {
+                "Id": "m",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": namespace,
+                        "MetricName": name,
+                        "Dimensions": [{"Name": k, "Value": v} for k, v in dims.items()],
+                    },
+                    "Period": 60,
+                    "Stat": "Sum",
+                },
+            }
+        ],
+        start,
+        end,
+    )
     return sum(res[0]["Values"])
 
 
@@ -41,14 +57,32 @@ def test_traffic_carries_the_request_id_through_logs_queue_and_metrics(target):
     processed = [json.loads(line) for line in lambda_lines if line.startswith("{")]
     assert {p["correlation_id"] for p in processed} <= {a["requestId"] for a in access}
     assert processed, "the consumer handled some requests"
-    sent = metric_sum(target, "AWS/SQS", "NumberOfMessagesSent", {"QueueName": "orders"},
-                      T0 - timedelta(minutes=1), T0 + timedelta(minutes=2))
-    api = metric_sum(target, "AWS/ApiGateway", "Count", {"ApiName": "orders-api", "Stage": "prod"},
-                     T0 - timedelta(minutes=1), T0 + timedelta(minutes=2))
+    sent = metric_sum(
+        target,
+        "AWS/SQS",
+        "NumberOfMessagesSent",
+        {"QueueName": "orders"},
+        T0 - timedelta(minutes=1),
+        T0 + timedelta(minutes=2),
+    )
+    api = metric_sum(
+        target,
+        "AWS/ApiGateway",
+        "Count",
+        {"ApiName": "orders-api", "Stage": "prod"},
+        T0 - timedelta(minutes=1),
+        T0 + timedelta(minutes=2),
+    )
     first_minute = [a for a in access if a["requestTime"].startswith("26/Nov/2026:12:00:")]
     assert sent == len(first_minute) == api
-    invocations = metric_sum(target, "AWS/Lambda", "Invocations", {"FunctionName": "orders-consumer"},
-                             T0 - timedelta(minutes=1), T0 + timedelta(minutes=2))
+    invocations = metric_sum(
+        target,
+        "AWS/Lambda",
+        "Invocations",
+        {"FunctionName": "orders-consumer"},
+        T0 - timedelta(minutes=1),
+        T0 + timedelta(minutes=2),
+    )
     first_minute_lines = events(target, s.res.consumer_log_group, before=T0.replace(second=0) + timedelta(minutes=1))
     assert invocations == sum(1 for line in first_minute_lines if line.startswith("START")) > 0
 

@@ -1,4 +1,5 @@
 """manage.py sync_metrics and import_queues, as an operator runs them."""
+
 import io
 import json
 
@@ -61,17 +62,23 @@ def test_it_exits_non_zero_from_a_shell(emulator, tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
-           "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
+    }
 
     def manage(*args):
-        return subprocess.run([sys.executable, "manage.py", *args], cwd=root, env=env, capture_output=True,
-                              text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=root, env=env, capture_output=True, text=True, timeout=120
+        )
 
     assert manage("migrate", "-v0").returncode == 0
-    setup = ("from pipelines.models import AwsAccount, Pipeline; "
-             f"a = AwsAccount.objects.create(name='e', region='us-east-1', endpoint_url='{emulator.url}'); "
-             f"Pipeline.objects.create(name='ghost', account=a, queue_url='{emulator.url}/123456789012/ghost')")
+    setup = (
+        "from pipelines.models import AwsAccount, Pipeline; "
+        f"a = AwsAccount.objects.create(name='e', region='us-east-1', endpoint_url='{emulator.url}'); "
+        f"Pipeline.objects.create(name='ghost', account=a, queue_url='{emulator.url}/123456789012/ghost')"
+    )
     assert manage("shell", "-c", setup).returncode == 0
     res = manage("sync_metrics", "--fast-only")
     assert res.returncode == 1
@@ -79,12 +86,15 @@ def test_it_exits_non_zero_from_a_shell(emulator, tmp_path):
     assert "Traceback" not in res.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--backfill", "--since", "yesterday-ish"], "is not a time"),
-    (["--backfill", "--since", "1d", "--until", "2d"], "--since must be earlier"),
-    (["--backfill", "--since", "500d"], "CloudWatch keeps metrics for 455 days"),
-    (["--since", "1d"], "only go with --backfill"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--backfill", "--since", "yesterday-ish"], "is not a time"),
+        (["--backfill", "--since", "1d", "--until", "2d"], "--since must be earlier"),
+        (["--backfill", "--since", "500d"], "CloudWatch keeps metrics for 455 days"),
+        (["--since", "1d"], "only go with --backfill"),
+    ],
+)
 def test_bad_arguments_get_a_clear_message(register, args, message):
     register("orders")
     with pytest.raises(CommandError, match=message):

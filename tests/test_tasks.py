@@ -1,4 +1,5 @@
 """Celery tasks and the cycle lock: a slow cycle never runs twice at once."""
+
 import os
 import threading
 import time
@@ -11,13 +12,19 @@ from pipelines.locks import cycle_lock
 from pipelines.models import Lock, MetricSample, PollCycle
 
 REDIS_URL = os.environ.get("LOCK_REDIS_URL") or (
-    os.environ.get("CELERY_BROKER_URL", "") if os.environ.get("CELERY_BROKER_URL", "").startswith("redis") else "")
+    os.environ.get("CELERY_BROKER_URL", "") if os.environ.get("CELERY_BROKER_URL", "").startswith("redis") else ""
+)
 
 
 def lock_backends():
     backends = [pytest.param("", id="database")]
-    backends.append(pytest.param(REDIS_URL, id="redis", marks=pytest.mark.skipif(
-        not REDIS_URL, reason="no Redis configured (set CELERY_BROKER_URL=redis://...)")))
+    backends.append(
+        pytest.param(
+            REDIS_URL,
+            id="redis",
+            marks=pytest.mark.skipif(not REDIS_URL, reason="no Redis configured (set CELERY_BROKER_URL=redis://...)"),
+        )
+    )
     return backends
 
 

@@ -1,5 +1,6 @@
 """Per-request trace: one id followed through the access log, the consumer's invocations and the DLQ,
 with log events seeded by the tests in the emulator (plus a run of the demo's simulator)."""
+
 import json
 import re
 import time
@@ -24,30 +25,44 @@ def put(target, group, stream, lines, at_ms):
     """Write `lines` to a new stream of `group`, one millisecond apart from `at_ms`."""
     logs = aws.client(target, "logs")
     logs.create_log_stream(logGroupName=group, logStreamName=stream)
-    logs.put_log_events(logGroupName=group, logStreamName=stream,
-                        logEvents=[{"timestamp": at_ms + i, "message": m} for i, m in enumerate(lines)])
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName=stream,
+        logEvents=[{"timestamp": at_ms + i, "message": m} for i, m in enumerate(lines)],
+    )
 
 
 def access(target, p, rid, status=200, latency=45, at_ms=None):
-    line = json.dumps({"requestId": rid, "status": status, "responseLatency": latency, "httpMethod": "POST",
-                       "resourcePath": "/"})
+    line = json.dumps(
+        {"requestId": rid, "status": status, "responseLatency": latency, "httpMethod": "POST", "resourcePath": "/"}
+    )
     put(target, p.api_log_group, f"access-{rid[:8]}", [line], at_ms or NOW_MS - 60_000)
 
 
 def invocation(target, p, rid, message_id, ok=True, at_ms=None, others=0):
     """One Lambda invocation handling `rid` (and `others` unrelated records); returns its id."""
     inv = str(uuid.uuid4())
-    record = {"level": "INFO" if ok else "ERROR", "message": "processed" if ok else "message failed",
-              "correlation_id": rid, "messageId": message_id}
+    record = {
+        "level": "INFO" if ok else "ERROR",
+        "message": "processed" if ok else "message failed",
+        "correlation_id": rid,
+        "messageId": message_id,
+    }
     lines = [f"START RequestId: {inv} Version: $LATEST"]
     lines += [json.dumps({"level": "INFO", "correlation_id": str(uuid.uuid4())}) for _ in range(others)]
     lines.append(json.dumps(record))
     if not ok:
-        lines.append('Traceback (most recent call last):\n  File "/var/task/handler.py", line 12, in handler\n'
-                     "ValueError: order payload failed validation")
-    lines += [f"END RequestId: {inv}",
-              (f"REPORT RequestId: {inv}\tDuration: 12.50 ms\tBilled Duration: 13 ms\tMemory Size: 256 MB\t"
-               "Max Memory Used: 81 MB")]
+        lines.append(
+            'Traceback (most recent call last):\n  File "/var/task/handler.py", line 12, in handler\n'
+            "ValueError: order payload failed validation"
+        )
+    lines += [
+        f"END RequestId: {inv}",
+        (
+            f"REPORT RequestId: {inv}\tDuration: 12.50 ms\tBilled Duration: 13 ms\tMemory Size: 256 MB\t"
+            "Max Memory Used: 81 MB"
+        ),
+    ]
     put(target, p.consumer_log_group, f"2026/01/01/[$LATEST]{inv[:8]}", lines, at_ms or NOW_MS - 50_000)
     return inv
 
@@ -84,12 +99,13 @@ def text(response):
 
 # --- pure parsing --------------------------------------------------------------------------------------
 
+
 def test_it_accepts_ids_of_the_usual_shapes():
     for ok in (str(uuid.uuid4()), "a1b2-c3.d4_e5:f6", "x" * 128):
         assert trace.clean_id(f"  {ok} ") == ok
 
 
-@pytest.mark.parametrize("bad", ['abc" ?ERROR', "*", "abc def", "{ $.x = 1 }", "[a]", "x" * 129, "", "a\"b", "?x"])
+@pytest.mark.parametrize("bad", ['abc" ?ERROR', "*", "abc def", "{ $.x = 1 }", "[a]", "x" * 129, "", 'a"b', "?x"])
 def test_it_rejects_ids_that_could_become_pattern_syntax(bad):
     with pytest.raises(trace.TraceInputError):
         trace.clean_id(bad)
@@ -98,17 +114,21 @@ def test_it_rejects_ids_that_could_become_pattern_syntax(bad):
 def test_it_parses_lambda_and_access_lines():
     inv = str(uuid.uuid4())
     assert trace.parse_marker(f"START RequestId: {inv} Version: $LATEST") == ("START", inv)
-    assert trace.parse_report(f"REPORT RequestId: {inv}\tDuration: 3.25 ms\tMax Memory Used: 70 MB") == \
-        {"duration_ms": 3.25, "memory_mb": 70}
+    assert trace.parse_report(f"REPORT RequestId: {inv}\tDuration: 3.25 ms\tMax Memory Used: 70 MB") == {
+        "duration_ms": 3.25,
+        "memory_mb": 70,
+    }
     assert trace.invocation_in_line(f"[ERROR]\t2026-01-01T00:00:00Z\t{inv}\tboom") == inv
     assert trace.parse_access_entry('{"requestId": "r1", "status": 502, "responseLatency": 9}')["status"] == 502
     assert trace.is_error_line('{"level": "ERROR"}') and not trace.is_error_line('{"level": "INFO"}')
     assert trace.console_url("eu-west-1", "/aws/lambda/f") == (
         "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1"
-        "#logsV2:log-groups/log-group/%2Faws%2Flambda%2Ff")
+        "#logsV2:log-groups/log-group/%2Faws%2Flambda%2Ff"
+    )
 
 
 # --- lookups against the emulator ----------------------------------------------------------------------
+
 
 def test_it_traces_a_request_that_succeeded(orders, target):
     rid = str(uuid.uuid4())
@@ -144,8 +164,11 @@ def test_it_finds_a_request_in_the_dlq(orders, target):
     access(target, orders, rid)
     for n in range(3):
         invocation(target, orders, rid, "m-3", ok=False, at_ms=NOW_MS - 50_000 + n * 5000)
-    aws.client(target, "sqs").send_message(QueueUrl=orders.dlq_url, MessageBody="{}", MessageAttributes={
-        orders.request_id_attribute: {"DataType": "String", "StringValue": rid}})
+    aws.client(target, "sqs").send_message(
+        QueueUrl=orders.dlq_url,
+        MessageBody="{}",
+        MessageAttributes={orders.request_id_attribute: {"DataType": "String", "StringValue": rid}},
+    )
     result = run(rid, [orders])
     assert result["verdict"] == "dlq" and result["retries"] == 2
     assert result["headline"] == "In the dead-letter queue after 3 failed attempt(s)."
@@ -160,13 +183,18 @@ def test_it_answers_not_found_with_what_was_searched(orders, register, target, m
     other = register("billing", api=True)
     sent = []
     real = aws.filter_log_events
-    monkeypatch.setattr(aws, "filter_log_events", lambda t, g, pattern, *a, **k: sent.append(pattern) or
-                        real(t, g, pattern, *a, **k))
+    monkeypatch.setattr(
+        aws, "filter_log_events", lambda t, g, pattern, *a, **k: sent.append(pattern) or real(t, g, pattern, *a, **k)
+    )
     ident = "no-such-request-42"
     result = run(ident, [orders, other])
     assert result["verdict"] == "not_found" and result["timeline"] == []
-    assert {s["group"] for s in result["sources"]} == {orders.api_log_group, orders.consumer_log_group,
-                                                       other.api_log_group, other.consumer_log_group}
+    assert {s["group"] for s in result["sources"]} == {
+        orders.api_log_group,
+        orders.consumer_log_group,
+        other.api_log_group,
+        other.consumer_log_group,
+    }
     assert result["dlqs"] == []  # with no log hit, DLQs of unchosen pipelines are not received from
     # Every pattern sent to AWS is exactly the quoted id.
     assert sent == [f'"{ident}"'] * 4 and result["log_calls"] == 4
@@ -198,6 +226,7 @@ def test_it_follows_pages_and_stops_at_the_call_cap(orders, target):
 
 
 # --- the page ------------------------------------------------------------------------------------------
+
 
 def test_it_requires_the_lookup_permission(db):
     url = reverse("admin:trace")
@@ -241,6 +270,7 @@ def test_it_says_what_was_searched_when_nothing_is_found_on_the_page(orders):
 
 # --- end to end with the demo's simulator ----------------------------------------------------------
 
+
 def test_it_traces_a_simulated_request_to_processed(account, target):
     sim = Simulator(target, seed=7)
     s = sim.add("orders", scenario_named("steady"))
@@ -248,8 +278,14 @@ def test_it_traces_a_simulated_request_to_processed(account, target):
     for i in range(6):
         sim.step(5, at=at + timedelta(seconds=5 * i))
     found = discover(account.target(), s.res.queue_url, "rest", s.res.api_id, s.res.api_stage)
-    p = Pipeline(name="orders", account=account, api_id=s.res.api_id, api_kind="rest", api_stage=s.res.api_stage,
-                 api_log_group=s.res.api_log_group)
+    p = Pipeline(
+        name="orders",
+        account=account,
+        api_id=s.res.api_id,
+        api_kind="rest",
+        api_stage=s.res.api_stage,
+        api_log_group=s.res.api_log_group,
+    )
     p.apply_discovery(found.fields)
     p.save()
     logs = aws.client(target, "logs").filter_log_events(logGroupName=p.api_log_group)["events"]

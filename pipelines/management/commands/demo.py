@@ -6,6 +6,7 @@ few hours of simulated history, then runs the simulator, a Celery worker with be
 server together until Ctrl-C. A local webhook receiver is the demo's notification channel: each
 alert it receives is printed here and appended to var/demo-webhooks.jsonl.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,11 +38,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--history-hours", type=float, default=4.0,
-                            help="Hours of simulated history to load first (0: none).")
-        parser.add_argument("--scenario", action="append", default=[], metavar="NAME[=SCENARIO]",
-                            help="A pipeline to simulate, e.g. orders=steady (repeatable). Default: a mix of "
-                                 "steady, spike, poison, throttle, latency and a FIFO queue.")
+        parser.add_argument(
+            "--history-hours", type=float, default=4.0, help="Hours of simulated history to load first (0: none)."
+        )
+        parser.add_argument(
+            "--scenario",
+            action="append",
+            default=[],
+            metavar="NAME[=SCENARIO]",
+            help="A pipeline to simulate, e.g. orders=steady (repeatable). Default: a mix of "
+            "steady, spike, poison, throttle, latency and a FIFO queue.",
+        )
         parser.add_argument("--tick", type=float, default=2.0, help="Seconds between simulator steps.")
         parser.add_argument("--duration", type=float, default=None, help="Stop after this many seconds.")
         parser.add_argument("--no-web", action="store_true", help="Do not start the web server.")
@@ -55,6 +62,7 @@ class Command(BaseCommand):
 
         def on_signal(signum, frame):
             stop.set()
+
         signal.signal(signal.SIGTERM, on_signal)
         try:
             endpoint = self._endpoint()
@@ -73,9 +81,12 @@ class Command(BaseCommand):
             if not opts["no_web"]:
                 self._start_web(opts["host"], opts["port"])
                 wait_for_http(f"http://{opts['host']}:{opts['port']}/admin/login/", timeout=60)
-            self.stdout.write(self.style.SUCCESS(
-                f"\nopsboard is running: {url}\n  login: {user} / {password}\n"
-                f"  emulated AWS: {endpoint}\n  Ctrl-C stops everything.\n"))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"\nopsboard is running: {url}\n  login: {user} / {password}\n"
+                    f"  emulated AWS: {endpoint}\n  Ctrl-C stops everything.\n"
+                )
+            )
             try:
                 sim.run(tick=opts["tick"], stop=stop, duration=opts["duration"])
             except KeyboardInterrupt:
@@ -104,7 +115,8 @@ class Command(BaseCommand):
 
     def _account(self, endpoint: str) -> AwsAccount:
         account, _ = AwsAccount.objects.update_or_create(
-            name="demo", defaults={"region": REGION, "endpoint_url": endpoint, "unsupported_statistics": []})
+            name="demo", defaults={"region": REGION, "endpoint_url": endpoint, "unsupported_statistics": []}
+        )
         # A new emulator holds none of the old queues: start the demo's pipelines afresh.
         account.pipelines.all().delete()
         aws.reset_clients()
@@ -117,8 +129,14 @@ class Command(BaseCommand):
         self.receiver = WebhookReceiver(port=free_port(), log_path=log, on_receive=self._print_webhook).start()
         NotificationChannel.objects.update_or_create(
             name="Demo webhook receiver",
-            defaults={"kind": ChannelKind.WEBHOOK, "target": self.receiver.url, "enabled": True,
-                      "min_severity": Severity.WARNING, "send_resolved": True})
+            defaults={
+                "kind": ChannelKind.WEBHOOK,
+                "target": self.receiver.url,
+                "enabled": True,
+                "min_severity": Severity.WARNING,
+                "send_resolved": True,
+            },
+        )
         self.stdout.write(f"Alerts go to a webhook receiver at {self.receiver.url} (logged to {log})")
 
     def _print_webhook(self, item: Received) -> None:
@@ -137,7 +155,7 @@ class Command(BaseCommand):
             try:
                 scenario_named(scenario)
             except ValueError as exc:
-                raise CommandError(str(exc))
+                raise CommandError(str(exc)) from None
         return mix
 
     def _provision(self, sim: Simulator, account: AwsAccount, mix) -> None:
@@ -147,10 +165,17 @@ class Command(BaseCommand):
             try:
                 found = discover(account.target(), made.queue_url, "rest", made.api_id, made.api_stage)
             except DiscoveryError as exc:
-                raise CommandError(f"Could not register {name}: {exc}")
-            p = Pipeline(name=name, account=account, api_kind="rest", api_id=made.api_id, api_stage=made.api_stage,
-                         api_log_group=made.api_log_group, backlog_threshold=scenario.backlog_threshold,
-                         oldest_age_sla=scenario.oldest_age_sla)
+                raise CommandError(f"Could not register {name}: {exc}") from None
+            p = Pipeline(
+                name=name,
+                account=account,
+                api_kind="rest",
+                api_id=made.api_id,
+                api_stage=made.api_stage,
+                api_log_group=made.api_log_group,
+                backlog_threshold=scenario.backlog_threshold,
+                oldest_age_sla=scenario.oldest_age_sla,
+            )
             p.apply_discovery(found.fields)
             p.save()
             self.stdout.write(f"  {name:<16} {scenario.name:<12} {made.queue_url}")
@@ -161,11 +186,14 @@ class Command(BaseCommand):
         pipes = list(account.pipelines.all())
         at = collect.now()
         # The emulator's GetMetricData slows with the square of a call's window: many short calls.
-        report = collect.backfill(account, pipes, at - collect.timedelta(hours=hours), at, at=at,
-                                  max_window=collect.timedelta(minutes=20))
+        report = collect.backfill(
+            account, pipes, at - collect.timedelta(hours=hours), at, at=at, max_window=collect.timedelta(minutes=20)
+        )
         retention.rollup_range(at - collect.timedelta(hours=hours), collect.floor_hour(at))
-        self.stdout.write(f"Loaded {hours:g} h of simulated history: {report.samples_written} rows "
-                          f"({report.api_calls} CloudWatch calls, {time.monotonic() - started:.1f}s)")
+        self.stdout.write(
+            f"Loaded {hours:g} h of simulated history: {report.samples_written} rows "
+            f"({report.api_calls} CloudWatch calls, {time.monotonic() - started:.1f}s)"
+        )
 
     def _login(self) -> tuple[str, str]:
         User = get_user_model()
@@ -192,8 +220,23 @@ class Command(BaseCommand):
 
     def _start_worker(self) -> None:
         schedule = Path(settings.VAR_DIR) / "celerybeat-schedule"
-        self._spawn([sys.executable, "-m", "celery", "-A", "opsboard", "worker", "-B", "--loglevel", "WARNING",
-                     "--concurrency", "2", "--schedule", str(schedule)])
+        self._spawn(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "opsboard",
+                "worker",
+                "-B",
+                "--loglevel",
+                "WARNING",
+                "--concurrency",
+                "2",
+                "--schedule",
+                str(schedule),
+            ]
+        )
 
     def _start_web(self, host: str, port: int) -> None:
         self._spawn([sys.executable, "manage.py", "runserver", f"{host}:{port}", "--noreload"])

@@ -1,4 +1,5 @@
 """manage.py import_queues: register every queue of an account that has a dead-letter queue."""
+
 from django.core.management.base import BaseCommand, CommandError
 
 from pipelines.discovery import DiscoveryError, import_queues
@@ -20,7 +21,7 @@ class Command(BaseCommand):
         try:
             result = import_queues(acct, prefix, dry_run)
         except DiscoveryError as exc:
-            raise CommandError(str(exc))
+            raise CommandError(str(exc)) from None
         verb = "Would register" if dry_run else "Registered"
         self.stdout.write(f"{verb} {len(result.created)} pipeline(s): {', '.join(result.created) or 'none'}")
         for w in result.warnings:

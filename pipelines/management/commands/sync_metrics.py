@@ -1,10 +1,11 @@
 """manage.py sync_metrics: one collection cycle now, or a backfill of history from CloudWatch."""
+
 from __future__ import annotations
 
 import json
 import re
 import sys
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_date, parse_datetime
@@ -31,29 +32,44 @@ def parse_when(value: str, at: datetime) -> datetime:
     except ValueError:
         dt = None
     if dt is None:
-        raise CommandError(f"{value!r} is not a time: use an ISO date/datetime (2026-11-01, 2026-11-01T12:00) "
-                           "or an age such as 90m, 12h, 7d.")
-    return dt if dt.tzinfo else dt.replace(tzinfo=dt_timezone.utc)
+        raise CommandError(
+            f"{value!r} is not a time: use an ISO date/datetime (2026-11-01, 2026-11-01T12:00) "
+            "or an age such as 90m, 12h, 7d."
+        )
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 class Command(BaseCommand):
-    help = ("Sync queue counts and CloudWatch metrics now for all pipelines, or some; "
-            "with --backfill, load history from CloudWatch.")
+    help = (
+        "Sync queue counts and CloudWatch metrics now for all pipelines, or some; "
+        "with --backfill, load history from CloudWatch."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--pipeline", action="append", default=[], metavar="NAME",
-                            help="Only this pipeline (repeatable).")
-        parser.add_argument("--account", action="append", default=[], metavar="NAME",
-                            help="Only the pipelines of this AWS account (repeatable).")
+        parser.add_argument(
+            "--pipeline", action="append", default=[], metavar="NAME", help="Only this pipeline (repeatable)."
+        )
+        parser.add_argument(
+            "--account",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="Only the pipelines of this AWS account (repeatable).",
+        )
         which = parser.add_mutually_exclusive_group()
         which.add_argument("--fast-only", action="store_true", help="Only queue counts (GetQueueAttributes).")
         which.add_argument("--metrics-only", action="store_true", help="Only CloudWatch metrics (GetMetricData).")
         parser.add_argument("--backfill", action="store_true", help="Load history from CloudWatch instead.")
         parser.add_argument("--since", help="Backfill start: ISO date/datetime or an age (7d). Default 24h.")
         parser.add_argument("--until", help="Backfill end: ISO date/datetime or an age. Default now.")
-        parser.add_argument("--window-minutes", type=int, default=0, metavar="N",
-                            help="Backfill: cap each CloudWatch call at N minutes of data (eases a slow "
-                                 "endpoint; costs more metrics requested). Default: as large as allowed.")
+        parser.add_argument(
+            "--window-minutes",
+            type=int,
+            default=0,
+            metavar="N",
+            help="Backfill: cap each CloudWatch call at N minutes of data (eases a slow "
+            "endpoint; costs more metrics requested). Default: as large as allowed.",
+        )
         parser.add_argument("--json", action="store_true", help="Print a JSON report instead of a summary.")
 
     def handle(self, *args, **opts):
@@ -66,19 +82,24 @@ class Command(BaseCommand):
         else:
             if opts["since"] or opts["until"]:
                 raise CommandError("--since and --until only go with --backfill.")
-            reports = collect.sync_pipelines(pipelines, fast=not opts["metrics_only"],
-                                             metrics=not opts["fast_only"], at=at)
+            reports = collect.sync_pipelines(
+                pipelines, fast=not opts["metrics_only"], metrics=not opts["fast_only"], at=at
+            )
         failed = {name: why for r in reports for name, why in r.errors.items()}
         if opts["json"]:
-            self.stdout.write(json.dumps({"ok": not failed, "cycles": [r.as_dict() for r in reports],
-                                          "failed": failed}, indent=2))
+            self.stdout.write(
+                json.dumps({"ok": not failed, "cycles": [r.as_dict() for r in reports], "failed": failed}, indent=2)
+            )
         else:
             for r in reports:
                 calls = ", ".join(f"{k} ×{v}" for k, v in sorted(r.calls.items())) or "no calls"
                 extra = f", {r.metrics_requested} metrics requested" if r.metrics_requested else ""
-                self.stdout.write(f"{r.kind:<8} {r.account}: {r.pipelines} pipeline(s), {r.samples_written} row(s) "
-                                  f"written, {calls}{extra}, {r.seconds:.2f}s"
-                                  + (f" (skipped: {r.skipped})" if r.skipped else "") + self._alerts(r.alerts))
+                self.stdout.write(
+                    f"{r.kind:<8} {r.account}: {r.pipelines} pipeline(s), {r.samples_written} row(s) "
+                    f"written, {calls}{extra}, {r.seconds:.2f}s"
+                    + (f" (skipped: {r.skipped})" if r.skipped else "")
+                    + self._alerts(r.alerts)
+                )
         if failed:
             lines = "\n".join(f"  {name}: {why}" for name, why in sorted(failed.items()))
             raise CommandError(f"{len(failed)} pipeline(s) failed:\n{lines}", returncode=1)
@@ -123,8 +144,9 @@ class Command(BaseCommand):
         for pipes in by_account.values():
             progress = self._progress(pipes[0].account.name) if sys.stderr.isatty() and not opts["json"] else None
             window = timedelta(minutes=opts["window_minutes"]) if opts["window_minutes"] > 0 else None
-            reports.append(collect.backfill(pipes[0].account, pipes, since, until, at=at, progress=progress,
-                                            max_window=window))
+            reports.append(
+                collect.backfill(pipes[0].account, pipes, since, until, at=at, progress=progress, max_window=window)
+            )
             if progress:
                 sys.stderr.write("\n")
         retention.rollup_range(since, min(until, collect.floor_hour(at)))
@@ -137,4 +159,5 @@ class Command(BaseCommand):
             filled = int(width * done / max(total, 1))
             sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
             sys.stderr.flush()
+
         return show
