@@ -10,8 +10,8 @@ recreated each run) gets N pipelines with the last 70 minutes of minute rows eac
 read), a tenth of them in trouble (backlog over its threshold for the whole window, a DLQ filling,
 throttles, 20% Lambda errors). Then, in one process:
 
-1. The way a cycle does it: `health.refresh` (which every cycle ran before alerts existed; it now
-   also hands over the rows it read) and then `alerts.evaluate` for the fast and the metrics rules,
+1. The way a cycle does it: `history.refresh` (which every cycle ran before alerts existed; it now
+   also hands over the rows it read) and then `evaluate.evaluate` for the fast and the metrics rules,
    first when the incidents open (they all open in that evaluation), then timed in the steady state
    (they keep firing), with queries counted.
 2. A naive baseline doing the same evaluation per pipeline: one history query, one override query
@@ -29,6 +29,9 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+
+from pipelines.alerting import evaluate, history, incidents, rules
+from pipelines.collection import store
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -128,22 +131,21 @@ def timed(fn, runs: int = 5) -> tuple[float, int]:
 
 def naive(pipes, at, source) -> None:
     """Per pipeline: its own history, incidents and overrides, then the same rules and transitions."""
-    from pipelines import alerts, health
     from pipelines.models import UNRESOLVED, AlertRule, Incident
 
     for p in pipes:
-        rows = health.recent_rows([p.pk], at, health.HISTORY_MINUTES).get(p.pk, [])
-        trend = health.trend_from(p, [r for r in rows if r.minute >= at - timedelta(minutes=health.TREND_MINUTES)], at)
+        rows = history.recent_rows([p.pk], at, history.HISTORY_MINUTES).get(p.pk, [])
+        trend = history.trend_from(p, [r for r in rows if r.minute >= at - timedelta(minutes=history.TREND_MINUTES)], at)
         overrides = {r.kind: r for r in AlertRule.objects.filter(pipeline=p)}
         current = {i.rule: i for i in Incident.objects.filter(pipeline=p, status__in=UNRESOLVED)}
-        report = alerts.EvalReport()
-        ctx = alerts.Context(p, rows, trend, at)
-        for kind, rule in alerts.RULES.items():
+        report = incidents.EvalReport()
+        ctx = rules.Context(p, rows, trend, at)
+        for kind, rule in rules.RULES.items():
             if source not in rule.sources:
                 continue
             cfg = rule.config(p, overrides.get(kind))
             finding = rule.check(ctx, cfg) if cfg.enabled and rule.applies(p) else None
-            alerts._apply(p, kind, finding, current.get(kind), at, report)
+            incidents._apply(p, kind, finding, current.get(kind), at, report)
         for inc in report.updated:
             inc.save(update_fields=["summary", "value", "threshold", "last_seen_at", "severity"])
 
@@ -159,10 +161,10 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from pipelines import alerts, collect, health
-    from pipelines.models import Incident, now
+    from pipelines.clock import now
+    from pipelines.models import Incident
 
-    at = collect.floor_minute(now())
+    at = store.floor_minute(now())
     started = time.perf_counter()
     pipes = load(args.pipelines, at)
     print(
@@ -171,23 +173,23 @@ def main() -> None:
     )
 
     def cycle(source):
-        history = health.refresh(pipes, at)
-        return alerts.evaluate(pipes, at, history, source)
+        recent = history.refresh(pipes, at)
+        return evaluate.evaluate(pipes, at, recent, source)
 
-    first = cycle(alerts.FAST), cycle(alerts.METRICS)
+    first = cycle(rules.FAST), cycle(rules.METRICS)
     opened = sum(len(r.opened) for r in first)
     print(f"first evaluation opened {opened} incidents ({Incident.objects.count()} in all)")
-    refresh_secs, refresh_queries = timed(lambda: health.refresh(pipes, at))
+    refresh_secs, refresh_queries = timed(lambda: history.refresh(pipes, at))
     print(
-        f"health.refresh (runs after every cycle already; it now also returns the rows the rules read): "
+        f"history.refresh (runs after every cycle already; it now also returns the rows the rules read): "
         f"{refresh_secs * 1000:.0f} ms, {refresh_queries} queries"
     )
     print(f"\n{'steady state, incidents firing':<40} {'median':>9} {'queries':>8}")
-    history = health.refresh(pipes, at)
-    for source in (alerts.FAST, alerts.METRICS):
-        batched = timed(lambda source=source: alerts.evaluate(pipes, at, history, source))
+    history = history.refresh(pipes, at)
+    for source in (rules.FAST, rules.METRICS):
+        batched = timed(lambda source=source: evaluate.evaluate(pipes, at, history, source))
         per_pipeline = timed(lambda source=source: naive(pipes, at, source))
-        print(f"{'alerts.evaluate, ' + source + ' rules':<40} {batched[0] * 1000:>7.0f} ms {batched[1]:>8}")
+        print(f"{'evaluate.evaluate, ' + source + ' rules':<40} {batched[0] * 1000:>7.0f} ms {batched[1]:>8}")
         print(
             f"{'naive per-pipeline, ' + source + ' rules':<40} {per_pipeline[0] * 1000:>7.0f} ms {per_pipeline[1]:>8}"
         )

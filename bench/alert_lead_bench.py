@@ -35,6 +35,9 @@ import time
 from datetime import UTC
 from pathlib import Path
 
+from pipelines import aws
+from pipelines.collection import cycles, store
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -60,12 +63,11 @@ def fmt(seconds: float | None) -> str:
 
 
 def run(args) -> None:
-    from pipelines import aws, collect
-    from pipelines.discovery import discover
-    from pipelines.emulator import MotoServer
+    from opsboard_demo.emulator import MotoServer
+    from opsboard_demo.receiver import WebhookReceiver
+    from opsboard_demo.simulator import Simulator, scenario_named
     from pipelines.models import AwsAccount, ChannelKind, MetricSample, NotificationChannel, Pipeline
-    from pipelines.receiver import WebhookReceiver
-    from pipelines.simulator import Simulator, scenario_named
+    from pipelines.registry.discovery import discover
 
     moto = MotoServer().start()
     receiver = WebhookReceiver().start()
@@ -123,17 +125,17 @@ def run(args) -> None:
                 print(f"t0: faults begin ({time.strftime('%H:%M:%S')})", flush=True)
             ran = False
             if now_t >= next_fast:
-                calls += collect.run_fast_cycle(account, list(Pipeline.objects.filter(account=account))).api_calls
+                calls += cycles.run_fast_cycle(account, list(Pipeline.objects.filter(account=account))).api_calls
                 next_fast += args.fast_every
                 ran = True
             if now_t >= next_metrics:
-                calls += collect.run_metrics_cycle(account, list(Pipeline.objects.filter(account=account))).api_calls
+                calls += cycles.run_metrics_cycle(account, list(Pipeline.objects.filter(account=account))).api_calls
                 next_metrics += args.metrics_every
                 ran = True
             if ran and faulted:
                 stored = time.time()
                 for name, p in pipes.items():
-                    since = collect.floor_minute(aws_datetime(t0))
+                    since = store.floor_minute(aws_datetime(t0))
                     rows = MetricSample.objects.filter(pipeline=p, minute__gte=since)
                     checks = {
                         "backlog ≥ threshold": rows.filter(visible__gte=p.backlog_threshold),

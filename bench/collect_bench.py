@@ -13,7 +13,7 @@ on a throwaway SQLite database under a temporary directory unless `--database-ur
    ceil(planned metrics / 500) `cloudwatch:GetMetricData` per metrics cycle. The emulator rejects
    percentile statistics, so one warm-up metrics cycle runs first (the account learns that) and the
    steady-state cycle after it is the one compared with the floor. What a metrics cycle plans
-   depends on its number (`collect.cycle_number`: the DLQ's oldest-message age is fetched every 3rd
+   depends on its number (`cycles.cycle_number`: the DLQ's oldest-message age is fetched every 3rd
    cycle only) and on whether the fast cycle saw each DLQ empty (then it is not fetched at all), so
    the steady-state cycle is run at the next cycle that would fetch the DLQ age, and the floor is
    computed from a plan made the way `run_metrics_cycle` makes it for that cycle, cross-checked
@@ -29,7 +29,7 @@ on a throwaway SQLite database under a temporary directory unless `--database-ur
    neither side's timing shares a GIL with the proxy. A fast cycle straight to the emulator shows
    the emulator/CPU floor, and a few sequential calls at latency 0, direct and through the proxy,
    show what the proxy itself costs per call.
-3. Estimated AWS API cost per pipeline-month at the configured cadences, from `collect.monthly_cost`
+3. Estimated AWS API cost per pipeline-month at the configured cadences, from `cost.monthly_cost`
    (which counts the DLQ age as if the DLQ always held messages: the upper bound); the DLQ-empty
    rows are that less the DLQ-age queries a cycle leaves out for a DLQ it knows is empty.
 """
@@ -51,6 +51,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
 from pathlib import Path
 from typing import Any
+
+from pipelines import aws
+from pipelines.collection import cloudwatch, cost, cycles, store
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -139,7 +142,6 @@ def hwm_kb() -> int:
 
 def create_queues(target, count: int) -> list[dict[str, str]]:
     """`count` queue + DLQ pairs in the emulator, each queue redriving to its DLQ (8 threads)."""
-    from pipelines import aws
 
     sqs = aws.client(target, "sqs")
 
@@ -168,8 +170,6 @@ def seed_percentile_data(target, queue: dict[str, str]) -> None:
     without this the warm-up cycle would never learn that percentiles are unsupported.
     """
     from datetime import datetime, timedelta
-
-    from pipelines import aws
 
     cw = aws.client(target, "cloudwatch")
     ts = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)
@@ -239,20 +239,19 @@ def planned_metrics(account, at) -> dict[str, Any]:
     Same cycle number, same window (widened to cover the slowest metric due this cycle), same DLQ
     emptiness query; also the plan as it would be if every DLQ held messages.
     """
-    from pipelines import collect
     from pipelines.models import Pipeline
 
     pipes = list(Pipeline.objects.filter(account=account, enabled=True).order_by("pk"))
-    end = collect.floor_minute(at)
-    cycle = collect.cycle_number(end)
-    spans = max([s.every for s in collect.METRICS if cycle % s.every == 0], default=1)
-    empty = collect._known_empty_dlqs(pipes, collect.metrics_window(pipes, end, spans))
+    end = store.floor_minute(at)
+    cycle = cycles.cycle_number(end)
+    spans = max([s.every for s in cloudwatch.METRICS if cycle % s.every == 0], default=1)
+    empty = cycles._known_empty_dlqs(pipes, cycles.metrics_window(pipes, end, spans))
     unsupported = account.unsupported_statistics
     return {
         "cycle": cycle,
-        "slow_due": [s.field for s in collect.METRICS if s.every > 1 and cycle % s.every == 0],
-        "per_pipeline": [len(collect.plan_metrics(p, unsupported, p.pk in empty, cycle=cycle)) for p in pipes],
-        "with_dlq_messages": sum(len(collect.plan_metrics(p, unsupported, False, cycle=cycle)) for p in pipes),
+        "slow_due": [s.field for s in cloudwatch.METRICS if s.every > 1 and cycle % s.every == 0],
+        "per_pipeline": [len(cloudwatch.plan_metrics(p, unsupported, p.pk in empty, cycle=cycle)) for p in pipes],
+        "with_dlq_messages": sum(len(cloudwatch.plan_metrics(p, unsupported, False, cycle=cycle)) for p in pipes),
         "dlq_empty": len(empty),
         "dlqs": sum(1 for p in pipes if p.dlq_arn),
     }
@@ -264,29 +263,26 @@ def next_slow_cycle(after):
 
     from django.conf import settings
 
-    from pipelines import collect
-
-    every = math.lcm(*(s.every for s in collect.METRICS))
+    every = math.lcm(*(s.every for s in cloudwatch.METRICS))
     at = after + timedelta(seconds=settings.METRICS_INTERVAL_SECONDS)
-    while collect.cycle_number(collect.floor_minute(at)) % every:
+    while cycles.cycle_number(store.floor_minute(at)) % every:
         at += timedelta(seconds=settings.METRICS_INTERVAL_SECONDS)
     return at
 
 
 def measure_calls(account, n: int) -> dict[str, Any]:
     """Fast cycle, warm-up metrics cycle, steady-state metrics cycle for one account of n pipelines."""
-    from pipelines import collect
-    from pipelines.models import now
+    from pipelines.clock import now
 
     t0 = now()
-    fast = collect.run_fast_cycle(account, at=t0)
+    fast = cycles.run_fast_cycle(account, at=t0)
     warm_plan = planned_metrics(account, t0)
-    warm = collect.run_metrics_cycle(account, at=t0)
+    warm = cycles.run_metrics_cycle(account, at=t0)
     account.refresh_from_db()
     # A later metrics cycle at the default cadence: the next one due to fetch the DLQ age as well.
     at = next_slow_cycle(t0)
     plan = planned_metrics(account, at)
-    steady = collect.run_metrics_cycle(account, at=at)
+    steady = cycles.run_metrics_cycle(account, at=at)
     total = sum(plan["per_pipeline"])
     return {
         "n": n,
@@ -301,8 +297,8 @@ def measure_calls(account, n: int) -> dict[str, Any]:
         "unsupported": list(account.unsupported_statistics),
         "metrics_calls": steady.calls.get("cloudwatch:GetMetricData", 0),
         "metrics_other": _other(steady.calls, "cloudwatch:GetMetricData"),
-        "metrics_floor": math.ceil(total / collect.MAX_QUERIES_PER_CALL),
-        "metrics_floor_reported": math.ceil(steady.metrics_requested / collect.MAX_QUERIES_PER_CALL),
+        "metrics_floor": math.ceil(total / cloudwatch.MAX_QUERIES_PER_CALL),
+        "metrics_floor_reported": math.ceil(steady.metrics_requested / cloudwatch.MAX_QUERIES_PER_CALL),
         "metrics_requested": steady.metrics_requested,
         "metrics_planned": total,
         "per_pipeline": sorted(set(plan["per_pipeline"])),
@@ -331,7 +327,6 @@ def child_fast(account_id: int) -> None:
     """Two fast cycles (cold process, then warm clients) for every pipeline of the account."""
     from django.conf import settings
 
-    from pipelines import collect
     from pipelines.models import AwsAccount, Pipeline
 
     account = AwsAccount.objects.get(pk=account_id)
@@ -340,7 +335,7 @@ def child_fast(account_id: int) -> None:
     for _ in range(2):
         Pipeline.objects.filter(account=account).update(last_sync_at=None)  # all due
         cpu, t = cpu_seconds(), time.perf_counter()
-        report = collect.run_fast_cycle(account)
+        report = cycles.run_fast_cycle(account)
         runs.append(
             {
                 "seconds": time.perf_counter() - t,
@@ -371,7 +366,6 @@ def child_sequential(account_id: int, sample: int | None = None) -> None:
     """
     import boto3
 
-    from pipelines import aws
     from pipelines.models import AwsAccount, Pipeline
 
     account = AwsAccount.objects.get(pk=account_id)
@@ -422,7 +416,7 @@ def proxy_overhead(moto_url: str, queue_url: str, calls: int = 50) -> dict[str, 
     """ms per sequential GetQueueAttributes at latency 0: straight to moto, and through a FaultProxy."""
     import boto3
 
-    from pipelines.emulator import FaultProxy
+    from opsboard_demo.emulator import FaultProxy
 
     out = {}
     for label in ("direct", "proxy"):
@@ -486,16 +480,14 @@ def cost_pipeline():
 
 
 def cost_with(pipeline, unsupported: tuple[str, ...], dlq_empty: bool) -> dict[str, float]:
-    """collect.monthly_cost; for a DLQ known empty, less the DLQ-age queries no cycle then makes."""
+    """cost.monthly_cost; for a DLQ known empty, less the DLQ-age queries no cycle then makes."""
     from django.conf import settings
 
-    from pipelines import collect
-
-    cost = dict(collect.monthly_cost(pipeline, unsupported))
-    cycles = collect.MONTH_SECONDS / settings.METRICS_INTERVAL_SECONDS
+    cost = dict(cost.monthly_cost(pipeline, unsupported))
+    cycles = cost.MONTH_SECONDS / settings.METRICS_INTERVAL_SECONDS
     if dlq_empty:
-        left_out = set(collect.plan_metrics(pipeline, unsupported)) - set(
-            collect.plan_metrics(pipeline, unsupported, True)
+        left_out = set(cloudwatch.plan_metrics(pipeline, unsupported)) - set(
+            cloudwatch.plan_metrics(pipeline, unsupported, True)
         )
         cost["metrics_requested"] -= sum(cycles / spec.every for spec in left_out)
         cost["cloudwatch"] = cost["metrics_requested"] * settings.CLOUDWATCH_PRICE_PER_THOUSAND_METRICS / 1e3
@@ -507,20 +499,18 @@ def cost_with(pipeline, unsupported: tuple[str, ...], dlq_empty: bool) -> dict[s
 def measure_cost() -> dict[str, Any]:
     from collections import defaultdict
 
-    from pipelines import collect
-
     p = cost_pipeline()
     components: dict[str, float] = defaultdict(float)
-    for spec in collect.plan_metrics(p):
+    for spec in cloudwatch.plan_metrics(p):
         components[spec.component] += 1 / spec.every
     return {
         "components": dict(components),
-        "slow": [(s.field, s.every) for s in collect.plan_metrics(p) if s.every > 1],
+        "slow": [(s.field, s.every) for s in cloudwatch.plan_metrics(p) if s.every > 1],
         "cases": [
             ("DLQ holding messages (monthly_cost, upper bound)", cost_with(p, (), False)),
             ("DLQ empty (typical: DLQ age never queried)", cost_with(p, (), True)),
-            ("percentiles unavailable, DLQ holding messages", cost_with(p, (collect.PERCENTILE,), False)),
-            ("percentiles unavailable, DLQ empty", cost_with(p, (collect.PERCENTILE,), True)),
+            ("percentiles unavailable, DLQ holding messages", cost_with(p, (cloudwatch.PERCENTILE,), False)),
+            ("percentiles unavailable, DLQ empty", cost_with(p, (cloudwatch.PERCENTILE,), True)),
         ],
     }
 
@@ -694,8 +684,7 @@ def _on_alarm(*_):
 def run(args: argparse.Namespace) -> None:
     from django.core.management import call_command
 
-    from pipelines import aws
-    from pipelines.emulator import FaultProxy, MotoServer
+    from opsboard_demo.emulator import FaultProxy, MotoServer
 
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     timing_n = QUICK_TIMING if args.quick else FULL_TIMING

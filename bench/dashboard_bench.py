@@ -53,6 +53,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pipelines.alerting import history
+from pipelines.collection import retention
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -241,7 +244,7 @@ def _aggregates():
     """(column, SQL aggregate) per rollup field, from retention.AGGREGATES (avg levels, sum counts, max ages)."""
     from django.db.models import Avg, Max, Sum
 
-    from pipelines.retention import AGGREGATES, FLOAT_FIELDS
+    from pipelines.collection.retention import AGGREGATES, FLOAT_FIELDS
 
     out = []
     for name, fn in AGGREGATES.items():
@@ -559,7 +562,7 @@ def refresh_live_fields(ids: list[int], anchor: datetime) -> None:
     """Each pipeline's live fields from its newest minute row (the oldest age from its newest value), synced now."""
     from django.db import connection
 
-    from pipelines.models import now
+    from pipelines.clock import now
 
     with connection.cursor() as cur:
         cur.execute(
@@ -580,11 +583,10 @@ def refresh_live_fields(ids: list[int], anchor: datetime) -> None:
             {"ids": ids, "since": anchor - timedelta(minutes=RECENT_MINUTES), "now": now(), "anchor": anchor},
         )
     # Health, trends and sparklines as the collector stores them after each sync and rollup.
-    from pipelines import health
     from pipelines.models import Pipeline
 
-    health.refresh(list(Pipeline.objects.filter(pk__in=ids)), now())
-    health.refresh_sparklines(now(), ids)
+    history.refresh(list(Pipeline.objects.filter(pk__in=ids)), now())
+    retention.refresh_sparklines(now(), ids)
     with connection.cursor() as cur:
         # A few pipelines stale on purpose (no sync for 10 minutes), as in real life.
         cur.execute(
@@ -611,7 +613,8 @@ def table_stats() -> dict:
 def load(args) -> dict:
     from django.core.management import call_command
 
-    from pipelines.models import AwsAccount, Pipeline, now
+    from pipelines.clock import now
+    from pipelines.models import AwsAccount, Pipeline
 
     t = time.monotonic()
     call_command("migrate", verbosity=0)

@@ -9,7 +9,7 @@ Run from the repository root:
 It prints figures; it asserts nothing (it does check that every message arrived). Both movers run
 against moto in server mode over HTTP, on a throwaway SQLite database unless --database-url is given.
 
-- batch engine: `redrive.run_redrive` on one `RedriveTask` per DLQ, exactly as a worker runs it
+- batch engine: `runner.run_redrive` on one `RedriveTask` per DLQ, exactly as a worker runs it
   (receive 10 → SendMessageBatch → DeleteMessageBatch, a checkpoint in the database per batch).
 - naive mover: ReceiveMessage (1) → SendMessage → DeleteMessage, per message.
 
@@ -37,6 +37,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from pipelines import aws
+from pipelines.dlq import runner
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -75,9 +78,9 @@ def configure_django(database_url: str, var_dir: str) -> None:
 
 def make_pipelines(account, count: int, tag: str) -> list:
     """`count` queue + DLQ pairs in the emulator, registered as pipelines."""
-    from pipelines.discovery import discover
+    from opsboard_demo.provision import PipelineSpec, provision
     from pipelines.models import Pipeline
-    from pipelines.provision import PipelineSpec, provision
+    from pipelines.registry.discovery import discover
 
     out = []
     for i in range(count):
@@ -91,7 +94,6 @@ def make_pipelines(account, count: int, tag: str) -> list:
 
 def fill(target, url: str, count: int, start: int) -> None:
     """Messages with a JSON body and two attributes, straight into the DLQ (not metered)."""
-    from pipelines import aws
 
     sqs = aws.client(target, "sqs")
     for i in range(start, start + count, 10):
@@ -112,14 +114,12 @@ def fill(target, url: str, count: int, start: int) -> None:
 
 
 def depth(target, url: str) -> int:
-    from pipelines import aws
 
     c = aws.queue_counts(target, url)
     return c["visible"] + c["in_flight"] + c["delayed"]
 
 
 def run_batch_engine(pipelines) -> tuple[float, object]:
-    from pipelines import aws, redrive
     from pipelines.models import RedriveEngine, RedriveTask
 
     tasks = [
@@ -137,7 +137,7 @@ def run_batch_engine(pipelines) -> tuple[float, object]:
     with aws.metering() as meter:
         t0 = time.perf_counter()
         for t in tasks:
-            done = redrive.run_redrive(t.pk)
+            done = runner.run_redrive(t.pk)
             assert done.status == "completed", (done.status, done.errors)
         elapsed = time.perf_counter() - t0
     moved = sum(RedriveTask.objects.get(pk=t.pk).moved for t in tasks)
@@ -146,7 +146,6 @@ def run_batch_engine(pipelines) -> tuple[float, object]:
 
 def run_naive(target, pipelines) -> tuple[float, object, int]:
     """Receive one, send one, delete one, until each DLQ is empty."""
-    from pipelines import aws
 
     sqs = aws.client(target, "sqs")
     moved = 0
@@ -184,7 +183,6 @@ def main(argv=None) -> int:
     per_dlq = args.messages // args.dlqs
     with tempfile.TemporaryDirectory(prefix="opsboard-redrive-bench-") as tmp:
         configure_django(args.database_url or f"sqlite:///{tmp}/bench.sqlite3", tmp)
-        from pipelines import aws
         from pipelines.models import AwsAccount
         from tests.redrive_support import QuickMotoServer
 

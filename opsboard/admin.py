@@ -3,6 +3,8 @@
 from django.contrib import admin
 from django.urls import path
 
+from pipelines.ui import overview, urls
+
 
 class OpsboardAdminSite(admin.AdminSite):
     site_header = "opsboard"
@@ -10,17 +12,11 @@ class OpsboardAdminSite(admin.AdminSite):
     index_title = "Pipelines"
 
     def get_urls(self):
-        from pipelines import incident_views, trace_views, views
-
         return [
-            path("overview/rows/", self.admin_view(views.overview_rows), name="overview_rows"),
-            path("trace/", self.admin_view(lambda r: trace_views.trace_page(r, self)), name="trace"),
+            *urls.site_urls(self),
             path("apps/", self.admin_view(super().index), name="apps"),
-            *incident_views.admin_urls(self),
             *super().get_urls(),
         ]
 
     def index(self, request, extra_context=None):
-        from pipelines import views
-
-        return views.overview(request, self, extra_context)
+        return overview.overview(request, self, extra_context)

@@ -4,6 +4,7 @@ Every variable is documented in .env.example. With no variables set, opsboard ru
 defaults: a SQLite file and a filesystem Celery broker under ./var, so nothing but Python is needed.
 """
 
+import importlib.util
 import ipaddress
 from pathlib import Path
 
@@ -65,9 +66,13 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "pipelines",
 ]
+# The demo (emulator, simulator, `manage.py demo`) comes with the emulator extra; a production
+# install without it never imports the demo app.
+if importlib.util.find_spec("moto") is not None:
+    INSTALLED_APPS.append("opsboard_demo")
 
 MIDDLEWARE = [
-    "pipelines.integrations.HealthzMiddleware",  # before anything validates the Host header
+    "pipelines.ui.healthz.HealthzMiddleware",  # before anything validates the Host header
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -129,7 +134,7 @@ STATIC_URL = "static/"
 STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.FileSystemFinder",
     "django.contrib.staticfiles.finders.AppDirectoriesFinder",
-    "pipelines.staticfiles.PackageFinder",  # front-end files shipped inside Python packages
+    "opsboard.staticfiles.PackageFinder",  # front-end files shipped inside Python packages
 ]
 STATIC_ROOT = VAR_DIR / "staticfiles"
 STORAGES = {
@@ -161,7 +166,7 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Embedded default: a directory queue, no broker server needed (one machine only), with
     # messages published atomically (see pipelines/broker.py).
-    CELERY_BROKER_TRANSPORT = "pipelines.broker:Transport"
+    CELERY_BROKER_TRANSPORT = "opsboard.broker:Transport"
     _broker_dir = VAR_DIR / "broker"
     for _sub in ("out", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers that take ids, take a lock, call collect/retention/redrive, and return.
+"""Celery tasks: thin wrappers that take ids, take a lock, call the domain packages' functions, and return.
 
 Beat runs `fast_cycle` and `metrics_cycle`; each fans out one task per AWS account so workers on
 many machines share the work, and each account task holds a lock so a slow cycle never runs twice.
@@ -12,9 +12,11 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 
-from . import alerts, collect, redrive, retention
-from .locks import cycle_lock
-from .models import AwsAccount
+from pipelines.alerting import deliveries, evaluate
+from pipelines.collection import cycles, retention
+from pipelines.collection.locks import cycle_lock
+from pipelines.dlq import runner
+from pipelines.models import AwsAccount
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ def _run_locked(kind: str, account_id: int, fn, ttl: int) -> dict:
     time_limit=_hard_limit(settings.FAST_INTERVAL_SECONDS),
 )
 def fast_cycle_account(account_id: int) -> dict:
-    return _run_locked("fast", account_id, collect.run_fast_cycle, _hard_limit(settings.FAST_INTERVAL_SECONDS))
+    return _run_locked("fast", account_id, cycles.run_fast_cycle, _hard_limit(settings.FAST_INTERVAL_SECONDS))
 
 
 @shared_task(
@@ -72,7 +74,7 @@ def fast_cycle_account(account_id: int) -> dict:
     time_limit=_hard_limit(settings.METRICS_INTERVAL_SECONDS),
 )
 def metrics_cycle_account(account_id: int) -> dict:
-    return _run_locked("metrics", account_id, collect.run_metrics_cycle, _hard_limit(settings.METRICS_INTERVAL_SECONDS))
+    return _run_locked("metrics", account_id, cycles.run_metrics_cycle, _hard_limit(settings.METRICS_INTERVAL_SECONDS))
 
 
 @shared_task(ignore_result=True, soft_time_limit=540, time_limit=570)
@@ -80,9 +82,9 @@ def maintenance() -> dict:
     with cycle_lock("maintenance", 570) as acquired:
         if not acquired:
             return {"skipped": "locked"}
-        resumed = redrive.resume_stale_redrives()  # DLQ tasks whose worker died
+        resumed = runner.resume_stale_redrives()  # DLQ tasks whose worker died
         try:
-            stale = len(alerts.evaluate_clock().opened)  # pipelines no cycle has synced lately
+            stale = len(evaluate.evaluate_clock().opened)  # pipelines no cycle has synced lately
         except Exception:  # upkeep below must run even so
             log.exception("the maintenance alert evaluation failed")
             stale = 0
@@ -95,20 +97,20 @@ def maintenance() -> dict:
 
 @shared_task(ignore_result=True, acks_late=True)
 def run_redrive(task_id: int) -> dict:
-    """Run (or resume) one DLQ task to its end: redrive.run_redrive does the work."""
-    task = redrive.run_redrive(task_id)
+    """Run (or resume) one DLQ task to its end: runner.run_redrive does the work."""
+    task = runner.run_redrive(task_id)
     return {"skipped": "not ours to run"} if task is None else {"status": task.status, "moved": task.moved}
 
 
 @shared_task(ignore_result=True)
 def resume_stale_redrives() -> list[int]:
-    return redrive.resume_stale_redrives()
+    return runner.resume_stale_redrives()
 
 
 @worker_ready.connect
 def _resume_redrives_after_restart(**_) -> None:
     """A worker that (re)starts picks up tasks whose worker died, once their heartbeat is stale."""
-    resume_stale_redrives.apply_async(countdown=redrive.STALE_SECONDS + 5)
+    resume_stale_redrives.apply_async(countdown=runner.STALE_SECONDS + 5)
 
 
 # --- notifications -----------------------------------------------------------------------------------
@@ -116,16 +118,12 @@ def _resume_redrives_after_restart(**_) -> None:
 
 @shared_task(ignore_result=True)
 def deliver_notification(delivery_id: int) -> str | None:
-    """Send one notification (notify.deliver claims it, so a duplicate task sends nothing)."""
-    from . import notify
-
-    delivery = notify.deliver(delivery_id)
+    """Send one notification (deliveries.deliver claims it, so a duplicate task sends nothing)."""
+    delivery = deliveries.deliver(delivery_id)
     return None if delivery is None else delivery.status
 
 
 @shared_task(ignore_result=True, soft_time_limit=55, time_limit=58)
 def deliver_due_notifications() -> int:
     """The beat sweep: retries, and deliveries whose task never reached a worker."""
-    from . import notify
-
-    return notify.deliver_due()
+    return deliveries.deliver_due()

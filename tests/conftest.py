@@ -8,9 +8,9 @@ import os
 
 import pytest
 
+from opsboard_demo.emulator import FaultProxy, MotoServer
+from opsboard_demo.provision import PipelineSpec, provision
 from pipelines import aws
-from pipelines.emulator import FaultProxy, MotoServer
-from pipelines.provision import PipelineSpec, provision
 from tests.redrive_support import eager, fast, volume_account, volume_register, volume_server  # noqa: F401
 
 REGION = "us-east-1"
@@ -57,8 +57,8 @@ def build(target):
 @pytest.fixture
 def register(account, build):
     """Build a pipeline in the emulator and register it in opsboard through discovery."""
-    from pipelines.discovery import discover
     from pipelines.models import Pipeline
+    from pipelines.registry.discovery import discover
 
     def _register(name, account_=None, **kwargs):
         acct = account_ or account

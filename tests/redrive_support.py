@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
+from opsboard_demo.emulator import LOOPBACK, MotoServer
 from pipelines import aws
-from pipelines.emulator import LOOPBACK, MotoServer
+from pipelines.dlq import worker
 
 
 @pytest.fixture
@@ -30,8 +31,6 @@ def fast(monkeypatch):
     Returns the list of what would have been slept."""
     import time
 
-    from pipelines import redrive
-
     slept = []
     skipped = [0.0]
 
@@ -39,8 +38,8 @@ def fast(monkeypatch):
         slept.append(seconds)
         skipped[0] += seconds
 
-    monkeypatch.setattr(redrive, "sleep", sleep)
-    monkeypatch.setattr(redrive, "monotonic", lambda: time.monotonic() + skipped[0])
+    monkeypatch.setattr(worker, "sleep", sleep)
+    monkeypatch.setattr(worker, "monotonic", lambda: time.monotonic() + skipped[0])
     return slept
 
 
@@ -197,9 +196,9 @@ def volume_account(db, volume_server):
 
 @pytest.fixture
 def volume_register(volume_account):
-    from pipelines.discovery import discover
+    from opsboard_demo.provision import PipelineSpec, provision
     from pipelines.models import Pipeline
-    from pipelines.provision import PipelineSpec, provision
+    from pipelines.registry.discovery import discover
 
     def _register(name, **kwargs):
         made = provision(volume_account.target(), PipelineSpec(name=name, **kwargs))

@@ -4,6 +4,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
+from pipelines import aws
 from pipelines.models import AwsAccount, Pipeline, PollCycle
 
 ADD_URL = reverse("admin:pipelines_pipeline_add")
@@ -130,8 +131,6 @@ def test_the_list_shows_health_and_numbers(logged_in, register, account):
 
 def test_refresh_from_aws_rereads_the_configuration(logged_in, register, target):
     import json
-
-    from pipelines import aws
 
     p = register("orders")
     aws.client(target, "sqs").set_queue_attributes(

@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.test import override_settings
 
-from pipelines import alerts, collect, health
-from pipelines.alerts import Config, Context
-from pipelines.health import Row
+from pipelines.alerting import deliveries, evaluate, history, incidents, rules
+from pipelines.alerting.history import Row
+from pipelines.alerting.rules import Config, Context
+from pipelines.collection import store
 from pipelines.models import (
     AlertRule,
     AwsAccount,
@@ -55,7 +56,7 @@ def unsaved(**kw):
 
 
 def check(kind, pipeline, history, trend=None, **cfg):
-    rule = alerts.RULES[kind]
+    rule = rules.RULES[kind]
     base = rule.config(pipeline)
     c = Config(cfg.get("enabled", True), cfg.get("threshold", base.threshold), cfg.get("minutes", base.minutes))
     return rule.check(Context(pipeline, history, trend, T), c)
@@ -89,7 +90,7 @@ def test_time_to_loss_warns_past_half_the_retention_and_is_critical_at_80_percen
     f = check(RuleKind.TIME_TO_LOSS, p, [])  # no trend to project
     assert f.severity == Severity.WARNING and "56% of the 3.0 h retention" in f.summary
     # Ageing one second per second, 4,800 s are left: within 6 hours, so critical.
-    f = check(RuleKind.TIME_TO_LOSS, p, ages, health.trend_from(p, ages, T))
+    f = check(RuleKind.TIME_TO_LOSS, p, ages, history.trend_from(p, ages, T))
     assert f.severity == Severity.CRITICAL and "messages start expiring in ~80 min" in f.summary
     f = check(RuleKind.TIME_TO_LOSS, unsaved(retention_period=retention, oldest_age=9000), [])
     assert f.severity == Severity.CRITICAL
@@ -99,15 +100,15 @@ def test_time_to_loss_also_fires_on_the_projection_before_half_the_retention_is_
     # 18% of a 3-hour retention, but ageing one second per second: messages expire in ~2.4 h.
     p = unsaved(retention_period=3 * 3600, oldest_age=2000)
     ages = rows(10, oldest_age=[2000 - 60 * (9 - i) for i in range(10)])
-    f = check(RuleKind.TIME_TO_LOSS, p, ages, health.trend_from(p, ages, T))
+    f = check(RuleKind.TIME_TO_LOSS, p, ages, history.trend_from(p, ages, T))
     assert f.severity == Severity.CRITICAL and "19% of the 3.0 h retention" in f.summary
     # A 4-day queue at the same age is a day and more from any loss: nothing yet.
     p = unsaved(retention_period=4 * 86400, oldest_age=2000)
-    assert check(RuleKind.TIME_TO_LOSS, p, ages, health.trend_from(p, ages, T)) is None
+    assert check(RuleKind.TIME_TO_LOSS, p, ages, history.trend_from(p, ages, T)) is None
     # Ages falling: being worked through, no projection.
     falling = rows(10, oldest_age=[2600 - 60 * i for i in range(10)])
     p = unsaved(retention_period=3 * 3600, oldest_age=2060)
-    assert check(RuleKind.TIME_TO_LOSS, p, falling, health.trend_from(p, falling, T)) is None
+    assert check(RuleKind.TIME_TO_LOSS, p, falling, history.trend_from(p, falling, T)) is None
 
 
 def test_dlq_is_a_warning_when_steady_and_critical_while_it_grows():
@@ -117,7 +118,7 @@ def test_dlq_is_a_warning_when_steady_and_critical_while_it_grows():
     f = check(RuleKind.DLQ, p, growing)
     assert f.severity == Severity.CRITICAL and "+9 in the last 15 min" in f.summary
     assert check(RuleKind.DLQ, unsaved(dlq_depth=0), rows(20, dlq_visible=0)) is None
-    assert not alerts.RULES[RuleKind.DLQ].applies(unsaved(dlq_url=""))
+    assert not rules.RULES[RuleKind.DLQ].applies(unsaved(dlq_url=""))
 
 
 def test_it_counts_throttles_and_error_rates_over_the_window_ending_at_the_newest_data():
@@ -152,26 +153,26 @@ def test_api_5xx_rate_and_latency_against_its_own_trailing_median():
     assert f is not None and "18.0× its trailing baseline of 45 ms" in f.summary
     # Without enough trailing minutes there is no baseline, so no verdict.
     assert check(RuleKind.API_LATENCY, p, rows(15, api_latency=[45.0] * 5 + [900.0] * 10)) is None
-    assert not alerts.RULES[RuleKind.API_LATENCY].applies(unsaved(api_id=""))
+    assert not rules.RULES[RuleKind.API_LATENCY].applies(unsaved(api_id=""))
 
 
 def test_the_forecast_fires_when_the_trend_crosses_the_threshold_within_the_horizon():
     p = unsaved(backlog=700)
     growing = rows(10, visible=[430 + 30 * i for i in range(10)])  # +30/min: 1,000 in 10 min
-    trend = health.trend_from(p, growing, T)
+    trend = history.trend_from(p, growing, T)
     f = check(RuleKind.FORECAST, p, growing, trend)
     assert f.value == pytest.approx(10) and "on course to pass 1,000 in ~10 min" in f.summary
     assert check(RuleKind.FORECAST, p, growing, trend, threshold=5) is None  # beyond a 5-minute horizon
     flat = rows(10, visible=700)
-    assert check(RuleKind.FORECAST, p, flat, health.trend_from(p, flat, T)) is None
+    assert check(RuleKind.FORECAST, p, flat, history.trend_from(p, flat, T)) is None
     # An override of the backlog rule's threshold moves the forecast's target with it.
-    f = alerts.RULES[RuleKind.FORECAST].check(
-        Context(p, growing, trend, T, backlog_limit=850), alerts.RULES[RuleKind.FORECAST].config(p)
+    f = rules.RULES[RuleKind.FORECAST].check(
+        Context(p, growing, trend, T, backlog_limit=850), rules.RULES[RuleKind.FORECAST].config(p)
     )
     assert f.value == pytest.approx(5) and "on course to pass 850 in ~5 min" in f.summary
     # Already above and still growing: it stays open through the crossing.
     above = unsaved(backlog=1300)
-    f = check(RuleKind.FORECAST, above, growing, health.trend_from(above, growing, T))
+    f = check(RuleKind.FORECAST, above, growing, history.trend_from(above, growing, T))
     assert "above 1,000 and still growing" in f.summary
 
 
@@ -212,7 +213,7 @@ def frozen(monkeypatch):
         at = T
 
     clock = Clock()
-    monkeypatch.setattr("pipelines.models.now", lambda: clock.at)
+    monkeypatch.setattr("pipelines.clock.now", lambda: clock.at)
     return clock
 
 
@@ -222,7 +223,7 @@ def channel(db, pipeline):
     return NotificationChannel.objects.create(name="ops", kind=ChannelKind.WEBHOOK, target="http://127.0.0.1:9/")
 
 
-def sync(pipeline, at, backlog=None, dlq=None, source=alerts.FAST):
+def sync(pipeline, at, backlog=None, dlq=None, source=rules.FAST):
     """What a fast cycle does: store the minute, refresh health, evaluate the rules."""
     values = {}
     if backlog is not None:
@@ -231,9 +232,9 @@ def sync(pipeline, at, backlog=None, dlq=None, source=alerts.FAST):
         pipeline.dlq_depth = values["dlq_visible"] = dlq
     pipeline.last_sync_at = at
     pipeline.save()
-    MetricSample.objects.update_or_create(pipeline=pipeline, minute=collect.floor_minute(at), defaults=values)
-    history = health.refresh([pipeline], at)
-    return alerts.evaluate([pipeline], at, history, source)
+    MetricSample.objects.update_or_create(pipeline=pipeline, minute=store.floor_minute(at), defaults=values)
+    recent = history.refresh([pipeline], at)
+    return evaluate.evaluate([pipeline], at, recent, source)
 
 
 def test_a_firing_rule_opens_one_incident_and_updates_it_while_it_keeps_firing(pipeline, frozen, channel):
@@ -289,19 +290,19 @@ def test_it_escalates_with_a_notification_and_resolves_when_the_rule_stops_firin
 
 
 def test_a_concurrent_opening_joins_the_other_workers_incident(pipeline, frozen, channel):
-    f = alerts.Finding(Severity.WARNING, "3 message(s) in the DLQ", 3, 1)
-    report = alerts.EvalReport()
-    alerts._apply(pipeline, RuleKind.DLQ, f, None, T, report)
+    f = rules.Finding(Severity.WARNING, "3 message(s) in the DLQ", 3, 1)
+    report = incidents.EvalReport()
+    incidents._apply(pipeline, RuleKind.DLQ, f, None, T, report)
     # A second worker that loaded its incidents before the first one committed also sees none.
-    alerts._apply(pipeline, RuleKind.DLQ, f, None, T, report)
+    incidents._apply(pipeline, RuleKind.DLQ, f, None, T, report)
     assert Incident.objects.filter(rule=RuleKind.DLQ).count() == 1
     assert len(report.opened) == 1 and Delivery.objects.count() == 1
     # And two workers resolving it: only one resolves (and notifies).
     inc = Incident.objects.get()
     stale_copy = Incident.objects.get()
-    later = T + alerts.RESOLVE_AFTER
-    alerts._apply(pipeline, RuleKind.DLQ, None, inc, later, report)
-    alerts._apply(pipeline, RuleKind.DLQ, None, stale_copy, later, report)
+    later = T + incidents.RESOLVE_AFTER
+    incidents._apply(pipeline, RuleKind.DLQ, None, inc, later, report)
+    incidents._apply(pipeline, RuleKind.DLQ, None, stale_copy, later, report)
     assert report.resolved == [inc.pk] and Delivery.objects.filter(event="resolved").count() == 1
 
 
@@ -310,7 +311,7 @@ def test_a_failed_sync_keeps_incidents_open_and_only_staleness_is_judged(pipelin
     assert Incident.objects.filter(rule=RuleKind.DLQ, status=IncidentStatus.OPEN).exists()
     pipeline.dlq_depth = None
     pipeline.consecutive_failures, pipeline.last_error = 3, "DLQ: throttled"
-    report = alerts.evaluate([pipeline], T + timedelta(minutes=1), {}, alerts.FAST, failed=[pipeline.pk])
+    report = evaluate.evaluate([pipeline], T + timedelta(minutes=1), {}, rules.FAST, failed=[pipeline.pk])
     assert report.resolved == []
     assert Incident.objects.get(rule=RuleKind.STALE).summary.startswith("3 syncs in a row failed")
 
@@ -322,11 +323,11 @@ def test_overrides_change_thresholds_and_can_switch_a_rule_off(pipeline, frozen)
     AlertRule.objects.filter(kind=RuleKind.DLQ).update(threshold=None, enabled=False)
     sync(pipeline, T + timedelta(minutes=1), dlq=40)
     assert not Incident.objects.exists()
-    assert alerts.RULES[RuleKind.BACKLOG].describe_default(pipeline) == "backlog above 1,000 for 5 min"
-    assert not alerts.RULES[RuleKind.THROTTLES].applies(pipeline)  # no consumer discovered
+    assert rules.RULES[RuleKind.BACKLOG].describe_default(pipeline) == "backlog above 1,000 for 5 min"
+    assert not rules.RULES[RuleKind.THROTTLES].applies(pipeline)  # no consumer discovered
     # A rule without a window keeps none, whatever the override says.
     AlertRule.objects.create(pipeline=pipeline, kind=RuleKind.OLDEST_AGE, minutes=30, threshold=60)
-    cfg = alerts.RULES[RuleKind.OLDEST_AGE].config(pipeline, AlertRule.objects.get(kind=RuleKind.OLDEST_AGE))
+    cfg = rules.RULES[RuleKind.OLDEST_AGE].config(pipeline, AlertRule.objects.get(kind=RuleKind.OLDEST_AGE))
     assert cfg.minutes is None and cfg.threshold == 60
 
 
@@ -335,9 +336,9 @@ def test_a_broken_rule_is_reported_and_the_others_still_run(pipeline, frozen, mo
         raise ValueError("bad data")
 
     monkeypatch.setitem(
-        alerts.RULES,
+        rules.RULES,
         RuleKind.BACKLOG,
-        alerts.RULES[RuleKind.BACKLOG].__class__(**{**alerts.RULES[RuleKind.BACKLOG].__dict__, "check": broken}),
+        rules.RULES[RuleKind.BACKLOG].__class__(**{**rules.RULES[RuleKind.BACKLOG].__dict__, "check": broken}),
     )
     report = sync(pipeline, T, backlog=5000, dlq=2)
     assert report.errors == ["orders backlog: bad data"]
@@ -345,7 +346,7 @@ def test_a_broken_rule_is_reported_and_the_others_still_run(pipeline, frozen, mo
 
 
 def test_the_clock_evaluation_catches_a_pipeline_nobody_synced(pipeline, frozen):
-    report = alerts.evaluate_clock(T + timedelta(minutes=20))
+    report = evaluate.evaluate_clock(T + timedelta(minutes=20))
     assert len(report.opened) == 1
     assert "no data for 20 min" in Incident.objects.get(rule=RuleKind.STALE).summary
 
@@ -389,7 +390,7 @@ def test_an_incident_resolves_only_after_its_rule_stays_quiet(pipeline, frozen, 
 def test_disabling_a_pipeline_resolves_its_incidents(pipeline, frozen, channel):
     sync(pipeline, T, dlq=2)
     Pipeline.objects.filter(pk=pipeline.pk).update(enabled=False)
-    report = alerts.evaluate_clock(T + timedelta(minutes=1))
+    report = evaluate.evaluate_clock(T + timedelta(minutes=1))
     inc = Incident.objects.get(rule=RuleKind.DLQ)
     assert report.resolved == [inc.pk] and inc.resolved_by == "(pipeline disabled)"
     assert Delivery.objects.filter(event="resolved").count() == 1
@@ -410,13 +411,12 @@ def test_stale_fires_when_cloudwatch_keeps_failing():
 
 
 def test_notifications_are_queued_with_the_state_change_or_not_at_all(pipeline, frozen, channel, monkeypatch):
-    from pipelines import notify
 
     def broken(incident, event):
         Delivery.objects.create(channel=channel, event=event, incident=incident)
         raise RuntimeError("could not render")
 
-    monkeypatch.setattr(notify, "enqueue", broken)
+    monkeypatch.setattr(deliveries, "enqueue", broken)
     report = sync(pipeline, T, dlq=2)
     assert report.errors and not Incident.objects.exists() and not Delivery.objects.exists()
     monkeypatch.undo()

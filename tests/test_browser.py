@@ -2,6 +2,9 @@
 
 import pytest
 
+from pipelines import aws
+from pipelines.alerting import history
+from pipelines.collection import cycles, retention
 from tests.browser import SHOTS, browser_test, log_in
 
 pytestmark = browser_test
@@ -9,14 +12,13 @@ pytestmark = browser_test
 
 @pytest.mark.django_db(transaction=True)
 def test_an_operator_sees_pipelines_and_their_health(page, live_server, register, target):
-    from pipelines import aws, collect
     from pipelines.models import Pipeline
 
     p = register("orders", api=True)
     register("bare", dlq=False, consumer=False)
     for _ in range(3):
         aws.client(target, "sqs").send_message(QueueUrl=p.dlq_url, MessageBody="failed")
-    collect.sync_pipelines(list(Pipeline.objects.select_related("account")))
+    cycles.sync_pipelines(list(Pipeline.objects.select_related("account")))
     log_in(page, live_server)
     page.goto(f"{live_server.url}/admin/pipelines/pipeline/")
     rows = page.locator("#result_list tbody tr")
@@ -49,8 +51,8 @@ def test_a_bad_queue_url_shows_a_form_error_not_a_crash(page, live_server, accou
 def test_an_operator_follows_a_spike_from_the_overview_to_its_charts(page, live_server):
     from datetime import timedelta
 
-    from pipelines import health, retention
-    from pipelines.models import AwsAccount, MetricSample, Pipeline, now
+    from pipelines.clock import now
+    from pipelines.models import AwsAccount, MetricSample, Pipeline
 
     at = now()
     account = AwsAccount.objects.create(name="prod", region="us-east-1")
@@ -101,7 +103,7 @@ def test_an_operator_follows_a_spike_from_the_overview_to_its_charts(page, live_
         rows.append(MetricSample(pipeline=quiet, minute=t, visible=0, sent=5, deleted=5))
     MetricSample.objects.bulk_create(rows, batch_size=2000)
     retention.rollup_range(at - timedelta(days=3), at.replace(minute=0, second=0, microsecond=0))
-    health.refresh([quiet, spiky], at)
+    history.refresh([quiet, spiky], at)
 
     log_in(page, live_server)
     page.goto(f"{live_server.url}/admin/")

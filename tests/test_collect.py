@@ -5,7 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipelines import aws, collect
+from pipelines import aws
+from pipelines.collection import backfill, cloudwatch, cost, cycles, store
 from pipelines.models import AwsAccount, Health, MetricSample, Pipeline, PollCycle
 
 UTC = UTC
@@ -48,7 +49,7 @@ def test_it_stores_the_counts_the_emulator_holds(target, register, account):
     b = register("billing")
     seed_counts(target, a, visible=5, in_flight=2, delayed=3, dlq=4)
     seed_counts(target, b, visible=1, in_flight=0, delayed=0, dlq=0)
-    report = collect.run_fast_cycle(account)
+    report = cycles.run_fast_cycle(account)
     assert report.errors == {}
     assert report.calls == {"sqs:GetQueueAttributes": 4}  # the floor: one per queue and DLQ
     sa = MetricSample.objects.get(pipeline=a)
@@ -65,9 +66,9 @@ def test_it_upserts_instead_of_duplicating(target, register, account):
     p = register("orders")
     at = datetime(2026, 11, 26, 12, 0, 10, tzinfo=UTC)
     seed_counts(target, p, 2, 0, 0, 0)
-    collect.run_fast_cycle(account, [p], at=at)
+    cycles.run_fast_cycle(account, [p], at=at)
     seed_counts(target, p, 3, 0, 0, 0)
-    collect.run_fast_cycle(account, [p], at=at + timedelta(seconds=30))
+    cycles.run_fast_cycle(account, [p], at=at + timedelta(seconds=30))
     rows = list(MetricSample.objects.filter(pipeline=p))
     assert len(rows) == 1 and rows[0].visible == 5
     assert rows[0].minute == datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -78,8 +79,8 @@ def test_it_polls_only_pipelines_that_are_due(register, account):
     slow = register("slow")
     Pipeline.objects.filter(pk=slow.pk).update(poll_interval=600)
     t0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-    collect.run_fast_cycle(account, at=t0)
-    report = collect.run_fast_cycle(account, at=t0 + timedelta(seconds=60))
+    cycles.run_fast_cycle(account, at=t0)
+    report = cycles.run_fast_cycle(account, at=t0 + timedelta(seconds=60))
     assert report.pipelines == 1 and report.calls == {"sqs:GetQueueAttributes": 2}
     assert MetricSample.objects.filter(pipeline=slow).count() == 1
     assert MetricSample.objects.filter(pipeline=fast).count() == 2
@@ -87,7 +88,7 @@ def test_it_polls_only_pipelines_that_are_due(register, account):
 
 def test_it_fetches_cloudwatch_metrics_and_degrades_on_percentiles(target, register, account):
     p = register("orders", api=True)
-    end = collect.floor_minute(datetime.now(UTC))
+    end = store.floor_minute(datetime.now(UTC))
     minutes = [end - timedelta(minutes=i) for i in range(1, 4)]
     put_metric(
         target, "AWS/SQS", "NumberOfMessagesSent", {"QueueName": "orders"}, {m: 10 + i for i, m in enumerate(minutes)}
@@ -96,7 +97,7 @@ def test_it_fetches_cloudwatch_metrics_and_degrades_on_percentiles(target, regis
     put_metric(target, "AWS/Lambda", "Errors", {"FunctionName": "orders-consumer"}, {minutes[0]: 3})
     put_metric(target, "AWS/Lambda", "Duration", {"FunctionName": "orders-consumer"}, {minutes[0]: 250})
     put_metric(target, "AWS/ApiGateway", "Count", {"ApiName": "orders-api", "Stage": "prod"}, {minutes[1]: 7})
-    report = collect.run_metrics_cycle(account, at=end + timedelta(seconds=20))
+    report = cycles.run_metrics_cycle(account, at=end + timedelta(seconds=20))
     assert report.errors == {}
     rows = {s.minute: s for s in MetricSample.objects.filter(pipeline=p)}
     assert rows[minutes[0]].sent == 10 and rows[minutes[2]].sent == 12
@@ -107,7 +108,7 @@ def test_it_fetches_cloudwatch_metrics_and_degrades_on_percentiles(target, regis
     account.refresh_from_db()
     assert account.unsupported_statistics == ["percentile"]
     # The next cycle asks only for what the endpoint supports: one call, no retry.
-    report = collect.run_metrics_cycle(account, at=end + timedelta(minutes=5))
+    report = cycles.run_metrics_cycle(account, at=end + timedelta(minutes=5))
     assert report.calls == {"cloudwatch:GetMetricData": 1} and report.errors == {}
 
 
@@ -129,12 +130,12 @@ def test_it_batches_over_500_queries_into_the_fewest_calls(account):
             api_stage="$default",
         )
     pipes = list(Pipeline.objects.all())
-    queries = [q for p in pipes for q in collect.build_queries(p, collect.plan_metrics(p, ["percentile"]), 60)]
+    queries = [q for p in pipes for q in cloudwatch.build_queries(p, cloudwatch.plan_metrics(p, ["percentile"]), 60)]
     assert len(queries) == 600
-    assert [len(c) for c in collect.chunk_queries(queries, 15)] == [500, 100]
+    assert [len(c) for c in cloudwatch.chunk_queries(queries, 15)] == [500, 100]
     # The datapoint limit binds too: 1,440 points per query -> 70 queries per call.
-    assert [len(c) for c in collect.chunk_queries(queries, 1440)][:2] == [70, 70]
-    report = collect.run_metrics_cycle(account, at=quarter_hour())  # a cycle that fetches the DLQ age too
+    assert [len(c) for c in cloudwatch.chunk_queries(queries, 1440)][:2] == [70, 70]
+    report = cycles.run_metrics_cycle(account, at=quarter_hour())  # a cycle that fetches the DLQ age too
     assert report.calls == {"cloudwatch:GetMetricData": math.ceil(600 / 500)}
     assert report.metrics_requested == 600
 
@@ -148,13 +149,13 @@ def quarter_hour():
 def test_it_skips_the_dlq_age_while_the_dlq_is_known_empty(register, account, target):
     p = register("orders")
     at = quarter_hour()
-    collect.run_fast_cycle(account, at=at)  # sees the DLQ empty
-    report = collect.run_metrics_cycle(account, at=at)
-    with_dlq_age = len(collect.plan_metrics(p, account.unsupported_statistics))
+    cycles.run_fast_cycle(account, at=at)  # sees the DLQ empty
+    report = cycles.run_metrics_cycle(account, at=at)
+    with_dlq_age = len(cloudwatch.plan_metrics(p, account.unsupported_statistics))
     assert report.metrics_requested == with_dlq_age - 1
     sqs_of(target).send_message(QueueUrl=p.dlq_url, MessageBody="failed")
-    collect.run_fast_cycle(account, at=at + timedelta(minutes=1))
-    report = collect.run_metrics_cycle(account, at=at + timedelta(minutes=1, seconds=5))
+    cycles.run_fast_cycle(account, at=at + timedelta(minutes=1))
+    report = cycles.run_metrics_cycle(account, at=at + timedelta(minutes=1, seconds=5))
     assert report.metrics_requested == with_dlq_age
 
 
@@ -162,7 +163,7 @@ def test_the_dlq_age_is_fetched_every_third_cycle_over_a_window_without_gaps(reg
     p = register("orders")
     sqs_of(target).send_message(QueueUrl=p.dlq_url, MessageBody="failed")
     at = quarter_hour()
-    collect.run_fast_cycle(account, at=at)
+    cycles.run_fast_cycle(account, at=at)
     dlq_name = p.dlq_arn.rsplit(":", 1)[-1]
     put_metric(
         target,
@@ -171,10 +172,10 @@ def test_the_dlq_age_is_fetched_every_third_cycle_over_a_window_without_gaps(reg
         {"QueueName": dlq_name},
         {at - timedelta(minutes=m): 600 + 60 * m for m in range(1, 16)},
     )
-    planned = len(collect.plan_metrics(p, account.unsupported_statistics))
+    planned = len(cloudwatch.plan_metrics(p, account.unsupported_statistics))
     requested = []
     for i in range(3):  # three consecutive 5-minute cycles
-        requested.append(collect.run_metrics_cycle(account, at=at + timedelta(minutes=5 * i)).metrics_requested)
+        requested.append(cycles.run_metrics_cycle(account, at=at + timedelta(minutes=5 * i)).metrics_requested)
     assert requested == [planned, planned - 1, planned - 1]
     # The cycle that fetched it covered three intervals: every minute since the previous such cycle.
     ages = MetricSample.objects.filter(pipeline=p, dlq_oldest_age__isnull=False).count()
@@ -194,7 +195,7 @@ def test_http_apis_use_their_own_metric_names(db):
     )
     names = {
         q["MetricStat"]["Metric"]["MetricName"]: q["MetricStat"]["Metric"]["Dimensions"]
-        for q in collect.build_queries(p, collect.plan_metrics(p), 60)
+        for q in cloudwatch.build_queries(p, cloudwatch.plan_metrics(p), 60)
         if q["MetricStat"]["Metric"]["Namespace"] == "AWS/ApiGateway"
     }
     assert {"Count", "4xx", "5xx", "Latency"} == set(names)
@@ -205,7 +206,7 @@ def test_one_failing_pipeline_does_not_stop_the_others(target, register, account
     good = register("good")
     gone = register("gone")
     sqs_of(target).delete_queue(QueueUrl=gone.queue_url)
-    report = collect.run_fast_cycle(account)
+    report = cycles.run_fast_cycle(account)
     assert set(report.errors) == {"gone"} and "does not exist" in report.errors["gone"]
     good.refresh_from_db(), gone.refresh_from_db()
     assert good.last_error == "" and good.last_sync_at is not None
@@ -217,7 +218,7 @@ def test_it_survives_throttling_and_an_outage_mid_cycle_then_recovers(
     target, build, proxied_account, fault_proxy, settings
 ):
     settings.COLLECT_CONCURRENCY = 1  # deterministic order, so the outage hits mid-cycle
-    from pipelines.discovery import discover
+    from pipelines.registry.discovery import discover
 
     pipes = []
     for i in range(6):
@@ -229,7 +230,7 @@ def test_it_survives_throttling_and_an_outage_mid_cycle_then_recovers(
     at = datetime.now(UTC)
     # Throttling on a share of calls: botocore's retries absorb it.
     fault_proxy.throttle_rate = 0.3
-    report = collect.run_fast_cycle(proxied_account, at=at)
+    report = cycles.run_fast_cycle(proxied_account, at=at)
     assert fault_proxy.counts["throttle"] > 0
     assert report.api_calls == 12 + fault_proxy.counts["throttle"]  # retries are metered too
     # The emulator goes down after 5 more requests.
@@ -241,16 +242,16 @@ def test_it_survives_throttling_and_an_outage_mid_cycle_then_recovers(
         return "drop" if seen["n"] > 5 else ""
 
     fault_proxy.rule = outage
-    report = collect.run_fast_cycle(proxied_account, at=at + timedelta(minutes=1))
+    report = cycles.run_fast_cycle(proxied_account, at=at + timedelta(minutes=1))
     # q0 and q1 were read whole, q2's queue but not its DLQ, q3-q5 not at all.
     assert sorted(report.errors) == ["q2", "q3", "q4", "q5"]
     assert "DLQ:" in report.errors["q2"] and "queue:" in report.errors["q3"]
-    assert MetricSample.objects.filter(minute=collect.floor_minute(at + timedelta(minutes=1))).count() == 3
+    assert MetricSample.objects.filter(minute=store.floor_minute(at + timedelta(minutes=1))).count() == 3
     failed = Pipeline.objects.filter(consecutive_failures=1)
     assert failed.count() == len(report.errors) and all(p.last_error for p in failed)
     # Back up: the next cycle recovers every pipeline, and nothing was written twice.
     fault_proxy.rule = None
-    report = collect.run_fast_cycle(proxied_account, at=at + timedelta(minutes=2))
+    report = cycles.run_fast_cycle(proxied_account, at=at + timedelta(minutes=2))
     assert report.errors == {}
     assert not Pipeline.objects.exclude(last_error="").exists()
     assert not Pipeline.objects.filter(consecutive_failures__gt=0).exists()
@@ -262,11 +263,11 @@ def test_it_survives_throttling_and_an_outage_mid_cycle_then_recovers(
 def test_a_metrics_call_that_fails_marks_its_pipelines_and_keeps_going(register, proxied_account, fault_proxy):
     p = Pipeline.objects.create(name="x", account=proxied_account, queue_url="http://h/123456789012/x", queue_name="x")
     fault_proxy.error_rate = 1.0
-    report = collect.run_metrics_cycle(proxied_account)
+    report = cycles.run_metrics_cycle(proxied_account)
     p.refresh_from_db()
     assert "x" in report.errors and p.metrics_error and p.metrics_synced_until is None
     fault_proxy.error_rate = 0.0
-    report = collect.run_metrics_cycle(proxied_account)
+    report = cycles.run_metrics_cycle(proxied_account)
     p.refresh_from_db()
     assert report.errors == {} and p.metrics_error == "" and p.metrics_synced_until is not None
 
@@ -285,7 +286,7 @@ def test_it_reads_stale_after_three_poll_intervals(db, monkeypatch):
     )
     assert p.get_status(at=t0 + timedelta(seconds=179)) == Health.OK
     assert p.get_status(at=t0 + timedelta(seconds=181)) == Health.STALE
-    monkeypatch.setattr("pipelines.models.now", lambda: t0 + timedelta(minutes=10))
+    monkeypatch.setattr("pipelines.clock.now", lambda: t0 + timedelta(minutes=10))
     assert p.get_status() == Health.STALE and "no data for 10 min" in p.status_reasons()[0][1]
     p.poll_interval = 600
     assert p.get_status() == Health.OK
@@ -294,35 +295,35 @@ def test_it_reads_stale_after_three_poll_intervals(db, monkeypatch):
 def test_it_chooses_the_period_cloudwatch_still_keeps(settings):
     settings.RAW_RETENTION_DAYS = 15
     at = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-    segs = collect.backfill_segments(at - timedelta(days=100), at, at)
+    segs = backfill.backfill_segments(at - timedelta(days=100), at, at)
     assert [(s.period, s.rollup) for s in segs] == [(3600, True), (3600, True), (60, False)]
     settings.RAW_RETENTION_DAYS = 30
-    segs = collect.backfill_segments(at - timedelta(days=100), at - timedelta(days=1), at)
+    segs = backfill.backfill_segments(at - timedelta(days=100), at - timedelta(days=1), at)
     assert [(s.period, s.rollup) for s in segs] == [(3600, True), (3600, True), (300, False), (60, False)]
     assert segs[2].start == at - timedelta(days=30) and segs[2].end == at - timedelta(days=15)
-    assert collect.choose_period(at - timedelta(days=2), at) == 60
-    assert collect.choose_period(at - timedelta(days=20), at) == 300
-    assert collect.choose_period(at - timedelta(days=90), at) == 3600
+    assert backfill.choose_period(at - timedelta(days=2), at) == 60
+    assert backfill.choose_period(at - timedelta(days=20), at) == 300
+    assert backfill.choose_period(at - timedelta(days=90), at) == 3600
 
 
 def test_it_backfills_history_into_minutes_and_hours(target, register, account):
     from pipelines.models import MetricRollup
 
     p = register("orders", consumer=False, dlq=False)
-    at = collect.floor_minute(datetime.now(UTC))
+    at = store.floor_minute(datetime.now(UTC))
     recent = {at - timedelta(minutes=m): 5 for m in range(10, 130)}
-    old = {collect.floor_hour(at - timedelta(days=20)) + timedelta(minutes=m): 2 for m in range(60)}
+    old = {store.floor_hour(at - timedelta(days=20)) + timedelta(minutes=m): 2 for m in range(60)}
     put_metric(target, "AWS/SQS", "NumberOfMessagesSent", {"QueueName": "orders"}, {**recent, **old})
-    report = collect.backfill(account, [p], at - timedelta(days=21), at, at=at)
+    report = backfill.backfill(account, [p], at - timedelta(days=21), at, at=at)
     assert report.errors == {}
     assert MetricSample.objects.filter(pipeline=p, sent=5).count() == 120
-    hour = MetricRollup.objects.get(pipeline=p, hour=collect.floor_hour(at - timedelta(days=20)))
+    hour = MetricRollup.objects.get(pipeline=p, hour=store.floor_hour(at - timedelta(days=20)))
     assert hour.sent == 120
 
 
 def test_monthly_cost_at_the_defaults_is_within_budget(register, account):
     p = register("orders", api=True)
-    cost = collect.monthly_cost(p)
+    cost = cost.monthly_cost(p)
     assert cost["sqs_calls"] == pytest.approx(2 * 730 * 60)
     # 16 metrics every 5 minutes, the DLQ's oldest age every 15.
     assert cost["metrics_requested"] == pytest.approx((16 + 1 / 3) * 730 * 12)

@@ -8,8 +8,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from pipelines import dashboard, health, trends
-from pipelines.models import AwsAccount, Health, MetricRollup, MetricSample, Pipeline, now
+from pipelines.alerting import history, trends
+from pipelines.clock import now
+from pipelines.collection import retention
+from pipelines.models import AwsAccount, Health, MetricRollup, MetricSample, Pipeline
+from pipelines.ui import charts, overview
 
 UTC = UTC
 T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -85,7 +88,7 @@ def pipeline(db):
 
 def trend_for(p, ages=(), backlog=(), errors=0, throttles=0, invocations=0):
     rows = [(t, b, a, 0, 0, 0) for (t, a), (_, b) in zip(minutes(list(ages)), minutes(list(backlog)))]
-    t = health.trend_from(p, rows, T)
+    t = history.trend_from(p, rows, T)
     t.errors, t.throttles, t.invocations = errors, throttles, invocations
     return t
 
@@ -101,7 +104,7 @@ def test_a_queue_on_course_to_lose_messages_is_critical(pipeline):
 
 def test_a_backlog_forecast_to_cross_its_threshold_warns(pipeline):
     pipeline.backlog = 460
-    t = health.trend_from(
+    t = history.trend_from(
         pipeline, [(m, b, 60, 0, 0, 0) for m, b in minutes([460 - 40 * (9 - i) for i in range(10)])], T
     )
     assert t.forecast_minutes == pytest.approx((1000 - 460) / 40)
@@ -119,7 +122,7 @@ def test_throttles_and_error_rates_warn(pipeline):
 
 
 def test_series_downsample_to_a_few_hundred_points_with_gaps(pipeline, monkeypatch):
-    monkeypatch.setattr("pipelines.dashboard.now", lambda: T)
+    monkeypatch.setattr("pipelines.clock.now", lambda: T)
     start = T - timedelta(hours=24)
     rows = [
         MetricSample(pipeline=pipeline, minute=start + timedelta(minutes=i), visible=i % 100, sent=6)
@@ -127,9 +130,9 @@ def test_series_downsample_to_a_few_hundred_points_with_gaps(pipeline, monkeypat
         if not (600 <= i < 720)
     ]  # two hours missing
     MetricSample.objects.bulk_create(rows)
-    data = dashboard.series(pipeline, start, T)
+    data = charts.series(pipeline, start, T)
     assert data["source"] == "minute rows" and data["bucket_seconds"] == 300
-    assert len(data["t"]) <= dashboard.MAX_POINTS + 1
+    assert len(data["t"]) <= charts.MAX_POINTS + 1
     visible, sent = data["series"]["visible"], data["series"]["sent"]
     gap = visible[120:144]
     assert all(v is None for v in gap), "missing data is a gap, not a zero"
@@ -139,7 +142,7 @@ def test_series_downsample_to_a_few_hundred_points_with_gaps(pipeline, monkeypat
 
 
 def test_long_ranges_read_hourly_rollups(pipeline, monkeypatch):
-    monkeypatch.setattr("pipelines.dashboard.now", lambda: T)
+    monkeypatch.setattr("pipelines.clock.now", lambda: T)
     start = T - timedelta(days=30)
     MetricRollup.objects.bulk_create(
         [
@@ -149,17 +152,17 @@ def test_long_ranges_read_hourly_rollups(pipeline, monkeypatch):
             for h in range(30 * 24)
         ]
     )
-    data = dashboard.series(pipeline, start, T)
+    data = charts.series(pipeline, start, T)
     assert data["source"] == "hourly rollups" and data["bucket_seconds"] == 3 * 3600
-    assert len(data["t"]) <= dashboard.MAX_POINTS + 1
+    assert len(data["t"]) <= charts.MAX_POINTS + 1
     assert {v for v in data["series"]["visible"] if v is not None} == {50}
     assert {v for v in data["series"]["sent"] if v is not None} == {6.0}
 
 
 def test_ranges_parse_and_bad_ones_say_why():
-    a, b, name = dashboard.parse_range("6h", None, None, T)
+    a, b, name = charts.parse_range("6h", None, None, T)
     assert (b - a, name) == (timedelta(hours=6), "6h")
-    a, b, name = dashboard.parse_range("custom", "2026-11-20T08:00", "2026-11-21T08:00", T)
+    a, b, name = charts.parse_range("custom", "2026-11-20T08:00", "2026-11-21T08:00", T)
     assert (a.hour, (b - a).days, name) == (8, 1, "custom")
     for args, message in [
         (("2w", None, None), "Unknown range"),
@@ -167,7 +170,7 @@ def test_ranges_parse_and_bad_ones_say_why():
         (("custom", "2026-11-21T08:00", "2026-11-20T08:00"), "start before it ends"),
     ]:
         with pytest.raises(ValueError, match=message):
-            dashboard.parse_range(*args, T)
+            charts.parse_range(*args, T)
 
 
 # --- pages ----------------------------------------------------------------------------------------
@@ -204,7 +207,7 @@ def test_health_is_stored_after_a_refresh_and_staleness_added_at_read_time(pipel
         ]
     )
     pipeline.backlog, pipeline.oldest_age = 220, 3780
-    health.refresh([pipeline], T)
+    history.refresh([pipeline], T)
     pipeline.refresh_from_db()
     assert pipeline.drain_rate == pytest.approx(40) and pipeline.trend.drain.label == "growing +40/min"
     assert pipeline.health == Health.CRITICAL and pipeline.time_to_loss == pytest.approx(4 * 3600 - 3780)
@@ -220,12 +223,12 @@ def test_sparklines_come_from_the_hourly_rollups(pipeline):
     hour = T.replace(minute=0) - timedelta(hours=3)
     MetricRollup.objects.create(pipeline=pipeline, hour=hour, visible_max=50)
     MetricRollup.objects.create(pipeline=pipeline, hour=hour + timedelta(hours=2), visible_max=70)
-    assert health.refresh_sparklines(T) == 1
+    assert retention.refresh_sparklines(T) == 1
     pipeline.refresh_from_db()
     assert len(pipeline.sparkline) == 24 and pipeline.sparkline[-3:] == [50, None, 70]
-    svg = dashboard.sparkline_svg(pipeline.sparkline, 90, "#000")
+    svg = overview.sparkline_svg(pipeline.sparkline, 90, "#000")
     assert svg.count("<polyline") == 1 and svg.count("<circle") == 1  # the gap breaks the line
-    assert health.refresh_sparklines(T) == 0  # unchanged: nothing written
+    assert retention.refresh_sparklines(T) == 0  # unchanged: nothing written
 
 
 def test_the_overview_costs_the_same_queries_for_3_or_30_pipelines(staff_client, pipeline):
@@ -251,7 +254,7 @@ def test_the_overview_lists_worst_first_and_filters(staff_client, pipeline):
         backlog_threshold=1000,
     )
     pipeline.last_sync_at = now()
-    health.refresh([flooded, pipeline], now())
+    history.refresh([flooded, pipeline], now())
     page = staff_client.get(reverse("admin:index")).content.decode()
     assert page.index("flooded") < page.index(">orders<")
     assert "backlog 9,000 above 1,000" in page

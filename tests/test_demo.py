@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipelines.emulator import free_port
+from opsboard_demo.emulator import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

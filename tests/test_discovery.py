@@ -3,8 +3,8 @@
 import pytest
 
 from pipelines import aws
-from pipelines.discovery import DiscoveryError, discover, import_queues, parse_queue_url
 from pipelines.models import Pipeline
+from pipelines.registry.discovery import DiscoveryError, discover, import_queues, parse_queue_url
 
 
 def test_it_discovers_queue_dlq_and_disabled_consumer(target, build):
@@ -138,7 +138,7 @@ def test_it_tells_whether_the_api_passes_the_request_id(target, build):
 
 
 def test_passes_request_id_reads_rest_and_http_mappings():
-    from pipelines.discovery import passes_request_id
+    from pipelines.registry.discovery import passes_request_id
 
     rest = (
         "Action=SendMessage&MessageAttribute.1.Name=requestId&MessageAttribute.1.Value.StringValue=$context.requestId"

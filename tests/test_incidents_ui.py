@@ -8,6 +8,7 @@ from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
+from pipelines.clock import now
 from pipelines.models import (
     AlertRule,
     AwsAccount,
@@ -21,7 +22,6 @@ from pipelines.models import (
     Pipeline,
     RuleKind,
     Severity,
-    now,
 )
 from tests.browser import browser
 

@@ -7,9 +7,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 
-from pipelines.insights import InsightCode as C
-from pipelines.insights import duration, insights_for, throttle_reason
+from pipelines.formatting import duration
 from pipelines.models import Pipeline, Severity
+from pipelines.registry.insights import InsightCode as C
+from pipelines.registry.insights import insights_for, throttle_reason
 from tests.browser import browser
 
 DISCOVERED_AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

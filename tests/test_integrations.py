@@ -13,7 +13,10 @@ from django.test.utils import CaptureQueriesContext
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipelines import aws, collect, integrations
+from pipelines import aws
+from pipelines.ui import healthz
+from pipelines.clock import now
+from pipelines.collection import cycles, store
 from pipelines.models import (
     AwsAccount,
     CycleKind,
@@ -24,7 +27,6 @@ from pipelines.models import (
     PollCycle,
     RuleKind,
     Severity,
-    now,
 )
 from tests.test_settings import PROD, run_manage
 
@@ -85,7 +87,7 @@ def test_it_exports_each_pipelines_latest_values(client, target, register, accou
     )
     seed(target, orders, visible=7, dlq=2)
     seed(target, billing, visible=1)
-    report = collect.run_fast_cycle(account, [orders, billing])
+    report = cycles.run_fast_cycle(account, [orders, billing])
     assert report.errors == {}
     Pipeline.objects.filter(pk=orders.pk).update(
         oldest_age=1200,
@@ -151,10 +153,10 @@ def test_it_exports_each_pipelines_latest_values(client, target, register, accou
 
 def test_it_counts_exactly_the_calls_each_cycle_makes(client, target, register, account):
     p = register("orders")
-    first = collect.run_fast_cycle(account, [p])
+    first = cycles.run_fast_cycle(account, [p])
     before = samples(client.get("/metrics"))
-    second = collect.run_fast_cycle(account, [p])
-    metrics = collect.run_metrics_cycle(account, [p])
+    second = cycles.run_fast_cycle(account, [p])
+    metrics = cycles.run_metrics_cycle(account, [p])
     after = samples(client.get("/metrics"))
 
     def requests(found, op):
@@ -176,9 +178,9 @@ def test_the_counters_are_kept_per_account(client, register, account, emulator):
     other = AwsAccount.objects.create(name="second", region="us-east-1", endpoint_url=emulator.url)
     p = register("orders")
     q = register("billing", account_=other)
-    collect.run_fast_cycle(account, [p])
-    collect.run_fast_cycle(other, [q])
-    collect.run_fast_cycle(other, [q])
+    cycles.run_fast_cycle(account, [p])
+    cycles.run_fast_cycle(other, [q])
+    cycles.run_fast_cycle(other, [q])
     found = samples(client.get("/metrics"))
     assert value(found, "opsboard_aws_requests_total", account="emulated", operation="sqs:GetQueueAttributes") == 2
     assert value(found, "opsboard_aws_requests_total", account="second", operation="sqs:GetQueueAttributes") == 4
@@ -198,7 +200,7 @@ def test_two_workers_finishing_cycles_at_once_lose_no_count():
                 meter = aws.CallMeter()
                 meter.calls["sqs:GetQueueAttributes"] = 3
                 meter.add_metrics(5)
-                collect._record(collect.CycleReport(kind=CycleKind.FAST, account="busy"), account, now(), meter)
+                store._record(store.CycleReport(kind=CycleKind.FAST, account="busy"), account, now(), meter)
         finally:
             connection.close()
 
@@ -401,7 +403,7 @@ def database_down(monkeypatch):
         down = {**default, "HOST": "127.0.0.1", "PORT": str(closed_port())}
     down = connections.configure_settings({"default": dict(default), "down": down})["down"]
     wrapper = load_backend(down["ENGINE"]).DatabaseWrapper(down, alias="down")
-    monkeypatch.setattr(integrations, "connections", {"default": wrapper})
+    monkeypatch.setattr(healthz, "connections", {"default": wrapper})
     yield
     wrapper.close()
 
@@ -441,8 +443,8 @@ def test_it_never_answers_with_a_server_error(client, polled, monkeypatch):
     def explode(*args):
         raise RuntimeError("something unexpected")
 
-    monkeypatch.setattr(integrations, "check_broker", explode)
-    monkeypatch.setattr(integrations, "check_collection", explode)
+    monkeypatch.setattr(healthz, "check_broker", explode)
+    monkeypatch.setattr(healthz, "check_collection", explode)
     status, body = health(client)
     assert status == 503
     assert body["checks"]["broker"]["error"] == body["checks"]["collection"]["error"] == "RuntimeError"

@@ -12,7 +12,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import NoReverseMatch, reverse
 
-from pipelines import notify, tasks
+from pipelines import tasks
+from pipelines.alerting import deliveries, messages
 from pipelines.models import (
     AwsAccount,
     ChannelKind,
@@ -101,7 +102,7 @@ def site(settings):
 def clock(monkeypatch):
     """The time opsboard sees: clock[0], moved by the test."""
     t = [T]
-    monkeypatch.setattr("pipelines.models.now", lambda: t[0])
+    monkeypatch.setattr("pipelines.clock.now", lambda: t[0])
     return t
 
 
@@ -145,7 +146,7 @@ def channel(name, kind, target, **fields):
 
 def one(incident, event="opened"):
     """Enqueue and return the single delivery it made (not sent yet: the test sends it)."""
-    made = notify.enqueue(incident, event)
+    made = deliveries.enqueue(incident, event)
     assert len(made) == 1
     return made[0]
 
@@ -157,7 +158,7 @@ def test_it_posts_the_documented_json_to_a_webhook(pipeline, hook, clock, eager,
     channel("ops hook", ChannelKind.WEBHOOK, hook.url)
     inc = make_incident(pipeline)
     with django_capture_on_commit_callbacks(execute=True):  # the worker task runs after the commit
-        [delivery] = notify.enqueue(inc, "opened")
+        [delivery] = deliveries.enqueue(inc, "opened")
     assert len(hook.requests) == 1
     request = hook.requests[0]
     assert request["path"] == "/hook" and request["headers"]["Content-Type"] == "application/json"
@@ -211,20 +212,20 @@ def test_the_message_says_what_was_true_when_it_was_queued(pipeline, hook, clock
     inc = make_incident(pipeline)
     delivery = one(inc)
     Incident.objects.filter(pk=inc.pk).update(summary="backlog 9,000 above 1,000", value=9000)
-    notify.deliver(delivery.pk)
+    deliveries.deliver(delivery.pk)
     assert hook.bodies[0]["incident"]["value"] == 5000
 
 
 def test_it_posts_a_slack_message_coloured_by_severity_and_green_when_resolved(pipeline, hook, clock):
     channel("slack", ChannelKind.SLACK, hook.url)
     inc = make_incident(pipeline)
-    notify.deliver(one(inc).pk)
+    deliveries.deliver(one(inc).pk)
     clock[0] = T + timedelta(minutes=42)
     inc.resolve()
-    notify.deliver(one(inc, "resolved").pk)
+    deliveries.deliver(one(inc, "resolved").pk)
 
     opened, resolved = hook.bodies
-    url = notify.incident_url(inc)
+    url = messages.incident_url(inc)
     assert opened["text"] == f"<{url}|CRITICAL orders: backlog 5,000 above 1,000>"
     [att] = opened["attachments"]
     assert att["color"] == Severity.CRITICAL.colour and att["title"] == "Backlog above threshold"
@@ -242,7 +243,7 @@ def test_slack_markup_in_a_summary_is_escaped(pipeline, hook, clock):
     inc = make_incident(pipeline)
     Incident.objects.filter(pk=inc.pk).update(summary="errors <b>&</b> <!channel>")
     inc.refresh_from_db()
-    notify.deliver(one(inc).pk)
+    deliveries.deliver(one(inc).pk)
     body = hook.bodies[0]
     for text in (body["text"], body["attachments"][0]["text"]):  # the fields Slack reads as markup
         assert "errors &lt;b&gt;&amp;&lt;/b&gt; &lt;!channel&gt;" in text and "<!channel>" not in text
@@ -252,19 +253,19 @@ def test_it_emails_every_address_with_the_links(pipeline, clock, mailoutbox, set
     settings.DEFAULT_FROM_EMAIL = "opsboard <alerts@example.com>"
     channel("on call", ChannelKind.EMAIL, "ops@example.com, oncall@example.com\nlead@example.com")
     inc = make_incident(pipeline)
-    delivery = notify.deliver(one(inc).pk)
+    delivery = deliveries.deliver(one(inc).pk)
     assert delivery.status == DeliveryStatus.SENT and delivery.attempts[0]["status"] is None
     [mail] = mailoutbox
     assert mail.subject == "[opsboard] CRITICAL orders: backlog 5,000 above 1,000"
     assert mail.to == ["ops@example.com", "oncall@example.com", "lead@example.com"]
     assert mail.from_email == "opsboard <alerts@example.com>"
-    assert notify.incident_url(inc) in mail.body
+    assert messages.incident_url(inc) in mail.body
     assert SITE + reverse("admin:pipelines_pipeline_dashboard", args=[pipeline.pk]) in mail.body
     assert "Value:     5,000 (threshold 1,000)" in mail.body and "Opened:    2026-11-26 12:00 UTC" in mail.body
 
     clock[0] = T + timedelta(hours=3)
     inc.resolve(by="alice")
-    notify.deliver(one(inc, "resolved").pk)
+    deliveries.deliver(one(inc, "resolved").pk)
     assert mailoutbox[1].subject == "[opsboard] resolved orders: Backlog above threshold after 3.0 h"
     assert "Resolved:  2026-11-26 15:00 UTC" in mailoutbox[1].body
 
@@ -273,22 +274,22 @@ def test_a_mail_server_that_refuses_connections_is_a_recorded_failure(pipeline, 
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", int(closed_port_url.split(":")[2].split("/")[0])
     channel("on call", ChannelKind.EMAIL, "ops@example.com")
-    delivery = notify.deliver(one(make_incident(pipeline)).pk)
+    delivery = deliveries.deliver(one(make_incident(pipeline)).pk)
     assert delivery.status == DeliveryStatus.PENDING
     assert "Could not send mail via 127.0.0.1" in delivery.last_error and "refused" in delivery.last_error
 
 
 def test_links_fall_back_to_the_pipeline_page_without_an_incident_page(pipeline, hook, clock, monkeypatch):
-    real = notify.reverse
+    real = messages.reverse
 
     def reverse_without_incidents(name, *args, **kwargs):
         if name == "admin:pipelines_incident_change":
             raise NoReverseMatch(name)
         return real(name, *args, **kwargs)
 
-    monkeypatch.setattr(notify, "reverse", reverse_without_incidents)
+    monkeypatch.setattr(messages, "reverse", reverse_without_incidents)
     channel("ops hook", ChannelKind.WEBHOOK, hook.url)
-    notify.deliver(one(make_incident(pipeline)).pk)
+    deliveries.deliver(one(make_incident(pipeline)).pk)
     assert hook.bodies[0]["incident"]["url"] == SITE + reverse("admin:pipelines_pipeline_dashboard", args=[pipeline.pk])
 
 
@@ -304,7 +305,7 @@ def test_it_routes_by_pipeline_severity_and_resolve_preference(pipeline, other, 
     channel("orders team", ChannelKind.WEBHOOK, "https://hooks.example.com/f").pipelines.add(pipeline, other)
 
     def routed(incident, event):
-        return sorted(d.channel.name for d in notify.enqueue(incident, event))
+        return sorted(d.channel.name for d in deliveries.enqueue(incident, event))
 
     warning = make_incident(pipeline, Severity.WARNING)
     assert routed(warning, "opened") == ["everything", "no resolves", "orders team"]
@@ -317,17 +318,17 @@ def test_it_routes_by_pipeline_severity_and_resolve_preference(pipeline, other, 
 def test_a_channel_told_about_a_critical_incident_hears_it_resolve_after_it_eased(pipeline, clock):
     channel("critical only", ChannelKind.WEBHOOK, "https://hooks.example.com/b", min_severity=Severity.CRITICAL)
     inc = make_incident(pipeline, Severity.WARNING)
-    assert notify.enqueue(inc, "opened") == []
+    assert deliveries.enqueue(inc, "opened") == []
     Incident.objects.filter(pk=inc.pk).update(peak_severity=Severity.CRITICAL)
     inc.refresh_from_db()
     inc.resolve()
-    assert [d.channel.name for d in notify.enqueue(inc, "resolved")] == ["critical only"]
+    assert [d.channel.name for d in deliveries.enqueue(inc, "resolved")] == ["critical only"]
 
 
 def test_enqueue_without_channels_costs_one_query_and_does_no_harm(pipeline, django_capture_on_commit_callbacks):
     inc = make_incident(pipeline)
     with django_capture_on_commit_callbacks(execute=True) as callbacks, CaptureQueriesContext(connection) as q:
-        assert notify.enqueue(inc, "opened") == []
+        assert deliveries.enqueue(inc, "opened") == []
     assert len(q.captured_queries) == 1 and not callbacks and not Delivery.objects.exists()
 
 
@@ -335,13 +336,13 @@ def test_enqueue_without_channels_costs_one_query_and_does_no_harm(pipeline, dja
 
 
 def test_backoff_doubles_from_a_minute_up_to_an_hour():
-    assert [notify.backoff(n) // timedelta(minutes=1) for n in range(1, 10)] == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert [deliveries.backoff(n) // timedelta(minutes=1) for n in range(1, 10)] == [1, 2, 4, 8, 16, 32, 60, 60, 60]
 
 
 def test_a_500_is_retried_after_a_minute_and_then_succeeds(pipeline, hook, clock):
     channel("ops hook", ChannelKind.WEBHOOK, hook.url)
     hook.replies = [(500, b"upstream exploded " + b"x" * 500)]
-    delivery = notify.deliver(one(make_incident(pipeline)).pk)
+    delivery = deliveries.deliver(one(make_incident(pipeline)).pk)
 
     assert delivery.status == DeliveryStatus.PENDING and delivery.attempt_count == 1
     first = delivery.attempts[0]
@@ -351,9 +352,9 @@ def test_a_500_is_retried_after_a_minute_and_then_succeeds(pipeline, hook, clock
     assert delivery.last_error == first["error"] and delivery.next_attempt_at == T + timedelta(minutes=1)
 
     clock[0] = T + timedelta(seconds=59)
-    assert notify.deliver_due() == 0 and len(hook.requests) == 1  # not due yet
+    assert deliveries.deliver_due() == 0 and len(hook.requests) == 1  # not due yet
     clock[0] = T + timedelta(minutes=1)
-    assert notify.deliver_due() == 1
+    assert deliveries.deliver_due() == 1
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.SENT and delivery.attempt_count == 2 and delivery.last_error == ""
     assert [a["status"] for a in delivery.attempts] == [500, 200]
@@ -367,7 +368,7 @@ def test_it_gives_up_after_the_configured_attempts(pipeline, hook, clock, settin
     delivery = one(make_incident(pipeline))
     waits = []
     for _ in range(5):
-        notify.deliver_due()
+        deliveries.deliver_due()
         delivery.refresh_from_db()
         if delivery.status == DeliveryStatus.FAILED:
             break
@@ -377,12 +378,12 @@ def test_it_gives_up_after_the_configured_attempts(pipeline, hook, clock, settin
     assert delivery.status == DeliveryStatus.FAILED and delivery.attempt_count == 3 and len(hook.requests) == 3
     assert delivery.last_error == "HTTP 503 Service Unavailable"
     clock[0] += timedelta(days=1)
-    assert notify.deliver_due() == 0 and len(hook.requests) == 3
+    assert deliveries.deliver_due() == 0 and len(hook.requests) == 3
 
 
 def test_a_refused_connection_is_a_recorded_failure(pipeline, clock, closed_port_url):
     channel("dead", ChannelKind.WEBHOOK, closed_port_url)
-    delivery = notify.deliver(one(make_incident(pipeline)).pk)
+    delivery = deliveries.deliver(one(make_incident(pipeline)).pk)
     assert delivery.status == DeliveryStatus.PENDING
     assert delivery.attempts[0]["status"] is None and delivery.last_error == "Connection refused by 127.0.0.1."
 
@@ -391,7 +392,7 @@ def test_a_webhook_that_does_not_answer_times_out(pipeline, hook, clock, setting
     settings.ALERT_WEBHOOK_TIMEOUT = 0.3
     channel("slow", ChannelKind.WEBHOOK, hook.url)
     hook.replies = ["hang"]
-    delivery = notify.deliver(one(make_incident(pipeline)).pk)
+    delivery = deliveries.deliver(one(make_incident(pipeline)).pk)
     assert delivery.status == DeliveryStatus.PENDING
     assert delivery.last_error == "No answer from 127.0.0.1 within 0.3 s."
     assert delivery.attempts[0]["ms"] < 2000
@@ -403,16 +404,16 @@ def test_a_failing_channel_does_not_stop_the_others(
     channel("dead", ChannelKind.WEBHOOK, closed_port_url)
     channel("good", ChannelKind.WEBHOOK, hook.url)
     with django_capture_on_commit_callbacks(execute=True):
-        made = notify.enqueue(make_incident(pipeline), "opened")
+        made = deliveries.enqueue(make_incident(pipeline), "opened")
     status = {d.channel.name: Delivery.objects.get(pk=d.pk).status for d in made}
     assert status == {"dead": DeliveryStatus.PENDING, "good": DeliveryStatus.SENT}
 
     # In the sweep, an unreachable channel costs one attempt; the others are all sent.
     with django_capture_on_commit_callbacks(execute=False):  # no workers: only the sweep sends
-        notify.enqueue(make_incident(other), "opened")
-        notify.enqueue(make_incident(other, rule=RuleKind.DLQ), "opened")
+        deliveries.enqueue(make_incident(other), "opened")
+        deliveries.enqueue(make_incident(other, rule=RuleKind.DLQ), "opened")
     clock[0] += timedelta(hours=1)
-    assert notify.deliver_due() == 3  # the two new ones to the good channel, one retry to the dead one
+    assert deliveries.deliver_due() == 3  # the two new ones to the good channel, one retry to the dead one
     assert Delivery.objects.filter(channel__name="good", status=DeliveryStatus.SENT).count() == 3
     dead = Delivery.objects.filter(channel__name="dead")
     assert dead.count() == 3 and sum(d.attempt_count for d in dead) == 2  # one before the sweep, one in it
@@ -421,12 +422,12 @@ def test_a_failing_channel_does_not_stop_the_others(
 def test_a_claimed_delivery_is_sent_once_and_again_only_when_its_worker_died(pipeline, hook, clock):
     channel("ops hook", ChannelKind.WEBHOOK, hook.url)
     delivery = one(make_incident(pipeline))
-    assert notify._claim(delivery.pk) is not None  # another worker has it and is sending
-    assert notify.deliver(delivery.pk) is None
-    assert notify.deliver_due() == 0 and hook.requests == []
+    assert deliveries._claim(delivery.pk) is not None  # another worker has it and is sending
+    assert deliveries.deliver(delivery.pk) is None
+    assert deliveries.deliver_due() == 0 and hook.requests == []
     clock[0] = T + timedelta(minutes=5)  # that worker died: its claim expires
-    assert notify.deliver(delivery.pk).status == DeliveryStatus.SENT
-    assert notify.deliver(delivery.pk) is None and len(hook.requests) == 1
+    assert deliveries.deliver(delivery.pk).status == DeliveryStatus.SENT
+    assert deliveries.deliver(delivery.pk) is None and len(hook.requests) == 1
 
 
 def test_a_broker_that_is_down_leaves_the_delivery_to_the_sweep(
@@ -450,7 +451,7 @@ def test_a_disabled_channel_gets_nothing_more(pipeline, hook, clock):
     ch = channel("ops hook", ChannelKind.WEBHOOK, hook.url)
     delivery = one(make_incident(pipeline))
     NotificationChannel.objects.filter(pk=ch.pk).update(enabled=False)
-    delivery = notify.deliver(delivery.pk)
+    delivery = deliveries.deliver(delivery.pk)
     assert delivery.status == DeliveryStatus.FAILED and "disabled" in delivery.last_error and hook.requests == []
 
 
@@ -531,7 +532,7 @@ def test_deliveries_are_readable_and_retried_now(
     settings.ALERT_DELIVERY_ATTEMPTS = 1
     channel("ops hook", ChannelKind.WEBHOOK, hook.url)
     hook.replies = [(502, b"bad gateway")]
-    delivery = notify.deliver(one(make_incident(pipeline)).pk)
+    delivery = deliveries.deliver(one(make_incident(pipeline)).pk)
     assert delivery.status == DeliveryStatus.FAILED
 
     listing = admin_client.get(DELIVERIES).content.decode()

@@ -8,9 +8,12 @@ from datetime import timedelta
 import pytest
 from django.db import IntegrityError, transaction
 
-from pipelines import aws, redrive, tasks
-from pipelines.models import DlqOperation, FilterKind, RedriveEngine, RedriveStatus, RedriveTask, now
-from pipelines.redrive import Filter, RedriveError
+from pipelines import aws, tasks
+from pipelines.clock import now
+from pipelines.dlq import batch, peek, queues, runner, service, worker
+from pipelines.dlq.filters import Filter
+from pipelines.dlq.queues import RedriveError
+from pipelines.models import DlqOperation, FilterKind, RedriveEngine, RedriveStatus, RedriveTask
 from tests.redrive_support import counts, fill, key_of_entry, key_of_message, read_all
 
 
@@ -24,7 +27,7 @@ def run_now(eager, django_capture_on_commit_callbacks):
 
     def _start(pipeline, **options):
         with django_capture_on_commit_callbacks(execute=True):
-            task, created = redrive.start_redrive(pipeline, **options)
+            task, created = service.start_redrive(pipeline, **options)
         assert created
         task.refresh_from_db()
         return task
@@ -126,7 +129,7 @@ def test_it_stops_when_the_destination_keeps_failing_and_keeps_every_message(
     fault_proxy.rule = lambda req: "error" if req.operation == "SendMessageBatch" else ""
     task = run_now(p)
     assert task.status == "failed" and task.moved == 0
-    assert task.failed == 10 * redrive.FAILED_BATCHES_TO_ABORT
+    assert task.failed == 10 * batch.FAILED_BATCHES_TO_ABORT
     assert "batches in a row could not be sent" in task.summary()
     assert_exactly(target, [p.dlq_url], sent)
 
@@ -142,7 +145,7 @@ def test_it_stops_when_the_destination_keeps_failing_and_keeps_every_message(
 def test_it_resumes_after_the_worker_is_killed_without_losing_a_message(
     volume_register, run_now, monkeypatch, django_capture_on_commit_callbacks, fifo, kill_at, duplicates
 ):
-    monkeypatch.setattr(redrive, "HOLD_SECONDS", 2)  # how soon the dead worker's messages come back
+    monkeypatch.setattr(worker, "HOLD_SECONDS", 2)  # how soon the dead worker's messages come back
     p = volume_register("orders", fifo=fifo)
     target = p.account.target()
     sent = fill(target, p.dlq_url, 300, fifo=fifo)
@@ -169,9 +172,9 @@ def test_it_resumes_after_the_worker_is_killed_without_losing_a_message(
     task = RedriveTask.objects.get()
     assert task.status == "running" and task.moved == (40 if kill_at == "send" else 50)
     monkeypatch.undo()
-    monkeypatch.setattr(redrive, "HOLD_SECONDS", 2)
+    monkeypatch.setattr(worker, "HOLD_SECONDS", 2)
 
-    assert redrive.resume_stale_redrives() == []  # its heartbeat is fresh: the worker may be alive
+    assert runner.resume_stale_redrives() == []  # its heartbeat is fresh: the worker may be alive
     RedriveTask.objects.filter(pk=task.pk).update(heartbeat_at=now() - timedelta(minutes=10))
     with django_capture_on_commit_callbacks(execute=True):  # the resumed run starts once enqueued
         assert tasks.resume_stale_redrives.apply().get() == [task.pk]
@@ -195,12 +198,12 @@ def test_it_gives_up_on_a_task_that_keeps_killing_its_worker(register, target, r
         destination_url=p.queue_url,
         engine=RedriveEngine.BATCH,
         status=RedriveStatus.RUNNING,
-        attempts=redrive.MAX_ATTEMPTS,
+        attempts=runner.MAX_ATTEMPTS,
         moved=7,
         matched=7,
         heartbeat_at=now() - timedelta(hours=1),
     )
-    task = redrive.run_redrive(task.pk)
+    task = runner.run_redrive(task.pk)
     assert task.status == "failed" and task.moved == 7 and "Gave up after" in task.summary()
     assert counts(target, p.dlq_url)["visible"] == 20
 
@@ -302,18 +305,18 @@ def test_it_can_be_cancelled_between_batches(register, target, run_now, monkeypa
 def test_it_cancels_a_pending_task_at_once(register, target):
     p = register("orders")
     fill(target, p.dlq_url, 5)
-    task, _ = redrive.start_redrive(p)  # never enqueued: the test transaction does not commit
+    task, _ = service.start_redrive(p)  # never enqueued: the test transaction does not commit
     assert task.request_cancel("ops") and task.status == "cancelled"
-    assert redrive.run_redrive(task.pk) is None  # nothing left to run
+    assert runner.run_redrive(task.pk) is None  # nothing left to run
     assert counts(target, p.dlq_url)["visible"] == 5
 
 
 def test_it_deletes_only_the_chosen_messages(register, target, eager, django_capture_on_commit_callbacks):
     p = register("orders")
     fill(target, p.dlq_url, 40)
-    chosen = [m.id for m in redrive.peek(p, 40)[5:8]]
+    chosen = [m.id for m in peek.peek(p, 40)[5:8]]
     with django_capture_on_commit_callbacks(execute=True):
-        task, _ = redrive.start_delete(p, None, chosen)
+        task, _ = service.start_delete(p, None, chosen)
     task.refresh_from_db()
     assert (task.operation, task.status, task.matched, task.moved) == ("delete", "completed", 3, 3)
     left = read_all(target, p.dlq_url)
@@ -324,7 +327,7 @@ def test_it_deletes_only_the_chosen_messages(register, target, eager, django_cap
 def test_it_purges_and_records_who_did(register, target, admin_user):
     p = register("orders")
     fill(target, p.dlq_url, 12)
-    task = redrive.purge(p, admin_user)
+    task = service.purge(p, admin_user)
     assert (task.operation, task.status, task.matched, task.requested_by_name) == ("purge", "completed", 12, "admin")
     assert counts(target, p.dlq_url)["visible"] == 0
 
@@ -336,7 +339,7 @@ def test_it_refuses_a_destination_that_does_not_exist(register, target, emulator
     p = register("orders")
     fill(target, p.dlq_url, 5)
     with pytest.raises(RedriveError, match="No queue exists at .*ghost"):
-        redrive.start_redrive(p, destination_url=f"{emulator.url}/123456789012/ghost")
+        service.start_redrive(p, destination_url=f"{emulator.url}/123456789012/ghost")
     assert not RedriveTask.objects.exists() and counts(target, p.dlq_url)["visible"] == 5
 
 
@@ -345,7 +348,7 @@ def test_it_refuses_a_fifo_standard_mismatch(register, target):
     other = register("payments", fifo=True)
     fill(target, p.dlq_url, 5)
     with pytest.raises(RedriveError, match="The DLQ is a standard queue but payments.fifo is a FIFO queue"):
-        redrive.start_redrive(p, destination_url=other.queue_url)
+        service.start_redrive(p, destination_url=other.queue_url)
     assert not RedriveTask.objects.exists()
 
 
@@ -362,27 +365,27 @@ def test_it_refuses_bad_options(register, target, options, message):
     p = register("orders")
     fill(target, p.dlq_url, 1)
     with pytest.raises(RedriveError, match=message):
-        redrive.start_redrive(p, **options)
+        service.start_redrive(p, **options)
 
 
 def test_it_refuses_an_empty_dlq_or_none_at_all(register):
     with pytest.raises(RedriveError, match="is empty: there is nothing to redrive"):
-        redrive.start_redrive(register("orders"))
+        service.start_redrive(register("orders"))
     with pytest.raises(RedriveError, match="has no dead-letter queue"):
-        redrive.start_redrive(register("bare", dlq=False))
+        service.start_redrive(register("bare", dlq=False))
 
 
 def test_it_refuses_a_second_task_on_the_same_dlq(register, target):
     p = register("orders")
     fill(target, p.dlq_url, 5)
-    first, _ = redrive.start_redrive(p, token="a")
+    first, _ = service.start_redrive(p, token="a")
     with pytest.raises(
         RedriveError, match=rf"Another task is already active on this dead-letter queue: #{first.pk}"
     ) as refused:
-        redrive.start_redrive(p, token="b")
+        service.start_redrive(p, token="b")
     assert refused.value.task == first
     with pytest.raises(RedriveError, match="already active"):
-        redrive.purge(p)
+        service.purge(p)
     assert RedriveTask.objects.count() == 1 and counts(target, p.dlq_url)["visible"] == 5
 
 
@@ -397,8 +400,8 @@ def test_it_has_the_database_refuse_two_active_tasks_on_one_dlq(db):
 def test_it_starts_one_task_for_a_form_submitted_twice(register, target):
     p = register("orders")
     fill(target, p.dlq_url, 5)
-    first, created = redrive.start_redrive(p, token="form-1")
-    again, created_again = redrive.start_redrive(p, token="form-1")
+    first, created = service.start_redrive(p, token="form-1")
+    again, created_again = service.start_redrive(p, token="form-1")
     assert created and not created_again and again == first
 
 
@@ -408,17 +411,17 @@ def test_it_starts_one_task_for_a_form_submitted_twice(register, target):
 def test_it_peeks_without_consuming_and_counts_a_receive(register, target):
     p = register("orders")
     fill(target, p.dlq_url, 15)
-    first = redrive.peek(p, 12)
+    first = peek.peek(p, 12)
     assert len(first) == 12 and first[0].request_id == "req-00000" and first[0].receive_count == 1
     assert first[0].json == {"order": 0, "note": "ok", "text": ""}
     assert ("attempt", "Number", "0") in first[0].attributes
     assert counts(target, p.dlq_url) == {"visible": 15, "in_flight": 0, "delayed": 0}
-    again = redrive.peek(p, 12)
+    again = peek.peek(p, 12)
     assert again[0].id == first[0].id and again[0].receive_count == 2
 
 
 def test_it_peeks_at_an_empty_dlq(register):
-    assert redrive.peek(register("orders"), 5) == []
+    assert peek.peek(register("orders"), 5) == []
 
 
 # --- worker plumbing ---------------------------------------------------------------------------------------
@@ -427,7 +430,7 @@ def test_it_peeks_at_an_empty_dlq(register):
 def test_it_runs_a_task_once_through_celery(register, target):
     p = register("orders")
     fill(target, p.dlq_url, 10)
-    task, _ = redrive.start_redrive(p)
+    task, _ = service.start_redrive(p)
     assert tasks.run_redrive.apply(args=[task.pk]).get() == {"status": "completed", "moved": 10}
     assert tasks.run_redrive.apply(args=[task.pk]).get() == {"skipped": "not ours to run"}
 
@@ -436,23 +439,23 @@ def test_it_resumes_abandoned_tasks_from_maintenance(register, target, settings,
     settings.LOCK_REDIS_URL = ""
     p = register("orders")
     fill(target, p.dlq_url, 10)
-    task, _ = redrive.start_redrive(p)
+    task, _ = service.start_redrive(p)
     RedriveTask.objects.filter(pk=task.pk).update(created_at=now() - timedelta(hours=1))
     enqueued = []
-    monkeypatch.setattr(redrive, "enqueue", enqueued.append)
+    monkeypatch.setattr(service, "enqueue", enqueued.append)
     assert tasks.maintenance.apply().get()["redrives_resumed"] == [task.pk] and enqueued == [task.pk]
 
 
 def test_it_remembers_that_the_endpoint_lacks_native_redrive(register, target, run_now, account):
     p = register("orders")
     fill(target, p.dlq_url, 10)
-    assert redrive.choose_engine(account)[0] == RedriveEngine.NATIVE
+    assert service.choose_engine(account)[0] == RedriveEngine.NATIVE
     task = run_now(p)
     assert task.engine == RedriveEngine.BATCH and task.moved == 10
     assert "not available" in task.errors[0]["message"] and task.errors[0]["level"] == "info"
     account.refresh_from_db()
-    assert redrive.NATIVE_UNSUPPORTED in account.unsupported_statistics
-    assert redrive.choose_engine(account) == (
+    assert queues.NATIVE_UNSUPPORTED in account.unsupported_statistics
+    assert service.choose_engine(account) == (
         RedriveEngine.BATCH,
         "this endpoint does not support SQS message move tasks",
     )
@@ -475,7 +478,7 @@ def test_it_moves_nothing_more_once_cancelled_while_its_worker_was_gone(register
         status=RedriveStatus.CANCELLING,
         heartbeat_at=now() - timedelta(hours=1),
     )
-    task = redrive.run_redrive(task.pk)
+    task = runner.run_redrive(task.pk)
     assert (task.status, task.moved) == ("cancelled", 10)
     assert counts(target, p.dlq_url)["visible"] == 20
 
@@ -485,7 +488,7 @@ def test_it_redrives_selectively_from_a_fifo_dlq_and_says_what_it_could_not_reac
 ):
     # In a FIFO queue a message left in the DLQ holds back the rest of its group: the scan ends when
     # nothing more is delivered, and says so.
-    monkeypatch.setattr(redrive, "EMPTY_ROUNDS", 1)
+    monkeypatch.setattr(batch, "EMPTY_ROUNDS", 1)
     p = volume_register("payments", fifo=True)
     target = p.account.target()
     sent = fill(target, p.dlq_url, 30, fifo=True)

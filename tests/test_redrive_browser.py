@@ -7,7 +7,7 @@ test database at the same moment (a live server on SQLite shares one connection 
 
 import pytest
 
-from pipelines import redrive
+from pipelines.dlq import runner, service, worker
 from tests.browser import SHOTS, browser_test, log_in
 from tests.redrive_support import counts, fill
 
@@ -21,7 +21,7 @@ def test_it_redrives_a_dlq_from_the_browser_with_live_progress(page, live_server
     p = register("orders")
     fill(target, p.dlq_url, 40)
     queued = []
-    monkeypatch.setattr(redrive, "enqueue", queued.append)  # the "worker" below is this test
+    monkeypatch.setattr(service, "enqueue", queued.append)  # the "worker" below is this test
     log_in(page, live_server)
 
     page.goto(f"{live_server.url}/admin/pipelines/pipeline/{p.pk}/dlq/")
@@ -46,7 +46,7 @@ def test_it_redrives_a_dlq_from_the_browser_with_live_progress(page, live_server
     # Progress polls wait for the test to let them through (see the module docstring).
     page.route("**/progress/", lambda route: route.continue_())
     shown = []
-    real_checkpoint = redrive.Run.checkpoint
+    real_checkpoint = worker.Run.checkpoint
 
     def checkpoint_and_look(run):
         status = real_checkpoint(run)
@@ -57,8 +57,8 @@ def test_it_redrives_a_dlq_from_the_browser_with_live_progress(page, live_server
             page.screenshot(path=str(SHOTS / "redrive-progress.png"), full_page=True)
         return status
 
-    monkeypatch.setattr(redrive.Run, "checkpoint", checkpoint_and_look)
-    redrive.run_redrive(queued[0])  # as a worker would
+    monkeypatch.setattr(worker.Run, "checkpoint", checkpoint_and_look)
+    runner.run_redrive(queued[0])  # as a worker would
     assert shown == ["50%"]
 
     page.wait_for_selector("text=Done: 40 message(s) moved.")

@@ -11,8 +11,10 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from pipelines import aws, redrive
-from pipelines.models import AwsAccount, Pipeline, RedriveEngine, RedriveStatus, RedriveTask, now
+from pipelines import aws
+from pipelines.clock import now
+from pipelines.dlq import filters, native, queues, runner, service, worker
+from pipelines.models import AwsAccount, Pipeline, RedriveEngine, RedriveStatus, RedriveTask
 
 REGION = "us-east-1"
 DLQ_ARN = "arn:aws:sqs:us-east-1:123456789012:orders-dlq"
@@ -96,34 +98,34 @@ def test_it_moves_a_whole_dlq_with_the_sqs_move_task_and_follows_its_progress(pi
     stub.add_response("list_message_move_tasks", {"Results": [listed("RUNNING", 900), older]})
     # Once finished, SQS no longer gives the handle: the task is recognised by when it started.
     stub.add_response("list_message_move_tasks", {"Results": [listed("COMPLETED", 1200, handle=False), older]})
-    done = redrive.run_redrive(task.pk)
+    done = runner.run_redrive(task.pk)
     assert (done.status, done.engine, done.matched, done.moved, done.failed) == ("completed", "native", 1200, 1200, 0)
     assert done.native_handle == HANDLE and done.percent() == 100
-    assert fast == [redrive.NATIVE_POLL_SECONDS] * 2
+    assert fast == [native.NATIVE_POLL_SECONDS] * 2
 
 
 def test_it_saves_the_progress_while_sqs_moves_messages(pipeline, stub, monkeypatch):
     task = native_task(pipeline)
     seen = []
-    monkeypatch.setattr(redrive, "sleep", lambda s: seen.append(RedriveTask.objects.get(pk=task.pk).progress()))
+    monkeypatch.setattr(worker, "sleep", lambda s: seen.append(RedriveTask.objects.get(pk=task.pk).progress()))
     stub.add_response(
         "start_message_move_task", {"TaskHandle": HANDLE}, {"SourceArn": DLQ_ARN, "DestinationArn": QUEUE_ARN}
     )
     stub.add_response("list_message_move_tasks", {"Results": [listed("RUNNING", 600)]})
     stub.add_response("list_message_move_tasks", {"Results": [listed("COMPLETED", 1200, handle=False)]})
-    redrive.run_redrive(task.pk)
+    runner.run_redrive(task.pk)
     assert (seen[0]["moved"], seen[0]["percent"], seen[0]["status"]) == (600, 50, "running")
 
 
 def test_it_cancels_the_sqs_move_task(pipeline, stub, monkeypatch):
     task = native_task(pipeline)
-    monkeypatch.setattr(redrive, "sleep", lambda s: RedriveTask.objects.get(pk=task.pk).request_cancel("ops"))
+    monkeypatch.setattr(worker, "sleep", lambda s: RedriveTask.objects.get(pk=task.pk).request_cancel("ops"))
     stub.add_response("start_message_move_task", {"TaskHandle": HANDLE})
     stub.add_response("list_message_move_tasks", {"Results": [listed("RUNNING", 100)]})
     stub.add_response("cancel_message_move_task", {"ApproximateNumberOfMessagesMoved": 150}, {"TaskHandle": HANDLE})
     stub.add_response("list_message_move_tasks", {"Results": [listed("CANCELLING", 150)]})
     stub.add_response("list_message_move_tasks", {"Results": [listed("CANCELLED", 160, handle=False)]})
-    done = redrive.run_redrive(task.pk)
+    done = runner.run_redrive(task.pk)
     assert (done.status, done.moved, done.cancelled_by_name) == ("cancelled", 160, "ops")
 
 
@@ -134,7 +136,7 @@ def test_it_fails_with_the_reason_sqs_gives(pipeline, stub, fast):
         "list_message_move_tasks",
         {"Results": [listed("FAILED", 200, handle=False, FailureReason="AWS.SimpleQueueService.KmsAccessDenied")]},
     )
-    done = redrive.run_redrive(task.pk)
+    done = runner.run_redrive(task.pk)
     assert (done.status, done.moved, done.failed) == ("failed", 200, 1000)
     assert "KmsAccessDenied" in done.summary()
 
@@ -149,7 +151,7 @@ def test_it_follows_the_move_task_it_already_started_after_a_resume(pipeline, st
         heartbeat_at=now() - timedelta(minutes=10),
     )
     stub.add_response("list_message_move_tasks", {"Results": [listed("COMPLETED", 1200, handle=False)]})
-    done = redrive.run_redrive(task.pk)  # no second StartMessageMoveTask
+    done = runner.run_redrive(task.pk)  # no second StartMessageMoveTask
     assert (done.status, done.attempts, done.moved) == ("completed", 2, 1200)
 
 
@@ -167,11 +169,11 @@ def test_it_falls_back_to_batches_for_this_task_only_when_aws_refuses(pipeline, 
         "get_queue_attributes",
         {"Attributes": {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}},
     )
-    done = redrive.run_redrive(task.pk)
+    done = runner.run_redrive(task.pk)
     assert (done.status, done.engine) == ("completed", "batch")
     pipeline.account.refresh_from_db()
     # AWS's answer was about this queue, not the endpoint: the next whole-DLQ redrive tries natively again.
-    assert redrive.NATIVE_UNSUPPORTED not in pipeline.account.unsupported_statistics
+    assert queues.NATIVE_UNSUPPORTED not in pipeline.account.unsupported_statistics
 
 
 def test_it_remembers_an_endpoint_without_the_operation(pipeline, stub):
@@ -187,11 +189,11 @@ def test_it_remembers_an_endpoint_without_the_operation(pipeline, stub):
         "get_queue_attributes",
         {"Attributes": {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}},
     )
-    done = redrive.run_redrive(task.pk)
+    done = runner.run_redrive(task.pk)
     assert done.engine == "batch" and "not available" in done.errors[0]["message"]
     pipeline.account.refresh_from_db()
-    assert redrive.NATIVE_UNSUPPORTED in pipeline.account.unsupported_statistics
-    assert redrive.choose_engine(pipeline.account)[0] == RedriveEngine.BATCH
+    assert queues.NATIVE_UNSUPPORTED in pipeline.account.unsupported_statistics
+    assert service.choose_engine(pipeline.account)[0] == RedriveEngine.BATCH
 
 
 def test_it_fails_on_other_errors_and_moves_nothing(pipeline, stub):
@@ -202,7 +204,7 @@ def test_it_fails_on_other_errors_and_moves_nothing(pipeline, stub):
         service_message="not authorized to perform sqs:StartMessageMoveTask",
         http_status_code=403,
     )
-    done = redrive.run_redrive(task.pk)
+    done = runner.run_redrive(task.pk)
     assert done.status == "failed" and "access denied" in done.summary()
 
 
@@ -231,13 +233,13 @@ def test_it_tells_an_endpoint_lacking_an_operation_from_other_errors(error, lack
 
 def test_it_chooses_the_engine():
     account = AwsAccount(name="a", region=REGION)
-    assert redrive.choose_engine(account)[0] == "native"
-    assert redrive.choose_engine(account, max_messages=5)[0] == "batch"
-    assert redrive.choose_engine(account, dry_run=True)[0] == "batch"
-    assert redrive.choose_engine(account, flt=redrive.Filter("body", value="x"))[0] == "batch"
-    assert redrive.choose_engine(account, operation="delete")[0] == "batch"
-    account.unsupported_statistics = ["p99", redrive.NATIVE_UNSUPPORTED]
-    assert redrive.choose_engine(account)[0] == "batch"
+    assert service.choose_engine(account)[0] == "native"
+    assert service.choose_engine(account, max_messages=5)[0] == "batch"
+    assert service.choose_engine(account, dry_run=True)[0] == "batch"
+    assert service.choose_engine(account, flt=filters.Filter("body", value="x"))[0] == "batch"
+    assert service.choose_engine(account, operation="delete")[0] == "batch"
+    account.unsupported_statistics = ["p99", queues.NATIVE_UNSUPPORTED]
+    assert service.choose_engine(account)[0] == "batch"
 
 
 def test_it_finds_its_move_task_among_the_last_ten():
@@ -245,6 +247,6 @@ def test_it_finds_its_move_task_among_the_last_ten():
     other_later = {"Status": "COMPLETED", "StartedTimestamp": 9_000}
     mine_done = {"Status": "COMPLETED", "StartedTimestamp": 2_000}
     older = {"Status": "COMPLETED", "StartedTimestamp": 500}
-    assert redrive.find_move_task([mine_running, older], "h1", 1_000) is mine_running
-    assert redrive.find_move_task([other_later, mine_done, older], "h1", 1_000) is mine_done
-    assert redrive.find_move_task([older], "h1", 1_000) is None
+    assert native.find_move_task([mine_running, older], "h1", 1_000) is mine_running
+    assert native.find_move_task([other_later, mine_done, older], "h1", 1_000) is mine_done
+    assert native.find_move_task([older], "h1", 1_000) is None

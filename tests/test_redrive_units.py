@@ -3,9 +3,10 @@ what a task says about itself. No AWS, no database."""
 
 import pytest
 
-from pipelines import redrive
+from pipelines.dlq import batch, filters, worker
+from pipelines.dlq.filters import Filter
+from pipelines.dlq.peek import PeekedMessage
 from pipelines.models import FilterKind, RedriveEngine, RedriveStatus, RedriveTask
-from pipelines.redrive import Filter, PeekedMessage
 
 
 def message(body="{}", mid="m-1", **attrs):
@@ -37,7 +38,7 @@ def test_it_selects_messages_by_filter(flt, expected):
 
 
 def test_it_reads_ids_one_per_line_or_separated_by_commas():
-    assert redrive.parse_ids(" r-1\nr-2, r-3 r-1\n\n") == ["r-1", "r-2", "r-3"]
+    assert filters.parse_ids(" r-1\nr-2, r-3 r-1\n\n") == ["r-1", "r-2", "r-3"]
 
 
 def test_it_recreates_a_message_for_the_destination():
@@ -49,7 +50,7 @@ def test_it_recreates_a_message_for_the_destination():
         "StringListValues": [],
     }
     m["Attributes"].update(MessageGroupId="g-7", MessageDeduplicationId="orig", AWSTraceHeader="Root=1-abc")
-    entry = redrive.send_entry(3, m, fifo=True, task_id=12)
+    entry = batch.send_entry(3, m, fifo=True, task_id=12)
     assert entry == {
         "Id": "3",
         "MessageBody": "body",
@@ -62,16 +63,16 @@ def test_it_recreates_a_message_for_the_destination():
         # Not the original id: SQS would drop the copy as a duplicate of a message sent < 5 min ago.
         "MessageDeduplicationId": "redrive-12-m-1",
     }
-    assert "MessageGroupId" not in redrive.send_entry(0, m, fifo=False, task_id=12)
+    assert "MessageGroupId" not in batch.send_entry(0, m, fifo=False, task_id=12)
 
 
 def test_it_splits_batches_by_count_and_size():
     small = [{"Id": str(i), "MessageBody": "x" * 100} for i in range(25)]
-    assert [len(c) for c in redrive.size_chunks(small)] == [10, 10, 5]
+    assert [len(c) for c in batch.size_chunks(small)] == [10, 10, 5]
     big = [{"Id": str(i), "MessageBody": "x" * 100_000} for i in range(5)]
-    assert [len(c) for c in redrive.size_chunks(big)] == [2, 2, 1]
+    assert [len(c) for c in batch.size_chunks(big)] == [2, 2, 1]
     huge = [{"Id": "0", "MessageBody": "x" * 600_000}, {"Id": "1", "MessageBody": "y"}]
-    assert [len(c) for c in redrive.size_chunks(huge)] == [1, 1]
+    assert [len(c) for c in batch.size_chunks(huge)] == [1, 1]
 
 
 def peeked(body: str) -> PeekedMessage:
@@ -94,14 +95,14 @@ def test_it_pretty_prints_json_bodies_only():
 
 def test_it_paces_to_the_rate(monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr(redrive, "monotonic", lambda: clock[0])
-    pacer = redrive.Pacer(20)
+    monkeypatch.setattr(worker, "monotonic", lambda: clock[0])
+    pacer = batch.Pacer(20)
     assert pacer.delay(10) == pytest.approx(0.5)
     clock[0] += 0.5
     assert pacer.delay(10) == pytest.approx(0.5)
     clock[0] += 3.0  # slow calls: no waiting to catch up on
     assert pacer.delay(10) == 0.0
-    assert redrive.Pacer(None).delay(10) == 0.0
+    assert batch.Pacer(None).delay(10) == 0.0
 
 
 def task(**fields) -> RedriveTask:

@@ -8,7 +8,7 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 
-from pipelines import redrive
+from pipelines.dlq import peek, service
 from pipelines.models import AwsAccount, Pipeline, RedriveTask
 from tests.redrive_support import counts, fill, read_all
 
@@ -138,7 +138,7 @@ def test_it_needs_the_redrive_permission_to_change_a_dlq(viewer, reader, orders,
 
 
 def test_it_needs_the_redrive_permission_to_cancel(viewer, orders):
-    task, _ = redrive.start_redrive(orders)
+    task, _ = service.start_redrive(orders)
     assert viewer.post(url("dlq_task_cancel", orders.pk, task.pk)).status_code == 403
     task.refresh_from_db()
     assert task.status == "pending"
@@ -252,7 +252,7 @@ def test_it_refuses_a_second_redrive_while_one_is_active(operator, orders):
 
 
 def test_it_cancels_a_pending_task_from_its_page(operator, orders):
-    task, _ = redrive.start_redrive(orders)
+    task, _ = service.start_redrive(orders)
     res = operator.post(url("dlq_task_cancel", orders.pk, task.pk), follow=True)
     task.refresh_from_db()
     assert task.status == "cancelled" and task.cancelled_by_name == "operator"
@@ -266,7 +266,7 @@ def test_it_cancels_a_pending_task_from_its_page(operator, orders):
 def test_it_deletes_chosen_messages_once_the_queue_name_is_typed(
     operator, orders, target, eager, django_capture_on_commit_callbacks
 ):
-    ids = [m.id for m in redrive.peek(orders, 3)]
+    ids = [m.id for m in peek.peek(orders, 3)]
     confirm = text(operator.post(url("dlq_delete", orders.pk), {"ids": ids}))
     assert "Type the queue name" in confirm and all(i in confirm for i in ids)
     wrong = text(operator.post(url("dlq_delete", orders.pk), {"ids": ids, "confirm": "1", "confirm_name": "orders"}))
@@ -325,7 +325,7 @@ def test_it_offers_the_redrive_action_only_with_the_permission(as_user, orders):
 
 
 def test_it_keeps_a_read_only_history(admin_client, orders):
-    task, _ = redrive.start_redrive(orders)
+    task, _ = service.start_redrive(orders)
     task.request_cancel("admin")
     page = text(admin_client.get(reverse("admin:pipelines_redrivetask_changelist")))
     assert f'href="{url("dlq_task", orders.pk, task.pk)}"' in page and "Cancelled" in page

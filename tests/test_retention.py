@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from pipelines import retention
+from pipelines.collection import retention
 from pipelines.models import AwsAccount, MetricRollup, MetricSample, Pipeline
 
 UTC = UTC

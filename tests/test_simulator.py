@@ -3,10 +3,11 @@
 import json
 from datetime import UTC, datetime, timedelta
 
-from pipelines import aws, collect
-from pipelines.discovery import discover
+from opsboard_demo.simulator import Scenario, Simulator, scenario_named
+from pipelines import aws
+from pipelines.collection import backfill, cycles
 from pipelines.models import MetricSample, Pipeline
-from pipelines.simulator import Scenario, Simulator, scenario_named
+from pipelines.registry.discovery import discover
 
 UTC = UTC
 T0 = datetime(2026, 11, 26, 12, 0, 5, tzinfo=UTC)  # minute 0 of a 30-minute cycle: the spike's burst
@@ -107,7 +108,7 @@ def test_a_spike_builds_a_backlog_the_collector_sees(target, account):
     p.save()
     for i in range(4):
         sim.step(10, at=T0 + timedelta(seconds=10 * i))
-    collect.run_fast_cycle(account, [p], at=T0 + timedelta(seconds=45))
+    cycles.run_fast_cycle(account, [p], at=T0 + timedelta(seconds=45))
     assert MetricSample.objects.get(pipeline=p).visible > 0
 
 
@@ -122,7 +123,7 @@ def test_history_feeds_the_backfill(target, account):
         pipes.append(p)
     end = datetime.now(UTC).replace(second=0, microsecond=0)
     sim.history(0.75, end=end)
-    collect.backfill(account, pipes, end - timedelta(minutes=45), end, at=end, max_window=timedelta(minutes=15))
+    backfill.backfill(account, pipes, end - timedelta(minutes=45), end, at=end, max_window=timedelta(minutes=15))
     spike, poison = pipes
     assert MetricSample.objects.filter(pipeline=spike, visible__gt=0).exists()
     assert MetricSample.objects.filter(pipeline=poison, dlq_visible__gt=0).exists()

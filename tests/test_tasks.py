@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from pipelines import tasks
-from pipelines.locks import cycle_lock
+from pipelines import clock, tasks
+from pipelines.collection.locks import cycle_lock
 from pipelines.models import Lock, MetricSample, PollCycle
 
 REDIS_URL = os.environ.get("LOCK_REDIS_URL") or (
@@ -75,12 +75,11 @@ def test_concurrent_takers_get_exactly_one_lock(settings, url):
 
 def test_an_expired_database_lease_can_be_taken_over(db, settings, monkeypatch):
     settings.LOCK_REDIS_URL = ""
-    from pipelines import models
 
     with cycle_lock("stuck", ttl=10) as first:
         assert first
-        later = models.now() + timedelta(seconds=11)
-        monkeypatch.setattr("pipelines.locks.now", lambda: later)
+        later = clock.now() + timedelta(seconds=11)
+        monkeypatch.setattr("pipelines.clock.now", lambda: later)
         with cycle_lock("stuck", ttl=10) as second:
             assert second  # the first holder is presumed dead
     assert not Lock.objects.exists()

@@ -12,11 +12,12 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 
-from pipelines import aws, trace
-from pipelines.discovery import discover
+from opsboard_demo.simulator import Simulator, scenario_named
+from pipelines import aws
 from pipelines.models import Pipeline, TraceLookup
-from pipelines.simulator import Simulator, scenario_named
-from pipelines.trace_views import run_lookup
+from pipelines.registry.discovery import discover
+from pipelines.trace import logs, lookup
+from pipelines.trace.views import run_lookup
 
 NOW_MS = int(time.time() * 1000)
 
@@ -73,7 +74,7 @@ def window():
 
 
 def run(ident, pipelines, **kw):
-    return trace.lookup(ident, pipelines, *window(), **kw)
+    return lookup.lookup(ident, pipelines, *window(), **kw)
 
 
 @pytest.fixture
@@ -102,26 +103,26 @@ def text(response):
 
 def test_it_accepts_ids_of_the_usual_shapes():
     for ok in (str(uuid.uuid4()), "a1b2-c3.d4_e5:f6", "x" * 128):
-        assert trace.clean_id(f"  {ok} ") == ok
+        assert logs.clean_id(f"  {ok} ") == ok
 
 
 @pytest.mark.parametrize("bad", ['abc" ?ERROR', "*", "abc def", "{ $.x = 1 }", "[a]", "x" * 129, "", 'a"b', "?x"])
 def test_it_rejects_ids_that_could_become_pattern_syntax(bad):
-    with pytest.raises(trace.TraceInputError):
-        trace.clean_id(bad)
+    with pytest.raises(logs.TraceInputError):
+        logs.clean_id(bad)
 
 
 def test_it_parses_lambda_and_access_lines():
     inv = str(uuid.uuid4())
-    assert trace.parse_marker(f"START RequestId: {inv} Version: $LATEST") == ("START", inv)
-    assert trace.parse_report(f"REPORT RequestId: {inv}\tDuration: 3.25 ms\tMax Memory Used: 70 MB") == {
+    assert logs.parse_marker(f"START RequestId: {inv} Version: $LATEST") == ("START", inv)
+    assert logs.parse_report(f"REPORT RequestId: {inv}\tDuration: 3.25 ms\tMax Memory Used: 70 MB") == {
         "duration_ms": 3.25,
         "memory_mb": 70,
     }
-    assert trace.invocation_in_line(f"[ERROR]\t2026-01-01T00:00:00Z\t{inv}\tboom") == inv
-    assert trace.parse_access_entry('{"requestId": "r1", "status": 502, "responseLatency": 9}')["status"] == 502
-    assert trace.is_error_line('{"level": "ERROR"}') and not trace.is_error_line('{"level": "INFO"}')
-    assert trace.console_url("eu-west-1", "/aws/lambda/f") == (
+    assert logs.invocation_in_line(f"[ERROR]\t2026-01-01T00:00:00Z\t{inv}\tboom") == inv
+    assert logs.parse_access_entry('{"requestId": "r1", "status": 502, "responseLatency": 9}')["status"] == 502
+    assert logs.is_error_line('{"level": "ERROR"}') and not logs.is_error_line('{"level": "INFO"}')
+    assert logs.console_url("eu-west-1", "/aws/lambda/f") == (
         "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1"
         "#logsV2:log-groups/log-group/%2Faws%2Flambda%2Ff"
     )

@@ -2,6 +2,7 @@
 
 import django.core.validators
 import django.db.models.deletion
+import pipelines.clock
 import pipelines.models
 from django.db import migrations, models
 
@@ -167,7 +168,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('kind', models.CharField(choices=[('fast', 'Queue counts'), ('metrics', 'CloudWatch metrics'), ('backfill', 'Backfill')], max_length=16)),
-                ('started_at', models.DateTimeField(default=pipelines.models.now)),
+                ('started_at', models.DateTimeField(default=pipelines.clock.now)),
                 ('finished_at', models.DateTimeField(null=True)),
                 ('pipelines', models.PositiveIntegerField(default=0)),
                 ('failed', models.PositiveIntegerField(default=0)),

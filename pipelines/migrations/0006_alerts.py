@@ -2,7 +2,7 @@
 
 import django.core.validators
 import django.db.models.deletion
-import pipelines.alert_models
+import pipelines.clock
 from django.db import migrations, models
 
 
@@ -23,8 +23,8 @@ class Migration(migrations.Migration):
                 ('summary', models.CharField(help_text='What fired, in one sentence (the latest evaluation).', max_length=500)),
                 ('value', models.FloatField(blank=True, null=True)),
                 ('threshold', models.FloatField(blank=True, null=True)),
-                ('opened_at', models.DateTimeField(default=pipelines.alert_models.now)),
-                ('last_seen_at', models.DateTimeField(default=pipelines.alert_models.now, help_text='The last evaluation that found the rule firing.')),
+                ('opened_at', models.DateTimeField(default=pipelines.clock.now)),
+                ('last_seen_at', models.DateTimeField(default=pipelines.clock.now, help_text='The last evaluation that found the rule firing.')),
                 ('acknowledged_at', models.DateTimeField(blank=True, null=True)),
                 ('acknowledged_by', models.CharField(blank=True, max_length=150)),
                 ('resolved_at', models.DateTimeField(blank=True, null=True)),
@@ -62,8 +62,8 @@ class Migration(migrations.Migration):
                 ('event', models.CharField(choices=[('opened', 'Opened'), ('escalated', 'Escalated'), ('reminder', 'Still open'), ('resolved', 'Resolved'), ('test', 'Test')], max_length=16)),
                 ('status', models.CharField(choices=[('pending', 'Pending'), ('sending', 'Sending'), ('sent', 'Sent'), ('failed', 'Failed')], default='pending', max_length=16)),
                 ('payload', models.JSONField(default=dict, help_text='What is sent (rendered when the delivery is created).')),
-                ('created_at', models.DateTimeField(default=pipelines.alert_models.now)),
-                ('next_attempt_at', models.DateTimeField(default=pipelines.alert_models.now)),
+                ('created_at', models.DateTimeField(default=pipelines.clock.now)),
+                ('next_attempt_at', models.DateTimeField(default=pipelines.clock.now)),
                 ('sent_at', models.DateTimeField(blank=True, null=True)),
                 ('attempts', models.JSONField(blank=True, default=list, help_text='[{at, ok, status, error, ms}] per attempt.')),
                 ('attempt_count', models.PositiveIntegerField(default=0)),

@@ -2,8 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pipelines.discovery import DiscoveryError, import_queues
 from pipelines.models import AwsAccount
+from pipelines.registry.discovery import DiscoveryError, import_queues
 
 
 class Command(BaseCommand):

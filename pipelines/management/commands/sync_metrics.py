@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_date, parse_datetime
 
-from pipelines import collect, retention
-from pipelines.models import AwsAccount, Pipeline, now
+from pipelines import clock
+from pipelines.collection import backfill, cycles, retention, store
+from pipelines.models import AwsAccount, Pipeline
 
 RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
 UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -76,13 +77,13 @@ class Command(BaseCommand):
         pipelines = self._select(opts["pipeline"], opts["account"])
         if not pipelines:
             raise CommandError("No enabled pipeline to sync: register one in the admin or with import_queues.")
-        at = now()
+        at = clock.now()
         if opts["backfill"]:
             reports = self._backfill(pipelines, opts, at)
         else:
             if opts["since"] or opts["until"]:
                 raise CommandError("--since and --until only go with --backfill.")
-            reports = collect.sync_pipelines(
+            reports = cycles.sync_pipelines(
                 pipelines, fast=not opts["metrics_only"], metrics=not opts["fast_only"], at=at
             )
         failed = {name: why for r in reports for name, why in r.errors.items()}
@@ -145,11 +146,11 @@ class Command(BaseCommand):
             progress = self._progress(pipes[0].account.name) if sys.stderr.isatty() and not opts["json"] else None
             window = timedelta(minutes=opts["window_minutes"]) if opts["window_minutes"] > 0 else None
             reports.append(
-                collect.backfill(pipes[0].account, pipes, since, until, at=at, progress=progress, max_window=window)
+                backfill.backfill(pipes[0].account, pipes, since, until, at=at, progress=progress, max_window=window)
             )
             if progress:
                 sys.stderr.write("\n")
-        retention.rollup_range(since, min(until, collect.floor_hour(at)))
+        retention.rollup_range(since, min(until, store.floor_hour(at)))
         return reports
 
     @staticmethod

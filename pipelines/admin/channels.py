@@ -1,0 +1,201 @@
+"""Admin for notification channels (with a test action) and their deliveries.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, OuterRef, Subquery
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.timesince import timesince
+
+from pipelines import clock
+from pipelines.admin.support import ReadOnly, badge, error_text
+from pipelines.alerting import channels, deliveries
+from pipelines.models import ChannelKind, Delivery, DeliveryStatus, NotificationChannel, NotifyEvent
+
+
+def short_target(kind: str, target: str) -> str:
+    """Enough of a target to recognise it. Webhook URLs carry their secret in the path: show the host."""
+    target = (target or "").strip()
+    if kind == ChannelKind.EMAIL:
+        text = ", ".join(channels.parse_addresses(target))
+        return text if len(text) <= 60 else text[:59] + "…"
+    parts = urlsplit(target)
+    return f"{parts.scheme}://{parts.netloc}/…" if parts.netloc else target[:40]
+
+
+class NotificationChannelForm(forms.ModelForm):
+    """Checks the target fits the kind (an http(s) URL, or valid addresses) before anything is saved."""
+
+    class Meta:
+        model = NotificationChannel
+        fields = "__all__"
+        widgets = {"target": forms.Textarea(attrs={"rows": 3, "cols": 80})}
+
+    def clean(self):
+        cleaned = super().clean()
+        kind, target = cleaned.get("kind"), cleaned.get("target")
+        if kind and target is not None:
+            cleaned["target"] = target.strip()
+            for problem in channels.target_errors(kind, cleaned["target"]):
+                self.add_error("target", problem)
+        return cleaned
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(admin.ModelAdmin):
+    form = NotificationChannelForm
+    list_display = (
+        "name",
+        "kind",
+        "target_short",
+        "enabled",
+        "min_severity",
+        "routing",
+        "send_resolved",
+        "last_delivery",
+    )
+    list_filter = ("kind", "enabled", "min_severity")
+    search_fields = ("name", "target")
+    filter_horizontal = ("pipelines",)
+    actions = ["send_test_action"]
+    fields = ("name", "kind", "target", "enabled", "min_severity", "send_resolved", "pipelines")
+
+    def get_queryset(self, request):
+        latest = Delivery.objects.filter(channel=OuterRef("pk")).order_by("-created_at", "-pk")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _pipelines=Count("pipelines", distinct=True),
+                _last_status=Subquery(latest.values("status")[:1]),
+                _last_at=Subquery(latest.values("created_at")[:1]),
+                _last_error=Subquery(latest.values("last_error")[:1]),
+            )
+        )
+
+    @admin.display(description="target")
+    def target_short(self, obj):
+        return short_target(obj.kind, obj.target)
+
+    @admin.display(description="routing", ordering="_pipelines")
+    def routing(self, obj):
+        n = obj._pipelines
+        return "all pipelines" if not n else f"{n} pipeline{'s' if n != 1 else ''}"
+
+    @admin.display(description="last delivery", ordering="_last_at")
+    def last_delivery(self, obj):
+        if not obj._last_status:
+            return "none yet"
+        when = f"{timesince(obj._last_at, clock.now())} ago"
+        return format_html(
+            '{} <small title="{}">{}</small>', badge(DeliveryStatus(obj._last_status)), obj._last_error, when
+        )
+
+    @admin.action(description="Send a test notification", permissions=["change"])
+    def send_test_action(self, request, queryset):
+        sent = 0
+        for channel in queryset:
+            delivery = deliveries.send_test(channel)
+            if delivery.status == DeliveryStatus.SENT:
+                sent += 1
+                self.message_user(request, f"{channel.name}: test notification sent.", messages.SUCCESS)
+            else:
+                self.message_user(
+                    request, f"{channel.name}: the test notification failed: {delivery.last_error}", messages.ERROR
+                )
+        failed = queryset.count() - sent
+        if failed and sent:
+            self.message_user(request, f"{sent} channel(s) worked, {failed} failed.", messages.WARNING)
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnly, admin.ModelAdmin):
+    """Every notification and each attempt at it; read-only, with an action to retry now."""
+
+    list_display = ("created_at", "channel", "event", "incident_link", "status_tag", "attempt_count", "error_short")
+    list_filter = ("status", "event", "channel")
+    list_select_related = ("channel", "incident", "incident__pipeline")
+    search_fields = ("channel__name", "last_error", "incident__pipeline__name")
+    date_hierarchy = "created_at"
+    actions = ["retry_now"]
+    fields = (
+        "created_at",
+        "channel",
+        "event",
+        "incident_link",
+        "status_tag",
+        "attempt_count",
+        "next_attempt_at",
+        "sent_at",
+        "last_error",
+        "attempts_table",
+        "payload_pretty",
+    )
+    readonly_fields = fields
+
+    def has_retry_permission(self, request):
+        return request.user.has_perm("pipelines.change_delivery")
+
+    @admin.display(description="incident", ordering="incident")
+    def incident_link(self, obj):
+        if obj.incident is None:
+            return "test" if obj.event == NotifyEvent.TEST else "–"
+        try:
+            url = reverse("admin:pipelines_incident_change", args=[obj.incident_id])
+        except NoReverseMatch:
+            return str(obj.incident)
+        return format_html('<a href="{}">{}</a>', url, obj.incident)
+
+    @admin.display(description="status", ordering="status")
+    def status_tag(self, obj):
+        return badge(DeliveryStatus(obj.status))
+
+    @admin.display(description="last error")
+    def error_short(self, obj):
+        return error_text(obj.last_error)
+
+    @admin.display(description="attempts")
+    def attempts_table(self, obj):
+        if not obj.attempts:
+            return "none yet"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    a.get("at", "")[:19].replace("T", " "),
+                    "ok" if a.get("ok") else "failed",
+                    a.get("status") if a.get("status") is not None else "–",
+                    f"{a.get('ms', 0)} ms",
+                    a.get("error", ""),
+                )
+                for a in obj.attempts
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>at (UTC)</th><th>result</th><th>HTTP status</th>"
+            "<th>took</th><th>error</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+    @admin.display(description="payload")
+    def payload_pretty(self, obj):
+        return format_html(
+            '<pre style="white-space:pre-wrap">{}</pre>', json.dumps(obj.payload, indent=2, ensure_ascii=False)
+        )
+
+    @admin.action(description="Retry now", permissions=["retry"])
+    def retry_now(self, request, queryset):
+        count = deliveries.retry(queryset)
+        self.message_user(
+            request,
+            f"{count} deliver{'y' if count == 1 else 'ies'} will be retried now "
+            "(sent and in-progress ones are left alone).",
+            messages.SUCCESS,
+        )

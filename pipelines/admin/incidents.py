@@ -1,0 +1,317 @@
+"""Admin for incidents (list, acknowledge, resolve) and the per-pipeline rule overrides inline.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Case, IntegerField, Value, When
+from django.forms.models import BaseInlineFormSet
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+
+from pipelines import clock
+from pipelines.admin.support import ReadOnly, badge, error_text
+from pipelines.formatting import ago
+from pipelines.formatting import human_seconds, plural
+from pipelines.models import (
+    UNRESOLVED,
+    AlertRule,
+    Delivery,
+    DeliveryStatus,
+    Incident,
+    IncidentStatus,
+    Pipeline,
+    RuleKind,
+)
+
+
+def rule_defaults(pipeline: Pipeline) -> list[tuple[str, str, bool]]:
+    """(label, default for this pipeline, applies to it) per rule, from alerts.RULES."""
+    from pipelines.alerting.rules import RULES
+
+    return [(rule.label, rule.describe_default(pipeline), rule.applies(pipeline)) for rule in RULES.values()]
+
+
+class AlertRuleForm(forms.ModelForm):
+    class Meta:
+        model = AlertRule
+        fields = ("kind", "enabled", "threshold", "minutes")
+
+    def clean_threshold(self):
+        value = self.cleaned_data.get("threshold")
+        if value is not None and value < 0:
+            raise forms.ValidationError("A threshold cannot be negative; leave it empty for the default.")
+        return value
+
+    def clean(self):
+        from pipelines.alerting.rules import RULES
+
+        data = super().clean()
+        kind, minutes = data.get("kind"), data.get("minutes")
+        if kind in RULES and minutes is not None and not RULES[RuleKind(kind)].has_window:
+            self.add_error(
+                "minutes",
+                f"The “{RULES[RuleKind(kind)].label}” rule reads the latest values and has "
+                "no window; leave this empty.",
+            )
+        return data
+
+
+class AlertRuleFormSet(BaseInlineFormSet):
+    @property
+    def rule_defaults(self) -> list[tuple[str, str, bool]]:
+        return rule_defaults(self.instance) if self.instance.pk else []
+
+
+class AlertRuleInline(admin.TabularInline):
+    """Per-pipeline overrides; a rule without a row runs with its default."""
+
+    model = AlertRule
+    form = AlertRuleForm
+    formset = AlertRuleFormSet
+    template = "admin/pipelines/alertrule_inline.html"
+    fields = ("kind", "enabled", "threshold", "minutes", "default")
+    readonly_fields = ("default",)
+    extra = 0
+    verbose_name = "alert rule override"
+    verbose_name_plural = "alert rule overrides"
+
+    @admin.display(description="default for this pipeline")
+    def default(self, obj):
+        if not obj.pk or not obj.kind:
+            return "–"
+        from pipelines.alerting.rules import RULES
+
+        return RULES[RuleKind(obj.kind)].describe_default(obj.pipeline)
+
+
+class IncidentStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("unresolved", "Unresolved (open or acknowledged)"), *IncidentStatus.choices]
+
+    def queryset(self, request, queryset):
+        if self.value() == "unresolved":
+            return queryset.filter(status__in=UNRESOLVED)
+        if self.value() in IncidentStatus.values:
+            return queryset.filter(status=self.value())
+        return queryset
+
+
+class DeliveryInline(ReadOnly, admin.TabularInline):
+    """The notifications sent (or being retried) for an incident; read-only."""
+
+    model = Delivery
+    fields = ("created_at", "channel", "event", "delivery_status", "attempt_count", "sent_at", "error")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "deliveries (one per channel and notification)"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("channel")
+
+    @admin.display(description="status")
+    def delivery_status(self, obj):
+        return badge(DeliveryStatus(obj.status))
+
+    @admin.display(description="last error")
+    def error(self, obj):
+        return error_text(obj.last_error, 119)
+
+
+LIFECYCLE = (
+    "opened_at",
+    "last_seen_at",
+    "lasted",
+    "acknowledged_at",
+    "acknowledged_by",
+    "resolved_at",
+    "resolved_by_name",
+    "peak_severity",
+)
+
+
+@admin.register(Incident)
+class IncidentAdmin(admin.ModelAdmin):
+    list_display = (
+        "number",
+        "pipeline_link",
+        "rule_label",
+        "severity_badge",
+        "status_badge",
+        "summary",
+        "opened",
+        "lasted",
+        "acknowledged",
+        "notifications",
+    )
+    list_display_links = ("number",)
+    list_filter = (
+        IncidentStatusFilter,
+        "severity",
+        "rule",
+        "pipeline__account",
+        ("pipeline", admin.RelatedOnlyFieldListFilter),
+    )
+    list_select_related = ("pipeline",)
+    search_fields = ("pipeline__name", "summary")
+    date_hierarchy = "opened_at"
+    actions = ["acknowledge_incidents", "resolve_incidents"]
+    inlines = [DeliveryInline]
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "pipeline_link",
+                    "rule_label",
+                    "severity_badge",
+                    "status_badge",
+                    "summary",
+                    "value",
+                    "threshold",
+                    "buttons",
+                )
+            },
+        ),
+        ("Lifecycle", {"fields": LIFECYCLE}),
+        ("Notifications", {"fields": ("notifications", "last_notified_at")}),
+    )
+    readonly_fields = (
+        "pipeline_link",
+        "rule_label",
+        "severity_badge",
+        "status_badge",
+        "summary",
+        "value",
+        "threshold",
+        "buttons",
+        *LIFECYCLE,
+        "notifications",
+        "last_notified_at",
+    )
+
+    def get_ordering(self, request):
+        # Unresolved first, then newest; clicking a column header replaces it.
+        settled = Case(When(status__in=UNRESOLVED, then=Value(0)), default=Value(1), output_field=IntegerField())
+        return [settled.asc(), "-opened_at", "-pk"]
+
+    def has_add_permission(self, request):
+        return False  # the evaluator opens incidents
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # they are the record of what happened
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # Nothing on the page is editable: the buttons are Acknowledge and Resolve, not Save.
+        extra = {"show_save": False, "show_save_and_continue": False, "show_save_and_add_another": False}
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+    @admin.display(description="#", ordering="pk")
+    def number(self, obj):
+        return f"#{obj.pk}"
+
+    @admin.display(description="pipeline", ordering="pipeline__name")
+    def pipeline_link(self, obj):
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:pipelines_pipeline_dashboard", args=[obj.pipeline_id]),
+            obj.pipeline.name,
+        )
+
+    @admin.display(description="rule", ordering="rule")
+    def rule_label(self, obj):
+        return obj.get_rule_display()
+
+    @admin.display(description="severity", ordering="severity")
+    def severity_badge(self, obj):
+        return badge(obj.severity_choice)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        return badge(obj.status_choice)
+
+    @admin.display(description="opened", ordering="opened_at")
+    def opened(self, obj):
+        return format_html(
+            '<time datetime="{}" title="{}">{}</time>',
+            obj.opened_at.isoformat(),
+            obj.opened_at.strftime("%Y-%m-%d %H:%M UTC"),
+            ago(obj.opened_at, clock.now()),
+        )
+
+    @admin.display(description="duration")
+    def lasted(self, obj):
+        text = human_seconds(obj.duration.total_seconds())
+        return text if obj.resolved_at else f"{text} so far"
+
+    @admin.display(description="acknowledged by", ordering="acknowledged_by")
+    def acknowledged(self, obj):
+        return obj.acknowledged_by or mark_safe('<span class="ob-muted">–</span>')
+
+    @admin.display(description="resolved by")
+    def resolved_by_name(self, obj):
+        if not obj.resolved_at:
+            return self.get_empty_value_display()
+        return obj.resolved_by or "automatically (the condition cleared)"
+
+    @admin.display(description="actions")
+    def buttons(self, obj):
+        """Acknowledge / Resolve, submitting this page's form (and its CSRF token) to their views."""
+        if not obj.is_unresolved:
+            return mark_safe('<span class="ob-muted">resolved: nothing to do</span>')
+        back = reverse("admin:pipelines_incident_change", args=[obj.pk])
+        out = []
+        if obj.status == IncidentStatus.OPEN:
+            out.append(
+                format_html(
+                    '<button type="submit" class="button" name="next" value="{}" formaction="{}">Acknowledge</button>',
+                    back,
+                    reverse("admin:incident_acknowledge", args=[obj.pk]),
+                )
+            )
+        out.append(
+            format_html(
+                '<button type="submit" class="button" name="next" value="{}" formaction="{}">Resolve</button>',
+                back,
+                reverse("admin:incident_resolve", args=[obj.pk]),
+            )
+        )
+        return mark_safe(" ".join(out))
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(self.readonly_fields)
+        if not self.has_change_permission(request, obj):
+            fields.remove("buttons")
+        return fields
+
+    def get_fieldsets(self, request, obj=None):
+        if self.has_change_permission(request, obj):
+            return self.fieldsets
+        first = [f for f in self.fieldsets[0][1]["fields"] if f != "buttons"]
+        return ((None, {"fields": first}), *self.fieldsets[1:])
+
+    def _transition(self, request, queryset, change: str, done_verb: str, rest_state: str) -> None:
+        """Apply a compare-and-set change (Incident.acknowledge or .resolve) and report the counts."""
+        who = request.user.get_username()
+        chosen = list(queryset)
+        done = sum(1 for i in chosen if getattr(i, change)(by=who))
+        rest = len(chosen) - done
+        self.message_user(
+            request,
+            f"{done_verb} {done} incident(s)" + (f"; {plural(rest, 'was', 'were')} {rest_state}." if rest else "."),
+            messages.SUCCESS if done else messages.WARNING,
+        )
+
+    @admin.action(description="Acknowledge", permissions=["change"])
+    def acknowledge_incidents(self, request, queryset):
+        self._transition(request, queryset, "acknowledge", "Acknowledged", "not open")
+
+    @admin.action(description="Resolve", permissions=["change"])
+    def resolve_incidents(self, request, queryset):
+        self._transition(request, queryset, "resolve", "Resolved", "already resolved")

@@ -1,0 +1,369 @@
+"""Admin for the registry: AWS accounts (with queue import) and pipelines (with sync and redrive actions).
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import Count, F
+from django.shortcuts import get_object_or_404, redirect
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+from django.utils.timesince import timesince
+
+from pipelines import clock
+from pipelines.admin.incidents import AlertRuleInline
+from pipelines.admin.support import badge, error_text
+from pipelines.alerting import incidents
+from pipelines.collection import cycles
+from pipelines.collection.cost import monthly_cost
+from pipelines.dlq.views import redrive_action
+from pipelines.formatting import human_seconds
+from pipelines.models import AwsAccount, Pipeline
+from pipelines.registry.discovery import DiscoveryError, discover, import_queues
+from pipelines.registry.forms import ImportQueuesForm, PipelineForm
+from pipelines.registry.insights import insights_for
+from pipelines.ui import urls
+
+
+@admin.register(AwsAccount)
+class AwsAccountAdmin(admin.ModelAdmin):
+    list_display = ("name", "region", "access", "endpoint_url", "pipeline_count")
+    search_fields = ("name", "role_arn")
+    list_filter = ("region",)
+    readonly_fields = ("unsupported_statistics", "created_at")
+    actions = ["import_queues_action"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_pipelines=Count("pipelines"))
+
+    @admin.display(description="pipelines", ordering="_pipelines")
+    def pipeline_count(self, obj):
+        return obj._pipelines
+
+    @admin.display(description="access")
+    def access(self, obj):
+        return f"assumes {obj.role_arn}" if obj.role_arn else "own credentials"
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/import/", self.admin_site.admin_view(self.import_view), name="pipelines_awsaccount_import"),
+            *super().get_urls(),
+        ]
+
+    def import_view(self, request, pk):
+        """List the account's queues and register those with a dead-letter queue, in one step."""
+        account = get_object_or_404(AwsAccount, pk=pk)
+        if not self.has_change_permission(request, account) or not request.user.has_perm("pipelines.add_pipeline"):
+            return redirect("admin:index")
+        form = ImportQueuesForm(request.POST or None)
+        result = None
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = import_queues(account, form.cleaned_data["prefix"], form.cleaned_data["dry_run"])
+            except DiscoveryError as exc:
+                form.add_error(None, str(exc))
+            else:
+                verb = "would register" if form.cleaned_data["dry_run"] else "registered"
+                self.message_user(
+                    request,
+                    f"{account.name}: {verb} {len(result.created)} pipeline(s), "
+                    f"skipped {len(result.skipped)} queue(s).",
+                    messages.SUCCESS,
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Import queues from {account}",
+            "account": account,
+            "form": form,
+            "result": result,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/pipelines/awsaccount/import.html", context)
+
+    @admin.action(description="Import queues that have a dead-letter queue", permissions=["change"])
+    def import_queues_action(self, request, queryset):
+        for account in queryset:
+            try:
+                result = import_queues(account)
+            except DiscoveryError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
+            self.message_user(
+                request,
+                f"{account.name}: registered {len(result.created)} pipeline(s), "
+                f"skipped {len(result.skipped)} queue(s).",
+                messages.SUCCESS,
+            )
+
+
+class ProblemFilter(admin.SimpleListFilter):
+    title = "problems"
+    parameter_name = "problem"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("errors", "Sync errors"),
+            ("dlq", "Messages in DLQ"),
+            ("no_dlq", "No DLQ"),
+            ("no_consumer", "No consumer"),
+            ("backlog", "Backlog above threshold"),
+        ]
+
+    def queryset(self, request, queryset):
+        v = self.value()
+        if v == "errors":
+            return queryset.exclude(last_error="", metrics_error="")
+        if v == "dlq":
+            return queryset.filter(dlq_depth__gt=0)
+        if v == "no_dlq":
+            return queryset.filter(dlq_url="")
+        if v == "no_consumer":
+            return queryset.filter(function_name="")
+        if v == "backlog":
+            return queryset.filter(backlog__gt=F("backlog_threshold"))
+        return queryset
+
+
+DISCOVERED = (
+    "queue_arn",
+    "queue_name",
+    "is_fifo",
+    "visibility_timeout",
+    "retention_period",
+    "dlq_url",
+    "dlq_arn",
+    "max_receive_count",
+    "dlq_retention_period",
+    "function_name",
+    "function_arn",
+    "function_timeout",
+    "reserved_concurrency",
+    "batch_size",
+    "maximum_concurrency",
+    "report_batch_item_failures",
+    "mapping_uuid",
+    "mapping_state",
+    "extra_mappings",
+    "api_name",
+    "api_passes_request_id",
+    "discovered_at",
+)
+SYNC_STATE = (
+    "status",
+    "last_sync_at",
+    "metrics_synced_until",
+    "last_error",
+    "metrics_error",
+    "consecutive_failures",
+    "backlog",
+    "in_flight",
+    "delayed",
+    "dlq_depth",
+    "oldest_age",
+    "drain_rate",
+    "time_to_loss",
+    "monthly_cost",
+)
+
+
+@admin.register(Pipeline)
+class PipelineAdmin(admin.ModelAdmin):
+    form = PipelineForm
+    list_display = (
+        "name",
+        "status",
+        "account",
+        "backlog",
+        "in_flight",
+        "dlq_depth",
+        "oldest",
+        "consumer",
+        "config_insights",
+        "last_sync",
+        "error",
+        "charts",
+    )
+    list_select_related = ("account",)
+    list_filter = ("health", "account", "enabled", "is_fifo", ProblemFilter)
+    search_fields = ("name", "queue_url", "queue_name", "function_name", "api_id")
+    readonly_fields = DISCOVERED + SYNC_STATE + ("insights",)
+    actions = ["refresh_from_aws", "sync_now", "enable", "disable", "redrive_dlq"]
+    fieldsets = (
+        (None, {"fields": ("name", "account", "queue_url", "enabled")}),
+        (
+            "API and logs",
+            {
+                "fields": (
+                    "api_kind",
+                    "api_id",
+                    "api_stage",
+                    "api_log_group",
+                    "consumer_log_group",
+                    "request_id_attribute",
+                )
+            },
+        ),
+        (
+            "Polling and thresholds",
+            {"fields": ("poll_interval", "backlog_threshold", "oldest_age_sla", "dlq_threshold")},
+        ),
+        ("Status", {"fields": SYNC_STATE}),
+        (
+            "Insights",
+            {
+                "fields": ("insights",),
+                "description": "Configuration problems in what was discovered, each with its fix.",
+            },
+        ),
+        (
+            "Discovered from AWS",
+            {
+                "fields": DISCOVERED,
+                "description": "Read from AWS when the pipeline is saved, and by the “Refresh from AWS” action.",
+            },
+        ),
+    )
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:  # adding: nothing to show yet but what the operator gives
+            return self.fieldsets[:3]
+        return self.fieldsets
+
+    def get_inlines(self, request, obj):
+        return [AlertRuleInline] if obj is not None else []  # rule defaults come from a saved pipeline
+
+    def get_urls(self):
+        return [*urls.pipeline_urls(self), *super().get_urls()]
+
+    def save_model(self, request, obj, form, change):
+        found = form.discovery
+        if found is not None:
+            obj.apply_discovery(found.fields)
+            for warning in found.warnings:
+                self.message_user(request, warning, messages.WARNING)
+            if not obj.dlq_url:
+                self.message_user(
+                    request,
+                    f"{obj.name} has no dead-letter queue: failing messages are retried until they expire.",
+                    messages.WARNING,
+                )
+            if not obj.function_name:
+                self.message_user(
+                    request, f"{obj.name}: no Lambda event-source mapping reads this queue.", messages.WARNING
+                )
+        super().save_model(request, obj, form, change)
+
+    @admin.display(description="health", ordering="health")
+    def status(self, obj):
+        status, reasons = obj.current_health()
+        if reasons:
+            return format_html(
+                "{}<br>{}", badge(status), format_html_join(", ", "<small>{}</small>", ((r,) for _, r in reasons))
+            )
+        return badge(status)
+
+    @admin.display(description="")
+    def charts(self, obj):
+        return format_html('<a href="{}">dashboard</a>', reverse("admin:pipelines_pipeline_dashboard", args=[obj.pk]))
+
+    @admin.display(description="configuration")
+    def insights(self, obj):
+        return render_to_string("admin/pipelines/_insights.html", {"insights": insights_for(obj), "bare": True})
+
+    @admin.display(description="insights")
+    def config_insights(self, obj):
+        """The worst configuration insight and how many there are; computed from the row, no queries."""
+        found = insights_for(obj)
+        if not found:
+            return mark_safe('<span class="ob-muted">none</span>')
+        return format_html(
+            '<span class="ob-badge" style="background:{}" title="{}">{} · {}</span>',
+            found[0].severity.colour,
+            "\n".join(i.title for i in found),
+            found[0].severity.label,
+            len(found),
+        )
+
+    @admin.display(description="oldest", ordering="oldest_age")
+    def oldest(self, obj):
+        return human_seconds(obj.oldest_age)
+
+    @admin.display(description="consumer", ordering="function_name")
+    def consumer(self, obj):
+        if not obj.function_name:
+            return mark_safe('<span class="ob-muted">none</span>')
+        state = "" if obj.mapping_state in ("Enabled", "") else f" ({obj.mapping_state.lower()})"
+        return f"{obj.function_name}{state}"
+
+    @admin.display(description="last sync", ordering="last_sync_at")
+    def last_sync(self, obj):
+        return f"{timesince(obj.last_sync_at, clock.now())} ago" if obj.last_sync_at else "never"
+
+    @admin.display(description="error")
+    def error(self, obj):
+        return error_text(obj.last_error or obj.metrics_error)
+
+    @admin.display(description="estimated AWS API cost")
+    def monthly_cost(self, obj):
+        cost = monthly_cost(obj, obj.account.unsupported_statistics)
+        return (
+            f"${cost['total']:.2f}/month: {cost['sqs_calls']:,.0f} SQS requests (${cost['sqs']:.3f}) + "
+            f"{cost['metrics_requested']:,.0f} CloudWatch metrics (${cost['cloudwatch']:.2f})"
+        )
+
+    @admin.action(description="Refresh from AWS", permissions=["change"])
+    def refresh_from_aws(self, request, queryset):
+        done, failed = 0, []
+        for p in queryset.select_related("account"):
+            try:
+                found = discover(
+                    p.account.target(), p.queue_url, p.api_kind, p.api_id, p.api_stage, p.request_id_attribute
+                )
+            except DiscoveryError as exc:
+                failed.append(f"{p.name}: {exc}")
+                continue
+            p.apply_discovery(found.fields)
+            p.save()
+            done += 1
+            for w in found.warnings:
+                self.message_user(request, f"{p.name}: {w}", messages.WARNING)
+        if done:
+            self.message_user(request, f"Refreshed {done} pipeline(s) from AWS.", messages.SUCCESS)
+        for f in failed:
+            self.message_user(request, f, messages.ERROR)
+
+    @admin.action(description="Sync now (queue counts and CloudWatch metrics)", permissions=["change"])
+    def sync_now(self, request, queryset):
+        reports = cycles.sync_pipelines(list(queryset.select_related("account")))
+        failed = {name: why for r in reports for name, why in r.errors.items()}
+        calls = sum(r.api_calls for r in reports)
+        self.message_user(
+            request,
+            f"Synced {queryset.count()} pipeline(s) with {calls} AWS call(s).",
+            messages.SUCCESS if not failed else messages.WARNING,
+        )
+        for name, why in failed.items():
+            self.message_user(request, f"{name}: {why}", messages.ERROR)
+
+    def has_redrive_permission(self, request):
+        return request.user.has_perm("pipelines.redrive_dlq")
+
+    @admin.action(description="Redrive DLQ", permissions=["redrive"])
+    def redrive_dlq(self, request, queryset):
+
+        return redrive_action(self, request, queryset)
+
+    @admin.action(description="Enable polling", permissions=["change"])
+    def enable(self, request, queryset):
+        self.message_user(request, f"Enabled {queryset.update(enabled=True)} pipeline(s).")
+
+    @admin.action(description="Disable polling", permissions=["change"])
+    def disable(self, request, queryset):
+        count = queryset.update(enabled=False)
+        resolved = incidents.resolve_disabled()  # nobody watches a disabled pipeline: its incidents end
+        self.message_user(
+            request, f"Disabled {count} pipeline(s)" + (f"; resolved {resolved} open incident(s)." if resolved else ".")
+        )

@@ -1,0 +1,36 @@
+"""Admin for trace lookups: the history of who looked for which request, read-only.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.utils.html import format_html
+
+from pipelines.admin.support import ReadOnly, badge
+from pipelines.models import TraceLookup, TraceVerdict
+
+
+@admin.register(TraceLookup)
+class TraceLookupAdmin(ReadOnly, admin.ModelAdmin):
+    """Every per-request trace lookup, read-only, with a link that runs it again."""
+
+    list_display = ("created_at", "ident", "searched", "verdict_badge", "calls_made", "username", "rerun")
+    list_filter = ("verdict", "pipeline")
+    list_select_related = ("pipeline",)
+    search_fields = ("ident", "username", "pipeline_name")
+    date_hierarchy = "created_at"
+    deletable = True
+
+    @admin.display(description="pipeline", ordering="pipeline_name")
+    def searched(self, obj):
+        return obj.pipeline_name or "all pipelines"
+
+    @admin.display(description="verdict", ordering="verdict")
+    def verdict_badge(self, obj):
+        return badge(TraceVerdict(obj.verdict))
+
+    @admin.display(description="re-run")
+    def rerun(self, obj):
+        from pipelines.trace.views import rerun_url
+
+        return format_html('<a href="{}">re-run</a>', rerun_url(obj))

@@ -1,0 +1,173 @@
+"""Notification channels, one class per kind: validate a target, render a message, send it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import re
+import smtplib
+import socket
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import EmailMessage, get_connection
+from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import validate_email
+
+from pipelines import clock
+from pipelines.alerting.messages import one_line
+from pipelines.models import ChannelKind, Delivery, NotifyEvent
+
+log = logging.getLogger(__name__)
+
+#: Mail servers are slower than webhooks (TLS, authentication): this is their timeout unless EMAIL_TIMEOUT says.
+EMAIL_TIMEOUT = 20
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome of one attempt. `final`: retrying cannot help (the channel is disabled or misconfigured)."""
+
+    ok: bool
+    status: int | None = None
+    error: str = ""
+    final: bool = False
+
+
+def parse_addresses(target: str) -> list[str]:
+    """Email addresses from a channel target: one per line, or separated by commas, semicolons or spaces."""
+    return [a for a in re.split(r"[\s,;]+", target or "") if a]
+
+
+def target_errors(kind: str, target: str) -> list[str]:
+    """What is wrong with a channel's target, as sentences for the operator; empty when it is usable."""
+    target = (target or "").strip()
+    if kind == ChannelKind.EMAIL:
+        addresses = parse_addresses(target)
+        if not addresses:
+            return ["Enter at least one email address."]
+        bad = [a for a in addresses if not _is_email(a)]
+        return [f"Not a valid email address: {', '.join(bad)}."] if bad else []
+    if kind in (ChannelKind.WEBHOOK, ChannelKind.SLACK):
+        parts = urlsplit(target) if not re.search(r"\s", target) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            example = "https://hooks.slack.com/services/…" if kind == ChannelKind.SLACK else "https://example.com/hook"
+            return [f"Enter the webhook's full http:// or https:// URL, for example {example}."]
+        return []
+    return [f"Unknown channel kind {kind!r}."]
+
+
+def _is_email(address: str) -> bool:
+    try:
+        validate_email(address)
+    except ValidationError:
+        return False
+    return True
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = one_line(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def send(delivery: Delivery) -> Result:
+    """One attempt at a delivery. Never raises: every failure becomes a Result with a readable error."""
+    channel = delivery.channel
+    if not channel.enabled and delivery.event != NotifyEvent.TEST:
+        return Result(False, error="The channel is disabled; nothing was sent.", final=True)
+    problems = target_errors(channel.kind, channel.target)
+    if problems:
+        return Result(False, error=" ".join(problems), final=True)
+    try:
+        if channel.kind == ChannelKind.EMAIL:
+            return send_email(parse_addresses(channel.target), delivery.payload)
+        body = delivery.payload
+        if channel.kind == ChannelKind.WEBHOOK:
+            body = {**body, "delivery": delivery.pk, "sent_at": clock.now().isoformat()}
+        return post_json(channel.target.strip(), body)
+    except Exception as exc:  # a bug in a sender must still end as a recorded attempt, not a stuck row
+        log.exception("sending delivery %s failed unexpectedly", delivery.pk)
+        return Result(False, error=_short(f"{type(exc).__name__}: {exc}"))
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    # urllib would turn a redirected POST into a GET without the body: report the redirect instead.
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
+def post_json(url: str, body: dict) -> Result:
+    """POST `body` as JSON; a 2xx answer is success, anything else a failure saying what happened."""
+    timeout = settings.ALERT_WEBHOOK_TIMEOUT
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body, cls=DjangoJSONEncoder).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "opsboard"},
+    )
+    host = urlsplit(url).hostname
+    try:
+        with _opener.open(request, timeout=timeout) as response:
+            response.read(65536)
+            return Result(True, status=response.status)
+    except urllib.error.HTTPError as exc:
+        return Result(False, status=exc.code, error=_http_error(exc))
+    except urllib.error.URLError as exc:
+        return Result(False, error=_network_error(exc.reason, host, timeout))
+    except (OSError, http.client.HTTPException) as exc:  # timeouts and resets while reading the answer
+        return Result(False, error=_network_error(exc, host, timeout))
+
+
+def _http_error(exc: urllib.error.HTTPError) -> str:
+    if 300 <= exc.code < 400:
+        return f"HTTP {exc.code}: the webhook redirects to {exc.headers.get('Location', '?')}; use that URL instead."
+    try:
+        text = exc.read(2048).decode("utf-8", "replace")
+    except Exception:  # the body is only there to help; a broken one must not hide the status
+        text = ""
+    text = _short(text, 200)
+    return f"HTTP {exc.code} {exc.reason}" + (f": {text}" if text else "")
+
+
+def _network_error(reason, host: str | None, timeout: float) -> str:
+    if isinstance(reason, ConnectionRefusedError):
+        return f"Connection refused by {host}."
+    if isinstance(reason, socket.gaierror):
+        return f"Cannot resolve the host name {host}."
+    if isinstance(reason, TimeoutError):
+        return f"No answer from {host} within {timeout:g} s."
+    if isinstance(reason, ssl.SSLError):
+        return _short(f"TLS error talking to {host}: {reason}")
+    if isinstance(reason, (ConnectionResetError, http.client.RemoteDisconnected)):
+        return f"{host} closed the connection without answering."
+    return _short(f"{host}: {reason}")
+
+
+def send_email(addresses: list[str], payload: dict) -> Result:
+    """Send through Django's mail (EMAIL_URL), with a timeout so a silent mail server cannot hold a worker."""
+    timeout = getattr(settings, "EMAIL_TIMEOUT", None) or EMAIL_TIMEOUT
+    try:
+        connection = get_connection(fail_silently=False, timeout=timeout)
+        sent = EmailMessage(
+            payload["subject"], payload["body"], settings.DEFAULT_FROM_EMAIL, addresses, connection=connection
+        ).send()
+    except smtplib.SMTPRecipientsRefused as exc:
+        refused = ", ".join(f"{a} ({code})" for a, (code, _) in exc.recipients.items())
+        return Result(False, error=_short(f"The mail server refused the recipients: {refused}."))
+    except smtplib.SMTPResponseException as exc:
+        message = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+        return Result(False, error=_short(f"The mail server answered {exc.smtp_code}: {message}"))
+    except (smtplib.SMTPException, OSError) as exc:
+        host = getattr(settings, "EMAIL_HOST", "")
+        return Result(False, error=_short(f"Could not send mail via {host}: {str(exc) or type(exc).__name__}"))
+    return Result(True) if sent else Result(False, error="The mail backend sent nothing.")

@@ -1,0 +1,201 @@
+"""Deliveries: incident events queued per routed channel, sent once, retried with backoff.
+
+The evaluator calls `enqueue(incident, event)` inside its transaction: it records one pending
+Delivery per channel that routes the incident, with the message rendered right then (so it says what
+was true when the incident opened, escalated or resolved), and asks a worker to send it once the
+transaction commits. `deliver` claims a delivery with compare-and-set, so two workers never send it
+twice, makes one attempt and records it. Failures are retried with exponential backoff by the beat
+sweep (`deliver_due`) until ALERT_DELIVERY_ATTEMPTS. Sending never raises: a dead channel records
+its error, and the other channels and the evaluation carry on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+
+from pipelines import clock, jobs
+from pipelines.alerting.channels import send
+from pipelines.alerting.messages import render, worst
+from pipelines.models import Delivery, DeliveryStatus, Incident, NotificationChannel, NotifyEvent, Severity
+
+log = logging.getLogger(__name__)
+#: A delivery in "sending" whose worker died becomes due again after this (next_attempt_at is the lease).
+LEASE = timedelta(minutes=5)
+MAX_BACKOFF_MINUTES = 60
+#: The beat sweep starts no new send after this many seconds, well inside its 60 s slot.
+SWEEP_SECONDS = 45
+DUE = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
+
+
+def routed_channels(incident: Incident, event: str):
+    """Enabled channels that take this incident: its pipeline (or all), its severity, resolves if asked.
+
+    For a resolve the incident's worst severity counts, so a channel told about a critical incident
+    hears that it ended even if it eased to a warning first."""
+    severity = worst(incident.severity, incident.peak_severity) if event == NotifyEvent.RESOLVED else incident.severity
+    rank = Severity(severity).rank
+    channels = NotificationChannel.objects.filter(
+        Q(pipelines__isnull=True) | Q(pipelines=incident.pipeline_id),
+        enabled=True,
+        min_severity__in=[s.value for s in Severity if s.rank >= rank],
+    )
+    if event == NotifyEvent.RESOLVED:
+        channels = channels.filter(send_resolved=True)
+    return channels.distinct()
+
+
+def enqueue(incident: Incident, event: str) -> list[Delivery]:
+    """Record a pending delivery per routed channel and have a worker send them after the commit.
+
+    One query when no channel routes the incident. Never raises for a broker that is down: the
+    deliveries stay pending and the beat sweep sends them."""
+    event = NotifyEvent(event)
+    channels = list(routed_channels(incident, event))
+    if not channels:
+        return []
+    at, rendered, deliveries = clock.now(), {}, []
+    for channel in channels:
+        if channel.kind not in rendered:
+            rendered[channel.kind] = render(channel.kind, incident, event)
+        deliveries.append(
+            Delivery.objects.create(
+                incident=incident,
+                channel=channel,
+                event=event,
+                payload=rendered[channel.kind],
+                created_at=at,
+                next_attempt_at=at,
+            )
+        )
+    ids = [d.pk for d in deliveries]
+    transaction.on_commit(lambda: dispatch(ids), robust=True)
+    return deliveries
+
+
+def dispatch(ids: Iterable[int]) -> None:
+    """Hand deliveries to workers. A broker that refuses is logged; the sweep picks the rows up."""
+    ids = list(ids)
+    try:
+        for pk in ids:
+            jobs.submit(jobs.DELIVER_NOTIFICATION, pk)
+    except Exception:  # any broker failure: the rows are pending and due, so nothing is lost
+        log.warning("could not queue notification deliveries %s; the periodic sweep will send them", ids, exc_info=True)
+
+
+def retry(deliveries) -> int:
+    """Make pending or failed deliveries due now (each gets one more attempt) and queue them."""
+    ids = list(
+        deliveries.filter(status__in=(DeliveryStatus.PENDING, DeliveryStatus.FAILED)).values_list("pk", flat=True)
+    )
+    count = Delivery.objects.filter(pk__in=ids, status__in=(DeliveryStatus.PENDING, DeliveryStatus.FAILED)).update(
+        status=DeliveryStatus.PENDING, next_attempt_at=clock.now()
+    )
+    if ids:
+        transaction.on_commit(lambda: dispatch(ids), robust=True)
+    return count
+
+
+def backoff(attempts: int) -> timedelta:
+    """The wait after the n-th failed attempt: 1, 2, 4, 8, 16, 32, then 60 minutes."""
+    return timedelta(minutes=min(2 ** (attempts - 1), MAX_BACKOFF_MINUTES))
+
+
+def max_attempts(delivery: Delivery) -> int:
+    # A test notification reports its one result to the operator who asked; it is not retried later.
+    return 1 if delivery.event == NotifyEvent.TEST else settings.ALERT_DELIVERY_ATTEMPTS
+
+
+def _claim(delivery_id: int) -> datetime | None:
+    """Pending-and-due (or sending with an expired lease) → sending, in one compare-and-set update.
+    Returns the lease, which also identifies this claim when the result is recorded."""
+    at = clock.now()
+    lease = at + LEASE
+    claimed = Delivery.objects.filter(pk=delivery_id, status__in=DUE, next_attempt_at__lte=at).update(
+        status=DeliveryStatus.SENDING, next_attempt_at=lease
+    )
+    return lease if claimed == 1 else None
+
+
+def deliver(delivery_id: int) -> Delivery | None:
+    """Make one attempt at a due delivery and record it. None when it was not due or another worker has it."""
+    lease = _claim(delivery_id)
+    if lease is None:
+        return None
+    delivery = Delivery.objects.select_related("channel").filter(pk=delivery_id).first()
+    if delivery is None:  # its channel or incident was deleted meanwhile
+        return None
+    at, started = clock.now(), time.monotonic()
+    result = send(delivery)
+    attempt = {
+        "at": at.isoformat(),
+        "ok": result.ok,
+        "status": result.status,
+        "error": result.error,
+        "ms": round((time.monotonic() - started) * 1000),
+    }
+    return _record(delivery, lease, attempt, result.final)
+
+
+def _record(delivery: Delivery, lease: datetime, attempt: dict, final: bool) -> Delivery:
+    d = delivery
+    d.attempts = [*d.attempts, attempt]
+    d.attempt_count += 1
+    at = clock.now()
+    if attempt["ok"]:
+        d.status, d.sent_at, d.last_error, d.next_attempt_at = DeliveryStatus.SENT, at, "", at
+    elif final or d.attempt_count >= max_attempts(d):
+        d.status, d.last_error, d.next_attempt_at = DeliveryStatus.FAILED, attempt["error"], at
+    else:
+        d.status, d.last_error = DeliveryStatus.PENDING, attempt["error"]
+        d.next_attempt_at = at + backoff(d.attempt_count)
+    fields = {
+        "status": d.status,
+        "sent_at": d.sent_at,
+        "last_error": d.last_error,
+        "next_attempt_at": d.next_attempt_at,
+        "attempts": d.attempts,
+        "attempt_count": d.attempt_count,
+    }
+    # Only the holder of this claim records it: a send that outlived its lease was claimed again.
+    if Delivery.objects.filter(pk=d.pk, status=DeliveryStatus.SENDING, next_attempt_at=lease).update(**fields) != 1:
+        log.warning("delivery %s was claimed again while it was being sent; this attempt is not recorded", d.pk)
+    if not attempt["ok"]:
+        log.info("delivery %s to %s failed (attempt %d): %s", d.pk, d.channel, d.attempt_count, attempt["error"])
+    return d
+
+
+def deliver_due(limit: int = 100, budget: float = SWEEP_SECONDS) -> int:
+    """Send what is due (new deliveries whose task was lost, retries, expired claims). Returns attempts made.
+
+    A channel that cannot be reached is skipped for the rest of the sweep, so one dead endpoint
+    does not spend the sweep's time on its timeouts while other channels wait."""
+    started = time.monotonic()
+    due = Delivery.objects.filter(status__in=DUE, next_attempt_at__lte=clock.now()).order_by("next_attempt_at", "pk")
+    unreachable, attempted = set(), 0
+    for pk, channel_id in due.values_list("pk", "channel_id")[:limit]:
+        if time.monotonic() - started > budget:
+            break
+        if channel_id in unreachable:
+            continue
+        d = deliver(pk)
+        if d is None:
+            continue
+        attempted += 1
+        if d.status == DeliveryStatus.PENDING and d.attempts[-1]["status"] is None:  # no answer at all
+            unreachable.add(channel_id)
+    return attempted
+
+
+def send_test(channel: NotificationChannel) -> Delivery:
+    """Send a test notification to one channel now (even a disabled one) and return the recorded result."""
+    delivery = Delivery.objects.create(
+        channel=channel, event=NotifyEvent.TEST, payload=render(channel.kind, None, NotifyEvent.TEST, channel.name)
+    )
+    return deliver(delivery.pk) or Delivery.objects.get(pk=delivery.pk)

@@ -1,0 +1,129 @@
+"""Recent history as the rules read it, and each pipeline's trend, stored after every sync.
+
+`refresh` reads the last minutes of every given pipeline in one query, computes its trend (drain
+rate, time to loss, recent Lambda errors and throttles, backlog forecast) and stores it on the row,
+so the overview reads one table whatever the number of pipelines. It returns each pipeline's trend
+and rows for the rule table, which judges them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, namedtuple
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pipelines import formatting
+from pipelines.alerting import trends
+from pipelines.models import MetricSample, Pipeline
+
+TREND_MINUTES = 20  # the window drain rates, age trends and recent errors are read from
+HISTORY_MINUTES = 70  # what alert rules may look back over (the longest "for" window, plus a baseline)
+
+#: One minute of a pipeline's history, as the alert rules read it.
+Row = namedtuple(
+    "Row", "minute visible oldest_age errors throttles invocations dlq_visible api_count api_5xx api_latency"
+)
+TREND_FIELDS = [
+    "drain_rate",
+    "time_to_loss",
+    "forecast_minutes",
+    "recent_errors",
+    "recent_throttles",
+    "recent_invocations",
+]
+ROW_FIELDS = (
+    "minute",
+    "visible",
+    "oldest_age",
+    "lambda_errors",
+    "lambda_throttles",
+    "lambda_invocations",
+    "dlq_visible",
+    "api_count",
+    "api_5xx",
+    "api_latency_avg",
+)
+
+
+@dataclass
+class Trend:
+    """A pipeline's recent trend (see trends.py)."""
+
+    drain: trends.Drain
+    ttl: float | None  # seconds until the oldest message expires, None when no loss is in sight
+    errors: int = 0
+    throttles: int = 0
+    invocations: int = 0
+    forecast_minutes: float | None = None  # until the backlog crosses its threshold at this rate
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.invocations if self.invocations else None
+
+    @property
+    def ttl_label(self) -> str:
+        return formatting.human_seconds(self.ttl)
+
+
+def trend_from(pipeline: Pipeline, rows: list[tuple], at: datetime) -> Trend:
+    """rows: (minute, visible, oldest_age, errors, throttles, invocations, …) of the last
+    TREND_MINUTES, oldest first."""
+    d = trends.drain([(r[0], r[1]) for r in rows], pipeline.backlog)
+    ttl = trends.time_to_loss([(r[0], r[2]) for r in rows], pipeline.retention_period, at)
+    forecast = None
+    if d.rate and d.rate > 0 and pipeline.backlog is not None and pipeline.backlog <= pipeline.backlog_threshold:
+        forecast = (pipeline.backlog_threshold - pipeline.backlog) / d.rate
+    return Trend(
+        drain=d,
+        ttl=ttl,
+        errors=sum(r[3] or 0 for r in rows),
+        throttles=sum(r[4] or 0 for r in rows),
+        invocations=sum(r[5] or 0 for r in rows),
+        forecast_minutes=forecast,
+    )
+
+
+def recent_rows(pipeline_ids: Iterable[int], at: datetime, minutes: int = TREND_MINUTES) -> dict[int, list[Row]]:
+    """One query: each pipeline's minute rows of the last `minutes`, oldest first."""
+    out: dict[int, list[Row]] = defaultdict(list)
+    qs = (
+        MetricSample.objects.filter(pipeline_id__in=list(pipeline_ids), minute__gte=at - timedelta(minutes=minutes))
+        .order_by("minute")
+        .values_list("pipeline_id", *ROW_FIELDS)
+    )
+    for pid, *rest in qs:
+        out[pid].append(Row(*rest))
+    return out
+
+
+def stored_trend(pipeline: Pipeline) -> Trend:
+    """The trend the last refresh stored on the pipeline's row."""
+    return Trend(
+        drain=trends.Drain(pipeline.backlog, pipeline.drain_rate),
+        ttl=pipeline.time_to_loss,
+        errors=pipeline.recent_errors,
+        throttles=pipeline.recent_throttles,
+        invocations=pipeline.recent_invocations,
+        forecast_minutes=pipeline.forecast_minutes,
+    )
+
+
+def refresh(pipelines: list[Pipeline], at: datetime) -> dict[int, tuple[Trend, list[Row]]]:
+    """Compute and store the trend of these pipelines (two queries in all); the rule table judges it.
+
+    Returns each pipeline's trend and its last HISTORY_MINUTES of rows, for the alert rules.
+    """
+    if not pipelines:
+        return {}
+    recent = recent_rows([p.pk for p in pipelines], at, HISTORY_MINUTES)
+    since = at - timedelta(minutes=TREND_MINUTES)
+    out = {}
+    for p in pipelines:
+        rows = recent.get(p.pk, [])
+        trend = trend_from(p, [r for r in rows if r.minute >= since], at)
+        p.drain_rate, p.time_to_loss, p.forecast_minutes = trend.drain.rate, trend.ttl, trend.forecast_minutes
+        p.recent_errors, p.recent_throttles, p.recent_invocations = trend.errors, trend.throttles, trend.invocations
+        out[p.pk] = (trend, rows)
+    Pipeline.objects.bulk_update(pipelines, TREND_FIELDS, batch_size=500)
+    return out

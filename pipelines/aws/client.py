@@ -1,0 +1,297 @@
+"""Sessions, clients, call metering and errors: every boto3 object opsboard uses is made here.
+
+Every HTTP attempt made through these clients is counted on the active `CallMeter`, which is how a
+sync cycle knows exactly which AWS calls it paid for (retries included).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.credentials import DeferredRefreshableCredentials
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+#: Attributes the fast cycle reads: the live backlog of a queue.
+COUNT_ATTRIBUTES = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
+THROTTLE_CODES = {
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "SlowDown",
+}
+MISSING_QUEUE_CODES = {
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+    "NonExistentQueue",
+}
+DENIED_CODES = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "AuthFailure",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and as whom to call AWS: one account in one region."""
+
+    region: str
+    role_arn: str = ""
+    external_id: str = ""
+    endpoint_url: str = ""
+
+
+class AwsError(Exception):
+    """An AWS call failed; `str()` is a sentence for the operator, `code` the AWS error code."""
+
+    def __init__(self, message: str, code: str = "", transient: bool = False, status: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.transient = transient
+        self.status = status
+
+    @property
+    def is_missing(self) -> bool:
+        return self.code in MISSING_QUEUE_CODES or self.code == "ResourceNotFoundException"
+
+    @property
+    def is_denied(self) -> bool:
+        return self.code in DENIED_CODES
+
+
+def translate(exc: Exception, doing: str) -> AwsError:
+    """Turn a botocore exception into an AwsError whose message says what went wrong."""
+    if isinstance(exc, AwsError):
+        return exc
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        detail = str(err.get("Message") or code or "unknown error")
+        if detail.lstrip().startswith("<"):  # an HTML error page, not an AWS error document
+            detail = f"HTTP {status} from the endpoint"
+        detail = detail.strip().splitlines()[0][:300] if detail.strip() else detail
+        if code in MISSING_QUEUE_CODES:
+            return AwsError(f"{doing}: the queue does not exist (deleted, or a wrong URL).", code, status=status)
+        if code in DENIED_CODES:
+            return AwsError(
+                f"{doing}: access denied ({detail}). Check the IAM policy of the credentials or role.",
+                code,
+                status=status,
+            )
+        if code in THROTTLE_CODES:
+            return AwsError(
+                f"{doing}: throttled by AWS ({detail}); retried and still throttled.",
+                code,
+                transient=True,
+                status=status,
+            )
+        transient = bool(status and status >= 500)
+        return AwsError(f"{doing}: {code or 'error'} ({detail}).", code, transient=transient, status=status)
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return AwsError(
+            f"{doing}: no AWS credentials found. Configure boto3's credential chain "
+            "(AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an instance role).",
+            "NoCredentials",
+        )
+    if isinstance(exc, NoRegionError):
+        return AwsError(f"{doing}: no region set for the account.", "NoRegion")
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
+        return AwsError(f"{doing}: cannot reach the AWS endpoint ({exc}).", "EndpointUnreachable", transient=True)
+    if isinstance(exc, ReadTimeoutError):
+        return AwsError(f"{doing}: the AWS endpoint did not answer in time.", "ReadTimeout", transient=True)
+    if isinstance(exc, ParamValidationError):
+        return AwsError(f"{doing}: invalid request ({exc}).", "InvalidParameter")
+    if isinstance(exc, BotoCoreError):
+        return AwsError(f"{doing}: {exc}.", type(exc).__name__, transient=True)
+    return AwsError(f"{doing}: {type(exc).__name__}: {exc}.", type(exc).__name__)
+
+
+@contextmanager
+def calling(doing: str) -> Iterator[None]:
+    """Translate anything raised inside into an AwsError that says what we were doing."""
+    try:
+        yield
+    except (ClientError, BotoCoreError, AwsError) as exc:
+        raise translate(exc, doing) from exc
+
+
+class CallMeter:
+    """Counts AWS HTTP attempts per "service:Operation" and CloudWatch metrics requested."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls: Counter[str] = Counter()
+        self.metrics_requested = 0
+
+    def add_call(self, key: str) -> None:
+        with self._lock:
+            self.calls[key] += 1
+
+    def add_metrics(self, n: int) -> None:
+        with self._lock:
+            self.metrics_requested += n
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+
+current_meter: contextvars.ContextVar[CallMeter | None] = contextvars.ContextVar("opsboard_aws_meter", default=None)
+
+
+@contextmanager
+def metering(meter: CallMeter | None = None) -> Iterator[CallMeter]:
+    """Count the AWS calls made in this context (and in threads started with its context copied)."""
+    meter = meter or CallMeter()
+    token = current_meter.set(meter)
+    try:
+        yield meter
+    finally:
+        current_meter.reset(token)
+
+
+def _count_attempt(event_name: str = "", **_: Any) -> None:
+    meter = current_meter.get()
+    if meter is not None:
+        # event_name is "before-send.<service>.<Operation>"
+        parts = event_name.split(".")
+        meter.add_call(f"{parts[1]}:{parts[2]}" if len(parts) >= 3 else event_name)
+
+
+_clients: dict[tuple[Target, str], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _client_config() -> Config:
+    return Config(
+        retries={"mode": settings.AWS_RETRY_MODE, "total_max_attempts": settings.AWS_MAX_ATTEMPTS},
+        connect_timeout=settings.AWS_CONNECT_TIMEOUT,
+        read_timeout=settings.AWS_READ_TIMEOUT,
+        max_pool_connections=max(10, settings.COLLECT_CONCURRENCY),
+    )
+
+
+def _session(target: Target) -> boto3.session.Session:
+    if not target.role_arn:
+        return boto3.session.Session(region_name=target.region)
+    base = boto3.session.Session(region_name=target.region)
+    sts = base.client("sts", endpoint_url=target.endpoint_url or None, config=_client_config())
+
+    def assume() -> dict[str, str]:
+        params = {"RoleArn": target.role_arn, "RoleSessionName": "opsboard"}
+        if target.external_id:
+            params["ExternalId"] = target.external_id
+        with calling(f"assuming role {target.role_arn}"):
+            creds = sts.assume_role(**params)["Credentials"]
+        return {
+            "access_key": creds["AccessKeyId"],
+            "secret_key": creds["SecretAccessKey"],
+            "token": creds["SessionToken"],
+            "expiry_time": creds["Expiration"].isoformat(),
+        }
+
+    core = botocore.session.get_session()
+    core._credentials = DeferredRefreshableCredentials(refresh_using=assume, method="sts-assume-role")
+    return boto3.session.Session(botocore_session=core, region_name=target.region)
+
+
+def client(target: Target, service: str) -> Any:
+    """A cached, thread-safe boto3 client for one service of one target.
+
+    The endpoint is the target's own, else boto3's (which honours AWS_ENDPOINT_URL and the
+    AWS_ENDPOINT_URL_<SERVICE> variables), else AWS.
+    """
+    key = (target, service)
+    c = _clients.get(key)
+    if c is None:
+        with _clients_lock:
+            c = _clients.get(key)
+            if c is None:
+                c = _session(target).client(service, endpoint_url=target.endpoint_url or None, config=_client_config())
+                c.meta.events.register("before-send", _count_attempt)
+                _clients[key] = c
+    return c
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests that restart the emulator on another port use this)."""
+    with _clients_lock:
+        _clients.clear()
+
+
+#: An answer meaning "this endpoint does not implement the operation at all" (an emulator, an
+#: S3-compatible-style partial implementation), as opposed to an AWS error about this request.
+UNSUPPORTED_CODES = {
+    "UnknownOperation",
+    "UnknownOperationException",
+    "InvalidAction",
+    "NotImplemented",
+    "NotImplementedException",
+    "501",
+}
+#: The code an AwsError carries when the endpoint lacks the operation.
+UNSUPPORTED = "UnsupportedByEndpoint"
+
+
+def endpoint_lacks_operation(exc: ClientError) -> bool:
+    """True when the endpoint answered that it does not know the operation.
+
+    moto answers operations it lacks with an HTTP 500 HTML page; others answer UnknownOperation,
+    InvalidAction or 501. A 5xx that is not an HTML page (an AWS InternalError, a proxy's fault) is
+    an ordinary transient failure, not this.
+    """
+    err = exc.response.get("Error", {})
+    code = str(err.get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    html = str(err.get("Message", "")).lstrip().lower().startswith(("<!doctype html", "<html"))
+    return code in UNSUPPORTED_CODES or status == 501 or (status >= 500 and html)
+
+
+@contextmanager
+def calling_optional(doing: str, operation: str) -> Iterator[None]:
+    """Like `calling`, but an endpoint lacking `operation` raises AwsError(code=UNSUPPORTED)."""
+    try:
+        yield
+    except ClientError as exc:
+        if endpoint_lacks_operation(exc):
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            raise AwsError(f"{doing}: this endpoint does not support {operation}.", UNSUPPORTED, status=status) from exc
+        raise translate(exc, doing) from exc
+    except (BotoCoreError, AwsError) as exc:
+        raise translate(exc, doing) from exc

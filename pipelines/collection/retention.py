@@ -1,0 +1,148 @@
+"""History upkeep: roll minute rows up into hourly rows, prune both past their retention, and keep
+each pipeline's 24-hour sparkline.
+
+Both run on beat in bounded batches so a large backlog of work never holds the database for long:
+`rollup` handles at most `max_hours` hours per run and `prune` deletes at most `batch` rows per
+statement until done or out of budget.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Avg, Count, Max, Min, Sum
+from django.db.models.functions import TruncHour
+
+from pipelines import clock
+from pipelines.collection import retention
+from pipelines.collection.store import floor_hour, upsert_samples
+from pipelines.models import MetricRollup, MetricSample, Pipeline
+
+# How each field is aggregated over an hour: levels are averaged, counts summed, ages and peaks maxed.
+AGGREGATES = {
+    "visible": Avg,
+    "in_flight": Avg,
+    "delayed": Avg,
+    "dlq_visible": Avg,
+    "oldest_age": Max,
+    "dlq_oldest_age": Max,
+    "sent": Sum,
+    "received": Sum,
+    "deleted": Sum,
+    "empty_receives": Sum,
+    "lambda_invocations": Sum,
+    "lambda_errors": Sum,
+    "lambda_throttles": Sum,
+    "lambda_duration_avg": Avg,
+    "lambda_duration_p99": Max,
+    "lambda_concurrency": Max,
+    "api_count": Sum,
+    "api_4xx": Sum,
+    "api_5xx": Sum,
+    "api_latency_avg": Avg,
+    "api_latency_p99": Max,
+}
+FLOAT_FIELDS = {"lambda_duration_avg", "lambda_duration_p99", "api_latency_avg", "api_latency_p99"}
+
+
+def rollup(at=None, max_hours: int = 48) -> int:
+    """Aggregate complete hours of minute rows into MetricRollup; returns rows written.
+
+    Starts at the newest rolled-up hour (re-rolled, since late CloudWatch data may have arrived)
+    or the oldest minute row, and stops at the last complete hour.
+    """
+    at = at or clock.now()
+    last_complete = floor_hour(at)  # exclusive upper bound
+    newest = MetricRollup.objects.filter(samples__gt=0).aggregate(h=Max("hour"))["h"]
+    if newest is None:
+        oldest = MetricSample.objects.aggregate(m=Min("minute"))["m"]
+        if oldest is None:
+            return 0
+        start = floor_hour(oldest)
+    else:
+        start = newest - timedelta(hours=1)
+    end = min(last_complete, start + timedelta(hours=max_hours))
+    return rollup_range(start, end)
+
+
+def rollup_range(start, end) -> int:
+    """Aggregate the minute rows of the hours in [start, end) into MetricRollup."""
+    start, end = floor_hour(start), end
+    if start >= end:
+        return 0
+    rows = (
+        MetricSample.objects.filter(minute__gte=start, minute__lt=end)
+        .annotate(h=TruncHour("minute"))
+        .values("pipeline_id", "h")
+        .annotate(
+            samples=Count("id"),
+            visible_max=Max("visible"),
+            **{f"agg_{name}": fn(name) for name, fn in AGGREGATES.items()},
+        )
+    )
+
+    def values(r):
+        out = {"samples": r["samples"], "visible_max": r["visible_max"]}
+        for name in AGGREGATES:
+            v = r[f"agg_{name}"]
+            out[name] = None if v is None else (float(v) if name in FLOAT_FIELDS else int(round(v)))
+        return out
+
+    written = upsert_samples(MetricRollup, "hour", ((r["pipeline_id"], r["h"], values(r)) for r in rows))
+    if written:
+        retention.refresh_sparklines(clock.now())
+    return written
+
+
+def _delete_older(model, field: str, cutoff, batch: int, budget: int) -> int:
+    deleted = 0
+    while deleted < budget:
+        ids = list(model.objects.filter(**{f"{field}__lt": cutoff}).values_list("id", flat=True)[:batch])
+        if not ids:
+            break
+        model.objects.filter(id__in=ids).delete()
+        deleted += len(ids)
+    return deleted
+
+
+def prune(at=None, batch: int | None = None, budget: int = 1_000_000) -> dict[str, int]:
+    """Delete minute rows older than RAW_RETENTION_DAYS and hourly rows older than ROLLUP_RETENTION_DAYS."""
+    at = at or clock.now()
+    batch = batch or settings.MAINTENANCE_BATCH_ROWS
+    return {
+        "samples": _delete_older(
+            MetricSample, "minute", at - timedelta(days=settings.RAW_RETENTION_DAYS), batch, budget
+        ),
+        "rollups": _delete_older(
+            MetricRollup, "hour", at - timedelta(days=settings.ROLLUP_RETENTION_DAYS), batch, budget
+        ),
+    }
+
+
+SPARK_HOURS = 24
+
+
+def refresh_sparklines(at: datetime, pipeline_ids: Iterable[int] | None = None) -> int:
+    """Store each pipeline's last 24 hourly backlog peaks (None for hours without data)."""
+    start = (at - timedelta(hours=SPARK_HOURS)).replace(minute=0, second=0, microsecond=0)
+    qs = MetricRollup.objects.filter(hour__gte=start).order_by()
+    pipes = Pipeline.objects.only("pk", "sparkline")
+    if pipeline_ids is not None:
+        qs = qs.filter(pipeline_id__in=list(pipeline_ids))
+        pipes = pipes.filter(pk__in=list(pipeline_ids))
+    found: dict[int, list] = defaultdict(lambda: [None] * SPARK_HOURS)
+    for pid, hour, vmax in qs.values_list("pipeline_id", "hour", "visible_max"):
+        i = int((hour - start).total_seconds() // 3600)
+        if 0 <= i < SPARK_HOURS:
+            found[pid][i] = vmax
+    changed = []
+    for p in pipes:
+        line = found[p.pk] if p.pk in found else []
+        if line != p.sparkline:
+            p.sparkline = line
+            changed.append(p)
+    Pipeline.objects.bulk_update(changed, ["sparkline"], batch_size=500)
+    return len(changed)

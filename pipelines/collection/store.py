@@ -1,0 +1,140 @@
+"""Writing what a cycle collected: minute and hour keys, upserts that never duplicate, the cycle's record.
+
+Every cycle writes `MetricSample` (or `MetricRollup`) rows by upsert on (pipeline, key), so
+re-running never duplicates, and records a `PollCycle` with the calls it made plus the running
+per-account counters `/metrics` exports.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+
+from pipelines import clock
+from pipelines import aws
+from pipelines.models import AwsAccount, PollCounter, PollCycle
+
+
+def floor_minute(t: datetime) -> datetime:
+    return t.replace(second=0, microsecond=0)
+
+
+def floor_hour(t: datetime) -> datetime:
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did for one account: returned to tasks and commands, saved as a PollCycle."""
+
+    kind: str
+    account: str
+    pipelines: int = 0
+    samples_written: int = 0
+    errors: dict[str, str] = field(default_factory=dict)  # pipeline name -> reason
+    calls: dict[str, int] = field(default_factory=dict)
+    metrics_requested: int = 0
+    seconds: float = 0.0
+    skipped: str = ""  # why the cycle did not run (lock held, nothing due)
+    alerts: dict[str, Any] = field(default_factory=dict)  # what the alert evaluation after it did
+
+    @property
+    def api_calls(self) -> int:
+        return sum(self.calls.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "account": self.account,
+            "pipelines": self.pipelines,
+            "samples_written": self.samples_written,
+            "failed": len(self.errors),
+            "errors": self.errors,
+            "api_calls": self.api_calls,
+            "calls": self.calls,
+            "metrics_requested": self.metrics_requested,
+            "seconds": round(self.seconds, 3),
+            "skipped": self.skipped,
+            "alerts": self.alerts,
+        }
+
+
+def record_cycle(report: CycleReport, account: AwsAccount | None, started: datetime, meter: aws.CallMeter) -> None:
+    report.calls = dict(meter.calls)
+    report.metrics_requested = meter.metrics_requested
+    finished = clock.now()
+    report.seconds = (finished - started).total_seconds()
+    with transaction.atomic():
+        PollCycle.objects.create(
+            kind=report.kind,
+            account=account,
+            started_at=started,
+            finished_at=finished,
+            pipelines=report.pipelines,
+            failed=len(report.errors),
+            samples_written=report.samples_written,
+            api_calls=report.api_calls,
+            calls=report.calls,
+            metrics_requested=report.metrics_requested,
+            errors=[f"{name}: {reason}" for name, reason in list(report.errors.items())[:50]],
+        )
+        # Running totals for /metrics, per account (every cycle has one). Several workers may finish
+        # cycles at once: missing rows are created with ON CONFLICT DO NOTHING, then each row is
+        # incremented in the database, in a fixed order so two transactions never wait on each
+        # other's rows crosswise.
+        if account is not None:
+            increments = {**report.calls, "metrics_requested": report.metrics_requested}
+            operations = sorted(increments)
+            PollCounter.objects.bulk_create(
+                [PollCounter(account=account, operation=op) for op in operations], ignore_conflicts=True
+            )
+            for op in operations:
+                if increments[op]:
+                    PollCounter.objects.filter(account=account, operation=op).update(total=F("total") + increments[op])
+
+
+def pool_map(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """Run fn over items on a bounded thread pool, each call in a copy of this context (metering)."""
+    if not items:
+        return []
+    workers = max(1, min(settings.COLLECT_CONCURRENCY, len(items)))
+    if workers == 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="collect") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, fn, item) for item in items]
+        return [f.result() for f in futures]
+
+
+def upsert_samples(
+    model, key_field: str, rows: Iterable[tuple[int, datetime, dict[str, Any]]], batch_size: int = 2000
+) -> int:
+    """Upsert (pipeline, key) rows, updating only the fields each row carries.
+
+    Rows are grouped by their set of fields so one statement never nulls a column another
+    cadence owns (the fast cycle's counts vs the metrics cycle's CloudWatch values).
+    """
+    groups: dict[tuple[str, ...], list] = defaultdict(list)
+    for pipeline_id, key, values in rows:
+        groups[tuple(sorted(values))].append(model(pipeline_id=pipeline_id, **{key_field: key}, **values))
+    written = 0
+    for fields, objs in groups.items():
+        if not fields:
+            continue
+        model.objects.bulk_create(
+            objs,
+            batch_size=batch_size,
+            update_conflicts=True,
+            unique_fields=["pipeline", key_field],
+            update_fields=list(fields),
+        )
+        written += len(objs)
+    return written

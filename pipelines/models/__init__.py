@@ -1,0 +1,66 @@
+"""opsboard's data, one module per concern, all of it importable from `pipelines.models`.
+
+Models hold data and lifecycle (compare-and-set transitions); they do not judge. Health is judged by
+the rule table in `pipelines.alerting.rules`, and its findings are stored on the pipeline row.
+"""
+
+from pipelines.models.alerting import (
+    UNRESOLVED,
+    AlertRule,
+    ChannelKind,
+    Delivery,
+    DeliveryStatus,
+    Incident,
+    IncidentStatus,
+    NotificationChannel,
+    NotifyEvent,
+    RuleKind,
+)
+from pipelines.models.dlq import (
+    ACTIVE_REDRIVE_STATUSES,
+    DRY_RUN_SAMPLE,
+    DlqOperation,
+    FilterKind,
+    RedriveEngine,
+    RedriveStatus,
+    RedriveTask,
+)
+from pipelines.models.history import CycleKind, Lock, MetricFields, MetricRollup, MetricSample, PollCounter, PollCycle
+from pipelines.models.registry import ApiKind, AwsAccount, Pipeline, validate_region
+from pipelines.models.status import Health, Severity
+from pipelines.models.trace import TraceLookup, TraceVerdict
+
+__all__ = [
+    "ACTIVE_REDRIVE_STATUSES",
+    "DRY_RUN_SAMPLE",
+    "UNRESOLVED",
+    "AlertRule",
+    "ApiKind",
+    "AwsAccount",
+    "ChannelKind",
+    "CycleKind",
+    "Delivery",
+    "DeliveryStatus",
+    "DlqOperation",
+    "FilterKind",
+    "Health",
+    "Incident",
+    "IncidentStatus",
+    "Lock",
+    "MetricFields",
+    "MetricRollup",
+    "MetricSample",
+    "NotificationChannel",
+    "NotifyEvent",
+    "Pipeline",
+    "PollCounter",
+    "PollCycle",
+    "RedriveEngine",
+    "RedriveStatus",
+    "RedriveTask",
+    "RuleKind",
+    "Severity",
+    "TraceLookup",
+    "TraceVerdict",
+    "validate_region",
+]

@@ -1,0 +1,48 @@
+"""Admin forms: registering a pipeline discovers it from AWS before anything is saved."""
+
+from __future__ import annotations
+
+from django import forms
+
+from pipelines.models import ApiKind, Pipeline
+from pipelines.registry.discovery import DiscoveryError, discover
+
+
+class PipelineForm(forms.ModelForm):
+    """Validates the queue (and API) against AWS in `clean`; `save_model` stores what was found."""
+
+    class Meta:
+        model = Pipeline
+        fields = "__all__"
+
+    discovery = None
+
+    def clean(self):
+        cleaned = super().clean()
+        api_id = (cleaned.get("api_id") or "").strip()
+        if api_id and not cleaned.get("api_kind"):
+            cleaned["api_kind"] = ApiKind.REST
+        if not api_id and (cleaned.get("api_stage") or cleaned.get("api_kind")):
+            self.add_error("api_id", "Enter the API id, or leave the API kind and stage empty.")
+        account, url = cleaned.get("account"), cleaned.get("queue_url")
+        if account is None or not url or self.errors:
+            return cleaned
+        try:
+            self.discovery = discover(
+                account.target(),
+                url,
+                cleaned.get("api_kind", ""),
+                api_id,
+                (cleaned.get("api_stage") or "").strip(),
+                cleaned.get("request_id_attribute") or "requestId",
+            )
+        except DiscoveryError as exc:
+            self.add_error(exc.field if exc.field in self.fields else None, str(exc))
+        return cleaned
+
+
+class ImportQueuesForm(forms.Form):
+    prefix = forms.CharField(
+        required=False, max_length=80, help_text="Only queues whose name starts with this. Empty: every queue."
+    )
+    dry_run = forms.BooleanField(required=False, help_text="Show what would be registered; register nothing.")

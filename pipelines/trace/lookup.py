@@ -1,0 +1,367 @@
+"""XX"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pipelines import aws
+from pipelines.dlq import peek, queues
+from pipelines.models import TraceVerdict as Verdict
+from pipelines.trace.logs import (
+    LAMBDA_MAX_MS,
+    clean_id,
+    console_url,
+    invocation_in_line,
+    invocation_lines,
+    is_error_line,
+    last_start_before,
+    message_ids_in,
+    parse_access_entry,
+    parse_marker,
+    parse_report,
+    quoted_term,
+)
+
+#: FilterLogEvents calls one lookup may make; past it the search stops and says so.
+MAX_CALLS = 40
+#: First look for an invocation's START this close before the line (most invocations are short).
+NEAR_START_MS = 60 * 1000
+#: DLQ messages examined per pipeline.
+DLQ_PEEK = peek.PEEK_MAX
+DEFAULT_HOURS = 24
+
+
+def verdict_for(access: list[dict[str, Any]], attempts: list[dict[str, Any]], in_dlq: bool) -> tuple[Verdict, int]:
+    """The verdict and the number of retries, from what was found."""
+    retries = max(0, len(attempts) - 1)
+    if in_dlq:
+        return Verdict.DLQ, retries
+    if attempts:
+        return (Verdict.FAILED if attempts[-1]["failed"] else Verdict.PROCESSED), retries
+    if access:
+        statuses = [a.get("status") for a in access if a.get("status") is not None]
+        if statuses and all(s >= 400 for s in statuses):
+            return Verdict.REJECTED, 0
+        return Verdict.QUEUED, 0
+    return Verdict.NOT_FOUND, 0
+
+
+def headline(verdict: Verdict, retries: int, access: list[dict[str, Any]], attempts: int = 0) -> str:
+    """One sentence an operator reads first (`attempts`: the Lambda invocations found)."""
+    if verdict == Verdict.PROCESSED:
+        return "Processed" + (
+            f" after {retries} retr{'y' if retries == 1 else 'ies'}." if retries else " on the first attempt."
+        )
+    if verdict == Verdict.FAILED:
+        return (
+            f"Failed and retried {retries} time(s); the last attempt failed and it is not in the DLQ "
+            "(it may be retried again, or may have expired)."
+        )
+    if verdict == Verdict.DLQ:
+        return "In the dead-letter queue" + (f" after {attempts} failed attempt(s)." if attempts else ".")
+    if verdict == Verdict.QUEUED:
+        return "Accepted by the API; no consumer has logged it yet: still queued (or its logs are outside the window)."
+    if verdict == Verdict.REJECTED:
+        return f"Rejected by the API (status {access[-1].get('status')}); it was never queued."
+    return "Not found in the log groups and queues searched."
+
+
+@dataclass
+class Search:
+    """The state of one lookup: the call budget and what was searched."""
+
+    start_ms: int
+    end_ms: int
+    max_calls: int = MAX_CALLS
+    page_size: int | None = None  # tests pass a small one to exercise pagination
+    calls: int = 0
+    truncated: bool = False
+    sources: list[dict[str, Any]] = field(default_factory=list)
+
+    def filter(
+        self,
+        target: aws.Target,
+        group: str,
+        pattern: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        streams: Iterable[str] = (),
+    ) -> list[dict[str, Any]]:
+        """All pages of one FilterLogEvents search, within the call budget; AwsError passes up."""
+        events: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            if self.calls >= self.max_calls:
+                self.truncated = True
+                break
+            self.calls += 1
+            page = aws.filter_log_events(
+                target,
+                group,
+                pattern,
+                self.start_ms if start_ms is None else start_ms,
+                self.end_ms if end_ms is None else end_ms,
+                token,
+                streams,
+                self.page_size,
+            )
+            events.extend(page["events"])
+            token = page["next_token"]
+            if not token:
+                break
+        return events
+
+
+def _source(search: Search, pipeline, kind: str, group: str) -> dict[str, Any]:
+    src = {
+        "pipeline": pipeline.name,
+        "source": kind,
+        "group": group,
+        "console_url": console_url(pipeline.account.region, group),
+        "found": 0,
+        "error": "",
+    }
+    search.sources.append(src)
+    return src
+
+
+def _search_group(search: Search, target, pipeline, kind: str, group: str, ident: str) -> list[dict[str, Any]]:
+    src = _source(search, pipeline, kind, group)
+    try:
+        events = search.filter(target, group, quoted_term(ident))
+    except aws.AwsError as exc:
+        src["error"] = str(exc)
+        return []
+    src["found"] = len(events)
+    return events
+
+
+def _find_invocation(search: Search, target, group: str, event: dict[str, Any]) -> str:
+    """The invocation a consumer line belongs to: from the line, else the stream's last START before it."""
+    inv = invocation_in_line(event["message"])
+    if inv:
+        return inv
+    for back in (NEAR_START_MS, LAMBDA_MAX_MS):
+        starts = search.filter(
+            target,
+            group,
+            '"START RequestId"',
+            event["timestamp"] - back,
+            event["timestamp"] + 1,
+            streams=[event["stream"]],
+        )
+        inv = last_start_before(starts, event["timestamp"])
+        if inv or search.truncated:
+            return inv
+    return ""
+
+
+def _invocation(
+    search: Search, target, pipeline, group: str, inv: str, matched: list[dict[str, Any]], ident: str
+) -> dict[str, Any]:
+    """One Lambda attempt: its markers (second search, by invocation id) and the lines to show."""
+    first, last = matched[0]["timestamp"], matched[-1]["timestamp"]
+    lines = search.filter(target, group, quoted_term(inv), first - LAMBDA_MAX_MS, last + LAMBDA_MAX_MS)
+    marks = {m[0]: e for e in lines if (m := parse_marker(e["message"])) and m[1] == inv}
+    report = parse_report(marks["REPORT"]["message"]) if "REPORT" in marks else {"duration_ms": None, "memory_mb": None}
+    failed = any(is_error_line(e["message"]) for e in matched)
+    start_ts = marks["START"]["timestamp"] if "START" in marks else first
+    end_ts = max((marks[k]["timestamp"] for k in ("END", "REPORT") if k in marks), default=last)
+    shown = sorted(
+        {(e["timestamp"], e["message"]): e for e in [*lines, *matched]}.values(), key=lambda e: e["timestamp"]
+    )
+    if failed and "START" in marks:
+        # The error's traceback is often its own event without the id: read the stream START..END.
+        try:
+            shown = search.filter(target, group, "", start_ts, end_ts + 1, streams=[marks["START"]["stream"]])
+        except aws.AwsError:
+            pass  # the lines found so far still tell the story
+    return {
+        "kind": "invocation",
+        "source": "Lambda invocation",
+        "pipeline": pipeline.name,
+        "group": group,
+        "console_url": console_url(pipeline.account.region, group),
+        "timestamp": start_ts,
+        "invocation_id": inv,
+        "failed": failed,
+        "complete": "END" in marks or "REPORT" in marks,
+        "duration_ms": report["duration_ms"],
+        "memory_mb": report["memory_mb"],
+        "stream": matched[0]["stream"],
+        "lines": [
+            {"timestamp": e["timestamp"], "message": e["message"], "error": is_error_line(e["message"])}
+            for e in invocation_lines(sorted(shown, key=lambda e: e["timestamp"]), ident)
+        ],
+    }
+
+
+def _consumer_attempts(search: Search, target, pipeline, ident: str, events: list[dict[str, Any]]) -> list[dict]:
+    group = pipeline.consumer_log_group
+    by_inv: dict[str, list[dict[str, Any]]] = {}
+    orphans: list[dict[str, Any]] = []
+    src = next(s for s in search.sources if s["group"] == group and s["pipeline"] == pipeline.name)
+    for e in sorted(events, key=lambda e: e["timestamp"]):
+        if parse_marker(e["message"]):
+            continue  # the id is itself an invocation id: its markers are found below
+        try:
+            inv = _find_invocation(search, target, group, e)
+        except aws.AwsError as exc:
+            src["error"] = str(exc)
+            inv = ""
+        (by_inv.setdefault(inv, []) if inv else orphans).append(e)
+    if not by_inv and any(parse_marker(e["message"]) for e in events):
+        by_inv[ident] = [e for e in events if parse_marker(e["message"])]
+    attempts = []
+    for inv, matched in by_inv.items():
+        try:
+            attempts.append(_invocation(search, target, pipeline, group, inv, matched, ident))
+        except aws.AwsError as exc:
+            src["error"] = str(exc)
+            orphans.extend(matched)
+    for e in orphans:  # lines whose invocation could not be told apart still belong in the timeline
+        attempts.append(
+            {
+                "kind": "line",
+                "source": "Lambda log",
+                "pipeline": pipeline.name,
+                "group": group,
+                "console_url": console_url(pipeline.account.region, group),
+                "timestamp": e["timestamp"],
+                "failed": is_error_line(e["message"]),
+                "stream": e["stream"],
+                "lines": [{"timestamp": e["timestamp"], "message": e["message"], "error": is_error_line(e["message"])}],
+            }
+        )
+    return attempts
+
+
+def _access_entries(pipeline, ident: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for e in events:
+        entry = parse_access_entry(e["message"]) or {"request_id": "", "status": None, "latency_ms": None}
+        out.append(
+            {
+                "kind": "access",
+                "source": "API access log",
+                "pipeline": pipeline.name,
+                "group": pipeline.api_log_group,
+                "console_url": console_url(pipeline.account.region, pipeline.api_log_group),
+                "timestamp": e["timestamp"],
+                **entry,
+                "message": e["message"],
+            }
+        )
+    return out
+
+
+def _dlq(pipeline, ids: set[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Peek the pipeline's DLQ for a message whose request-id attribute or message id is in `ids`."""
+    info = {"pipeline": pipeline.name, "queue_url": pipeline.dlq_url, "examined": 0, "error": ""}
+    try:
+        msgs = peek.peek(pipeline, DLQ_PEEK)
+    except queues.RedriveError as exc:
+        info["error"] = str(exc)
+        return info, []
+    info["examined"] = len(msgs)
+    # Placed in the timeline when it was seen there (now): SQS keeps the original send time on a
+    # message it moves to the DLQ, which would put the DLQ before the attempts that sent it there.
+    seen_ms = int(datetime.now(UTC).timestamp() * 1000)
+    found = []
+    for m in msgs:
+        if m.id in ids or (m.request_id and m.request_id in ids):
+            found.append(
+                {
+                    "kind": "dlq",
+                    "source": "Dead-letter queue",
+                    "pipeline": pipeline.name,
+                    "group": "",
+                    "console_url": "",
+                    "queue_url": pipeline.dlq_url,
+                    "timestamp": seen_ms,
+                    "sent": _iso(int(m.sent_at.timestamp() * 1000)) if m.sent_at else "",
+                    "message_id": m.id,
+                    "request_id": m.request_id or "",
+                    "receive_count": m.receive_count,
+                }
+            )
+    return info, found
+
+
+def _iso(ms: int | None) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds") if ms else ""
+
+
+def lookup(
+    ident: str,
+    pipelines: list,
+    start: datetime,
+    end: datetime,
+    *,
+    explicit: bool = False,
+    max_calls: int = MAX_CALLS,
+    page_size: int | None = None,
+) -> dict[str, Any]:
+    """Trace `ident` through `pipelines` between `start` and `end`; plain data (stored as the summary).
+
+    `explicit`: the user chose the pipeline, so its DLQ is peeked even when no log mentions the id
+    (with all pipelines, only DLQs of pipelines whose logs mention it are peeked: peeking is a receive).
+    """
+    ident = clean_id(ident)
+    search = Search(int(start.timestamp() * 1000), int(end.timestamp() * 1000), max_calls, page_size)
+    timeline: list[dict[str, Any]] = []
+    dlqs: list[dict[str, Any]] = []
+    access_all, attempts_all, in_dlq = [], [], False
+    with aws.metering() as meter:
+        for p in pipelines:
+            target = p.account.target()
+            access = (
+                _access_entries(p, ident, _search_group(search, target, p, "API access log", p.api_log_group, ident))
+                if p.api_log_group
+                else []
+            )
+            attempts: list[dict[str, Any]] = []
+            if p.consumer_log_group:
+                events = _search_group(search, target, p, "Lambda log", p.consumer_log_group, ident)
+                if events:
+                    attempts = _consumer_attempts(search, target, p, ident, events)
+            ids = {ident} | {mid for a in attempts for ln in a["lines"] for mid in message_ids_in(ln["message"])}
+            if p.dlq_url and (explicit or access or attempts):
+                info, found = _dlq(p, ids)
+                dlqs.append(info)
+                timeline.extend(found)
+                in_dlq = in_dlq or bool(found)
+            timeline.extend(access)
+            timeline.extend(attempts)
+            access_all.extend(access)
+            attempts_all.extend(a for a in attempts if a["kind"] == "invocation")
+    attempts_all.sort(key=lambda a: a["timestamp"])
+    verdict, retries = verdict_for(access_all, attempts_all, in_dlq)
+    for n, a in enumerate(attempts_all, 1):
+        a["attempt"] = n
+    timeline.sort(key=lambda e: (e["timestamp"] is None, e["timestamp"] or 0))
+    for e in timeline:
+        e["at"] = _iso(e["timestamp"])
+    return {
+        "id": ident,
+        "verdict": verdict.value,
+        "retries": retries,
+        "headline": headline(verdict, retries, access_all, len(attempts_all)),
+        "timeline": timeline,
+        "sources": search.sources,
+        "dlqs": dlqs,
+        "pipelines": [p.name for p in pipelines],
+        "window": [start.isoformat(timespec="seconds"), end.isoformat(timespec="seconds")],
+        "log_calls": search.calls,
+        "max_calls": max_calls,
+        "truncated": search.truncated,
+        "calls": dict(meter.calls),
+        "total_calls": meter.total_calls,
+    }
+
+
+def default_window(at: datetime, hours: int = DEFAULT_HOURS) -> tuple[datetime, datetime]:
+    return at - timedelta(hours=hours), at

@@ -1,0 +1,137 @@
+"""XX"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import Count, Min
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+from kombu import Connection
+
+from pipelines import clock
+from pipelines.models import CycleKind, Pipeline, PollCycle
+
+log = logging.getLogger(__name__)
+
+BROKER_TIMEOUT = 2.0  # seconds: a load balancer's probe times out after a few
+
+
+def check_database() -> tuple[bool, dict[str, Any]]:
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return True, {}
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0].split("+")[0].lower() if "://" in url else ""
+
+
+def check_broker() -> tuple[bool, dict[str, Any]]:
+    """Can tasks be queued: a broker connection, or for the embedded broker, its folders."""
+    url = settings.CELERY_BROKER_URL
+    scheme = _scheme(url)
+    if scheme == "filesystem":
+        options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}) or {}
+        folders = sorted({str(v) for k, v in options.items() if "folder" in k and v})
+        bad = [f for f in folders if not (os.path.isdir(f) and os.access(f, os.W_OK | os.X_OK))]
+        if not folders or bad:
+            log.warning("healthz: broker folders missing or not writable: %s", bad or "none configured")
+            return False, {"transport": scheme, "error": "the broker's folders are missing or not writable"}
+        return True, {"transport": scheme}
+    with Connection(url, connect_timeout=BROKER_TIMEOUT) as conn:
+        conn.ensure_connection(max_retries=0, timeout=BROKER_TIMEOUT)  # one attempt: a probe must answer fast
+    return True, {"transport": scheme}
+
+
+def check_collection(at: datetime) -> tuple[bool, dict[str, Any]]:
+    """A fast cycle finished within three poll intervals (when there is anything to poll)."""
+    stats = Pipeline.objects.filter(enabled=True).aggregate(pipelines=Count("pk"), shortest=Min("poll_interval"))
+    if not stats["pipelines"]:
+        return True, {"detail": "no pipelines"}
+    # A fast cycle that finds no pipeline due records nothing, so the limit follows the shortest interval.
+    max_age = 3 * max(settings.FAST_INTERVAL_SECONDS, stats["shortest"])
+    last = (
+        PollCycle.objects.filter(kind=CycleKind.FAST, finished_at__isnull=False)
+        .order_by("-started_at")
+        .values_list("finished_at", flat=True)
+        .first()
+    )
+    if last is None:
+        return False, {"detail": "no fast cycle has finished yet", "max_age_seconds": max_age}
+    age = max(0.0, (at - last).total_seconds())
+    info: dict[str, Any] = {"last_fast_cycle_age_seconds": round(age), "max_age_seconds": max_age}
+    if age > max_age:
+        info["detail"] = "the last fast cycle is too old: are the Celery worker and beat running?"
+    return age <= max_age, info
+
+
+CHECKS = ("database", "broker", "collection")
+
+
+def _run(name: str, check: Callable[..., tuple[bool, dict[str, Any]]], *args: Any) -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        ok, info = check(*args)
+    except Exception as exc:
+        log.warning("healthz: the %s check failed: %s: %s", name, type(exc).__name__, exc)
+        ok, info = False, {"error": type(exc).__name__}
+    return {"status": "ok" if ok else "fail", **info, "ms": round(1000 * (time.monotonic() - started), 1)}
+
+
+def run_checks(names: tuple[str, ...] = CHECKS, at: datetime | None = None) -> dict[str, Any]:
+    """The /healthz body: every chosen check's result and the overall status."""
+    at = at or clock.now()
+    results: dict[str, dict[str, Any]] = {}
+    if "database" in names:
+        results["database"] = _run("database", check_database)
+    if "broker" in names:
+        results["broker"] = _run("broker", check_broker)
+    if "collection" in names:
+        if results.get("database", {}).get("status") == "fail":
+            results["collection"] = {"status": "fail", "detail": "not checked: the database is unavailable"}
+        else:
+            results["collection"] = _run("collection", check_collection, at)
+    ok = all(r["status"] == "ok" for r in results.values())
+    return {"status": "ok" if ok else "fail", "checks": results}
+
+
+@require_safe
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when every check passes, 503 otherwise. `?checks=database,broker` runs only those."""
+    raw = request.GET.get("checks", "")
+    names = tuple(n.strip() for n in raw.split(",") if n.strip()) if raw else CHECKS
+    unknown = [n for n in names if n not in CHECKS]
+    if unknown or not names:
+        return JsonResponse(
+            {
+                "status": "fail",
+                "error": f"unknown check {', '.join(unknown) or '(none)'}; choose from {', '.join(CHECKS)}",
+            },
+            status=400,
+        )
+    body = run_checks(names)
+    return JsonResponse(body, status=200 if body["status"] == "ok" else 503)
+
+
+class HealthzMiddleware:
+    """Answers /healthz before anything reads the Host header: load balancers probe instances by
+    their address, which ALLOWED_HOSTS rightly does not list, and the probe must still get its answer."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info == "/healthz":
+            return healthz(request)
+        return self.get_response(request)

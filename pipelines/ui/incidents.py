@@ -1,0 +1,257 @@
+"""Incidents in the operator UI: the overview's strip, the pipeline page's panel, and the
+acknowledge / resolve buttons they carry.
+
+The alert evaluator (alerts.py) opens, updates and resolves incidents; people acknowledge them ("someone
+is on it": reminders stop) and may resolve them by hand. Both buttons are POSTs with the CSRF token that
+need `pipelines.change_incident` and go through the model's compare-and-set methods, so two operators
+pressing the same button at once each get a sentence, never an error. Seeing incidents needs
+`pipelines.view_incident`; without it the strip, the row badges and the panel are left out and cost no
+query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import NamedTuple
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from pipelines import clock
+from pipelines.formatting import ago, human_seconds
+from pipelines.models import UNRESOLVED, Incident, IncidentStatus, Pipeline, Severity
+
+VIEW_PERM = "pipelines.view_incident"
+CHANGE_PERM = "pipelines.change_incident"
+STRIP_MAX = 8  # the overview strip shows this many; the rest are one click away in the list
+RECENT_RESOLVED = 10
+#: What the strip and the row badges read: one query for every unresolved incident.
+STRIP_FIELDS = (
+    "pipeline_id",
+    "pipeline__name",
+    "rule",
+    "severity",
+    "status",
+    "summary",
+    "opened_at",
+    "acknowledged_at",
+    "acknowledged_by",
+)
+
+
+@dataclass
+class Item:
+    """One incident as the strip and the panel show it, its times already in words."""
+
+    incident: Incident
+    pipeline_url: str
+    opened: str
+    acknowledged: str = ""
+    resolved: str = ""
+    duration: str = ""
+
+
+@dataclass
+class Box:
+    """What `_incidents.html` renders: the overview strip (`panel=False`) or the pipeline page's panel."""
+
+    items: list[Item]
+    panel: bool
+    can_change: bool
+    next: str
+    all_url: str
+    more: int = 0
+    recent: list[Item] = field(default_factory=list)
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+class Unresolved(NamedTuple):
+    """One unresolved incident as the overview reads it: a plain row, so hundreds cost little."""
+
+    pk: int
+    pipeline_id: int
+    pipeline_name: str
+    rule: str
+    severity: str
+    status: str
+    summary: str
+    opened_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str
+
+    def incident(self) -> Incident:
+        """The model instance the template renders (made only for the few the strip shows)."""
+        i = Incident(
+            pk=self.pk,
+            pipeline_id=self.pipeline_id,
+            rule=self.rule,
+            severity=self.severity,
+            status=self.status,
+            summary=self.summary,
+            opened_at=self.opened_at,
+            acknowledged_at=self.acknowledged_at,
+            acknowledged_by=self.acknowledged_by,
+        )
+        i.pipeline = Pipeline(pk=self.pipeline_id, name=self.pipeline_name)
+        return i
+
+
+def unresolved_for(user, account_id: int | None = None) -> list[Unresolved] | None:
+    """Every open or acknowledged incident (of one account's pipelines), in one query; None when the
+    user may not see incidents."""
+    if not user.has_perm(VIEW_PERM):
+        return None
+    qs = Incident.objects.filter(status__in=UNRESOLVED)
+    if account_id is not None:
+        qs = qs.filter(pipeline__account_id=account_id)
+    return [Unresolved(*row) for row in qs.values_list("pk", *STRIP_FIELDS)]
+
+
+_RANK = {s.value: s.rank for s in Severity}
+
+
+def worst_first(incidents: list) -> list:
+    """Critical before warning before info; within one severity, unacknowledged first, then newest."""
+    return sorted(
+        incidents, key=lambda i: (_RANK[i.severity], i.status != IncidentStatus.OPEN, -i.opened_at.timestamp(), -i.pk)
+    )
+
+
+def counts_by_pipeline(incidents: list[Unresolved]) -> dict[int, tuple[int, Severity]]:
+    """pipeline id -> (unresolved incidents, the worst severity among them), for the overview's badges."""
+    counts: dict[int, int] = {}
+    worst: dict[int, str] = {}
+    for i in incidents:
+        counts[i.pipeline_id] = counts.get(i.pipeline_id, 0) + 1
+        if _RANK[i.severity] < _RANK[worst.get(i.pipeline_id, Severity.INFO)]:
+            worst[i.pipeline_id] = i.severity
+    return {pk: (n, Severity(worst.get(pk, Severity.INFO))) for pk, n in counts.items()}
+
+
+def changelist_url(**params) -> str:
+    url = reverse("admin:pipelines_incident_changelist")
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+def _item(i: Incident, at, dashboard_url: str) -> Item:
+    return Item(
+        incident=i,
+        pipeline_url=dashboard_url.format(pk=i.pipeline_id),
+        opened=ago(i.opened_at, at),
+        acknowledged=ago(i.acknowledged_at, at) if i.acknowledged_at else "",
+        resolved=ago(i.resolved_at, at) if i.resolved_at else "",
+        duration=human_seconds(i.duration.total_seconds()) if i.resolved_at else "",
+    )
+
+
+def _dashboard_url() -> str:
+    # reverse() once: the URL differs only by id.
+    return reverse("admin:pipelines_pipeline_dashboard", args=[0]).replace("/0/", "/{pk}/")
+
+
+def overview_strip(request, incidents: list[Unresolved] | None, next_url: str) -> Box | None:
+    """The overview's strip from the already-fetched unresolved incidents (no query of its own)."""
+    if incidents is None:
+        return None
+    at, url = clock.now(), _dashboard_url()
+    ordered = worst_first(incidents)
+    return Box(
+        items=[_item(i.incident(), at, url) for i in ordered[:STRIP_MAX]],
+        more=max(len(ordered) - STRIP_MAX, 0),
+        panel=False,
+        can_change=request.user.has_perm(CHANGE_PERM),
+        next=next_url,
+        all_url=changelist_url(status="unresolved"),
+    )
+
+
+def pipeline_panel(request, pipeline: Pipeline) -> Box | None:
+    """The pipeline page's panel: its unresolved incidents and the last few resolved ones (two queries)."""
+    if not request.user.has_perm(VIEW_PERM):
+        return None
+    at, url = clock.now(), _dashboard_url()
+    mine = Incident.objects.filter(pipeline=pipeline)
+    open_ = worst_first(list(mine.filter(status__in=UNRESOLVED)))
+    recent = mine.filter(status=IncidentStatus.RESOLVED).order_by("-resolved_at", "-pk")[:RECENT_RESOLVED]
+    return Box(
+        items=[_item(i, at, url) for i in open_],
+        recent=[_item(i, at, url) for i in recent],
+        panel=True,
+        can_change=request.user.has_perm(CHANGE_PERM),
+        next=request.get_full_path(),
+        all_url=changelist_url(pipeline__id__exact=pipeline.pk),
+    )
+
+
+def strip(request):
+    """The strip alone, for the overview's periodic refresh; `?…` carries the overview's filters."""
+    if not request.user.has_perm("pipelines.view_pipeline"):
+        raise PermissionDenied
+    query, account = request.GET.urlencode(), request.GET.get("account", "")
+    next_url = reverse("admin:index") + (f"?{query}" if query else "")
+    from pipelines.ui.overview import account_filter
+
+    box = overview_strip(request, unresolved_for(request.user, account_filter(account)), next_url)
+    return TemplateResponse(request, "admin/pipelines/_incidents.html", {"incidents": box})
+
+
+# --- acting ----------------------------------------------------------------------------------------
+
+
+def _back(request):
+    nxt = request.POST.get("next") or request.GET.get("next") or ""
+    if nxt and url_has_allowed_host_and_scheme(
+        nxt, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(nxt)
+    return redirect("admin:index")
+
+
+def _act(request, incident_id: int, verb: str):
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    if not request.user.has_perm(CHANGE_PERM):
+        raise PermissionDenied
+    incident = get_object_or_404(Incident.objects.select_related("pipeline"), pk=incident_id)
+    who = request.user.get_username()
+    title = f"#{incident.pk} {incident.pipeline.name} · {incident.get_rule_display()}"
+    if verb == "acknowledge":
+        if incident.acknowledge(by=who):
+            messages.success(request, f"Acknowledged: {title}.")
+        else:
+            incident.refresh_from_db(fields=["status", "acknowledged_by", "resolved_by"])
+            messages.info(request, _why_not(incident))
+    elif incident.resolve(by=who):
+        messages.success(request, f"Resolved: {title}.")
+    else:
+        incident.refresh_from_db(fields=["status", "resolved_by"])
+        messages.info(request, _why_not(incident))
+    return _back(request)
+
+
+def _why_not(incident: Incident) -> str:
+    """Why a button did nothing: someone (or the evaluator) got there first."""
+    if incident.status == IncidentStatus.RESOLVED:
+        by = f" by {incident.resolved_by}" if incident.resolved_by else " (its condition cleared)"
+        return f"Incident #{incident.pk} was already resolved{by}."
+    by = f" by {incident.acknowledged_by}" if incident.acknowledged_by else ""
+    return f"Incident #{incident.pk} was already acknowledged{by}."
+
+
+def acknowledge(request, incident_id: int):
+    """Open → acknowledged, by the signed-in user."""
+    return _act(request, incident_id, "acknowledge")
+
+
+def resolve(request, incident_id: int):
+    """Open or acknowledged → resolved, by the signed-in user."""
+    return _act(request, incident_id, "resolve")

@@ -1,0 +1,248 @@
+"""The overview, the admin site's landing page: every pipeline, worst first.
+
+It reads one table: health, trend and sparkline are stored on each pipeline after every sync.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+from typing import Any
+
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.safestring import mark_safe
+
+from pipelines import clock
+from pipelines.alerting.history import Trend, stored_trend
+from pipelines.formatting import ago, count
+from pipelines.models import AwsAccount, Health, Pipeline, RuleKind
+from pipelines.ui import incidents
+from pipelines.ui.access import require_view
+
+REFRESH_SECONDS = 30
+#: What an overview row shows: loading only these keeps 500 rows cheap.
+OVERVIEW_FIELDS = (
+    "name",
+    "account__name",
+    "enabled",
+    "last_sync_at",
+    "poll_interval",
+    "health",
+    "health_reasons",
+    "drain_rate",
+    "time_to_loss",
+    "forecast_minutes",
+    "recent_errors",
+    "recent_throttles",
+    "recent_invocations",
+    "sparkline",
+    "backlog",
+    "backlog_threshold",
+    "in_flight",
+    "dlq_url",
+    "dlq_depth",
+    "oldest_age",
+    "retention_period",
+    "oldest_age_sla",
+    "is_fifo",
+    "function_name",
+    "last_error",
+    "metrics_error",
+)
+
+
+def account_filter(value: str) -> int | None:
+    """The overview's ?account= as an id, or None (all accounts) for anything that is not one."""
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 10 else None
+
+
+def _overview_context(request) -> dict:
+    require_view(request)
+    at = clock.now()
+    pipes = Pipeline.objects.select_related("account").only(*OVERVIEW_FIELDS).order_by("name")
+    account = request.GET.get("account", "")
+    account_id = account_filter(account)
+    if account_id is not None:
+        pipes = pipes.filter(account_id=account_id)
+    rows = build_rows(list(pipes), at)
+    # One query for every unresolved incident (of the chosen account), mapped to rows below.
+    unresolved = incidents.unresolved_for(request.user, account_id)
+    counts = dict.fromkeys(Health, 0)
+    for r in rows:
+        counts[r.health] += 1
+    health = request.GET.get("health", "")
+    if health in Health.values:
+        rows = [r for r in rows if r.health == health]
+    # reverse() once: the row URL differs only by id.
+    url = reverse("admin:pipelines_pipeline_dashboard", args=[0]).replace("/0/", "/{pk}/")
+    by_pipeline = incidents.counts_by_pipeline(unresolved) if unresolved is not None else None
+    rows_html = render_rows(rows, url, at, by_pipeline, incidents.changelist_url())
+    return {
+        "rows": rows,
+        "rows_html": rows_html,
+        "at": at,
+        "unresolved_incidents": unresolved,
+        "health_counts": [(h, counts[h]) for h in Health if counts[h]],
+        "selected_health": health,
+        "selected_account": account,
+        "refresh_seconds": REFRESH_SECONDS,
+    }
+
+
+def overview(request, site, extra_context=None):
+    """Every pipeline, worst first: health, backlog, DLQ, age vs SLA and retention, drain, errors."""
+    context = {
+        **site.each_context(request),
+        "title": "Pipelines",
+        **_overview_context(request),
+        "accounts": AwsAccount.objects.order_by("name"),
+        **(extra_context or {}),
+    }
+    context["incidents"] = incidents.overview_strip(
+        request, context["unresolved_incidents"], request.get_full_path()
+    )
+    request.current_app = site.name
+    return TemplateResponse(request, "admin/pipelines/overview.html", context)
+
+
+def overview_rows(request):
+    """The overview's table body alone, for its periodic refresh."""
+    return TemplateResponse(request, "admin/pipelines/_overview_rows.html", _overview_context(request))
+
+
+def sparkline_svg(hourly: list, current: int | None, colour: str, width: int = 120, height: int = 28) -> str:
+    """An inline SVG of the backlog: 24 hourly peaks then the current value; missing hours break the line."""
+    values = [*(hourly or []), current] if hourly or current is not None else []
+    nums = [v for v in values if v is not None]
+    if not nums:
+        return ""
+    top = max(max(nums), 1)
+    step = (width - 2) / max(len(values) - 1, 1)
+    segments, current_seg = [], []
+    for i, v in enumerate(values):
+        if v is None:
+            if current_seg:
+                segments.append(current_seg)
+            current_seg = []
+            continue
+        current_seg.append(f"{1 + i * step:.1f},{height - 2 - (v / top) * (height - 4):.1f}")
+    if current_seg:
+        segments.append(current_seg)
+    lines = "".join(
+        f'<polyline points="{" ".join(seg)}" fill="none" stroke="{colour}" stroke-width="1.5"/>'
+        if len(seg) > 1
+        else f'<circle cx="{seg[0].split(",")[0]}" cy="{seg[0].split(",")[1]}" r="1.5" fill="{colour}"/>'
+        for seg in segments
+    )
+    return (
+        f'<svg class="ob-spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'role="img" aria-label="backlog, last 24 hours, peak {max(nums):,.0f}">{lines}</svg>'
+    )
+
+
+@dataclass
+class Row:
+    pipeline: Pipeline
+    health: Health
+    reasons: list[tuple[Health, str]]
+    trend: Trend
+
+
+def _incident_badge(found: tuple[int, Any] | None, url: str, pk: int) -> str:
+    """A pipeline's count of unresolved incidents, coloured by the worst, linking to their list."""
+    if not found:
+        return ""
+    n, worst = found
+    return (
+        f' <a class="ob-inc-badge" style="background:{worst.colour}" title="{n} unresolved incident(s)" '
+        f'href="{url}?pipeline__id__exact={pk}&amp;status=unresolved">{n}</a>'
+    )
+
+
+def render_rows(
+    rows: list[Row],
+    dashboard_url: str,
+    at: datetime | None = None,
+    by_pipeline: dict[int, tuple[int, Any]] | None = None,
+    incidents_url: str = "",
+) -> str:
+    """The overview's table rows, built with f-strings and explicit escaping of every text value.
+
+    500 rows through the template engine cost ~125 ms and through format_html ~80 ms; this ~15 ms.
+    `by_pipeline` maps a pipeline id to (unresolved incidents, worst Severity), already fetched.
+    """
+    at = at or clock.now()
+    by_pipeline = by_pipeline or {}
+    out = []
+    for r in rows:
+        p, t, colour = r.pipeline, r.trend, r.health.colour
+        reasons = "".join(
+            f'<div class="ob-reason" style="color:{sev.colour}">{escape(why)}</div>' for sev, why in r.reasons
+        )
+        tags = "".join(
+            tag
+            for cond, tag in (
+                (p.is_fifo, " · FIFO"),
+                (not p.dlq_url, " · no DLQ"),
+                (not p.function_name, " · no consumer"),
+            )
+            if cond
+        )
+        rate = t.drain.rate
+        trend_cls = "ob-up" if rate and rate > 0.5 else "ob-down" if rate and rate < -0.5 else ""
+        dlq = '<span class="ob-muted">none</span>' if not p.dlq_url else count(p.dlq_depth)
+        if p.oldest_age is None:
+            oldest = "–"
+        else:
+            oldest = (
+                f'{p.oldest_age_label}<div class="ob-meter" title="{p.oldest_age} s of a {p.retention_period} s '
+                f'retention period"><span style="width:{p.retention_used_pct}%;background:{colour}"></span></div>'
+                f'<div class="ob-muted">SLA {p.oldest_age_sla_label} · retention {p.retention_label}</div>'
+            )
+        if t.ttl is None:
+            loss = '<span class="ob-muted">no loss in sight</span>'
+        elif t.ttl == 0:
+            loss = '<strong class="ob-crit">expiring now</strong>'
+        elif loss_severity := p.finding_severity(RuleKind.TIME_TO_LOSS):
+            loss = f'<strong class="ob-loss-{loss_severity.value}">in {t.ttl_label}</strong>'
+        else:
+            loss = f'<span class="ob-muted">in {t.ttl_label}</span>'
+        lam = (
+            f'{t.errors:,} err · {t.throttles:,} thr<div class="ob-muted">{t.invocations:,} invocations</div>'
+            if p.function_name
+            else '<span class="ob-muted">–</span>'
+        )
+        synced = (
+            f'<time datetime="{p.last_sync_at.isoformat()}">{ago(p.last_sync_at, at)}</time>'
+            if p.last_sync_at
+            else "never"
+        )
+        error = p.last_error or p.metrics_error
+        if error:
+            short = error if len(error) <= 70 else error[:69] + "…"
+            synced += f'<div class="ob-error" title="{escape(error)}">{escape(short)}</div>'
+        out.append(
+            f'<tr class="ob-row ob-{r.health.value}" data-pipeline="{escape(p.name)}">'
+            f'<td><span class="ob-badge" style="background:{colour}">{r.health.label}</span>{reasons}</td>'
+            f'<td><a class="ob-name" href="{dashboard_url.format(pk=p.pk)}">{escape(p.name)}</a>'
+            f"{_incident_badge(by_pipeline.get(p.pk), incidents_url, p.pk)}"
+            f'<div class="ob-muted">{escape(p.account.name)}{tags}</div></td>'
+            f'<td class="num ob-big">{count(p.backlog)}<div class="ob-muted">of {p.backlog_threshold:,}</div></td>'
+            f'<td class="ob-trend {trend_cls}">{escape(t.drain.label)}</td><td class="num">{count(p.in_flight)}</td>'
+            f'<td class="num {"ob-warn" if p.dlq_depth else ""}">{dlq}</td><td>{oldest}</td><td>{loss}</td>'
+            f'<td class="num">{lam}</td><td>{sparkline_svg(p.sparkline, p.backlog, colour)}</td><td>{synced}</td></tr>'
+        )
+    return mark_safe("\n".join(out))
+
+
+def build_rows(pipelines: list[Pipeline], at: datetime | None = None) -> list[Row]:
+    """Every pipeline with its stored health and trend (plus staleness now), worst first. No queries."""
+    at = at or clock.now()
+    rows = []
+    for p in pipelines:
+        health, reasons = p.current_health(at)
+        rows.append(Row(pipeline=p, health=health, reasons=reasons, trend=stored_trend(p)))
+    rows.sort(key=lambda r: (r.health.rank, -(r.pipeline.backlog or 0), r.pipeline.name))
+    return rows

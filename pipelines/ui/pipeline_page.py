@@ -1,0 +1,113 @@
+"""One pipeline's page: health and its reasons, trend, charts, configuration, insights, incidents.
+"""
+
+from __future__ import annotations
+
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from pipelines import clock
+from pipelines.alerting.history import stored_trend
+from pipelines.collection.cost import monthly_cost
+from pipelines.models import Pipeline, RuleKind
+from pipelines.registry.insights import insights_for
+from pipelines.ui import charts, incidents
+from pipelines.ui.access import require_view
+
+
+def pipeline_dashboard(request, pipeline_id: int, model_admin):
+    require_view(request)
+    pipeline = get_object_or_404(Pipeline.objects.select_related("account"), pk=pipeline_id)
+    at = clock.now()
+    health, reasons = pipeline.current_health(at)
+    trend = stored_trend(pipeline)
+    cost = monthly_cost(pipeline, pipeline.account.unsupported_statistics)
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": Pipeline._meta,
+        "title": pipeline.name,
+        "pipeline": pipeline,
+        "health": health,
+        "reasons": reasons,
+        "trend": trend,
+        "loss_severity": pipeline.finding_severity(RuleKind.TIME_TO_LOSS),
+        "ranges": list(charts.RANGES),
+        "range": request.GET.get("range", "24h"),
+        "series_url": reverse("admin:pipelines_pipeline_series", args=[pipeline.pk]),
+        "cost": cost,
+        "config": _config(pipeline),
+        "insights": insights_for(pipeline),
+        "can_change": model_admin.has_change_permission(request, pipeline),
+        "can_redrive": request.user.has_perm("pipelines.redrive_dlq"),
+        "incidents": incidents.pipeline_panel(request, pipeline),
+    }
+    return TemplateResponse(request, "admin/pipelines/dashboard.html", context)
+
+
+def series_json(request, pipeline_id: int):
+    """Downsampled chart series for one pipeline and range, as JSON; a bad range is a 400 with a sentence."""
+    require_view(request)
+    pipeline = get_object_or_404(Pipeline, pk=pipeline_id)
+    try:
+        start, end, _ = charts.parse_range(
+            request.GET.get("range"), request.GET.get("start"), request.GET.get("end"), clock.now()
+        )
+    except ValueError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    return JsonResponse(charts.series(pipeline, start, end))
+
+
+def _config(p: Pipeline) -> list[tuple[str, list[tuple[str, object]]]]:
+    """The discovered configuration, grouped for the side panel."""
+
+    def secs(v):
+        return f"{v:,} s" if v is not None else "–"
+
+    return [
+        (
+            "Queue",
+            [
+                ("name", p.queue_name or "–"),
+                ("type", "FIFO" if p.is_fifo else "standard"),
+                ("visibility timeout", secs(p.visibility_timeout)),
+                ("retention", secs(p.retention_period)),
+            ],
+        ),
+        (
+            "Dead-letter queue",
+            [
+                ("name", p.dlq_arn.rsplit(":", 1)[-1] if p.dlq_arn else "none"),
+                ("maxReceiveCount", p.max_receive_count or "–"),
+                ("retention", secs(p.dlq_retention_period)),
+            ],
+        ),
+        (
+            "Consumer",
+            [
+                ("function", p.function_name or "none"),
+                ("timeout", secs(p.function_timeout)),
+                ("reserved concurrency", p.reserved_concurrency if p.reserved_concurrency is not None else "–"),
+                ("batch size", p.batch_size or "–"),
+                ("MaximumConcurrency", p.maximum_concurrency or "–"),
+                ("ReportBatchItemFailures", {True: "on", False: "off"}.get(p.report_batch_item_failures, "–")),
+                ("mapping", p.mapping_state or "–"),
+            ],
+        ),
+        (
+            "API",
+            [
+                ("id", p.api_id or "none"),
+                ("name", p.api_name or "–"),
+                ("stage", p.api_stage or "–"),
+                (
+                    "passes request id",
+                    {
+                        True: f"yes, as '{p.request_id_attribute}'",
+                        False: "no: traces cannot link API calls to messages",
+                    }.get(p.api_passes_request_id, "–"),
+                ),
+            ],
+        ),
+    ]

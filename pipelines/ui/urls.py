@@ -1,0 +1,58 @@
+"""The operator UI's URL map, in one place: the admin site's own pages, the pages under each
+pipeline, and the two endpoints at the site root.
+
+The paths are part of the product: bookmarks and links in sent notifications point at them, so
+they do not change when the code behind them moves.
+"""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from pipelines.dlq.views import DlqViews
+from pipelines.trace.views import trace_page
+from pipelines.ui import healthz, incidents, overview, pipeline_page, prometheus
+
+
+def site_urls(site) -> list:
+    """Pages on the admin site itself (admin/…)."""
+    view = site.admin_view
+    return [
+        path("overview/rows/", view(overview.overview_rows), name="overview_rows"),
+        path("trace/", view(lambda request: trace_page(request, site)), name="trace"),
+        path("incidents/strip/", view(incidents.strip), name="incident_strip"),
+        path("incidents/<int:incident_id>/acknowledge/", view(incidents.acknowledge), name="incident_acknowledge"),
+        path("incidents/<int:incident_id>/resolve/", view(incidents.resolve), name="incident_resolve"),
+    ]
+
+
+def pipeline_urls(model_admin) -> list:
+    """Pages under the pipeline admin (admin/pipelines/pipeline/…)."""
+    view = model_admin.admin_site.admin_view
+    dlq = DlqViews(model_admin)
+    return [
+        path(
+            "<int:pipeline_id>/dashboard/",
+            view(lambda request, pipeline_id: pipeline_page.pipeline_dashboard(request, pipeline_id, model_admin)),
+            name="pipelines_pipeline_dashboard",
+        ),
+        path("<int:pipeline_id>/series.json", view(pipeline_page.series_json), name="pipelines_pipeline_series"),
+        path("<int:pk>/dlq/", view(dlq.dlq), name="pipelines_pipeline_dlq"),
+        path("<int:pk>/dlq/redrive/", view(dlq.redrive), name="pipelines_pipeline_dlq_redrive"),
+        path("<int:pk>/dlq/delete/", view(dlq.delete), name="pipelines_pipeline_dlq_delete"),
+        path("<int:pk>/dlq/purge/", view(dlq.purge), name="pipelines_pipeline_dlq_purge"),
+        path("<int:pk>/dlq/tasks/<int:task_id>/", view(dlq.task), name="pipelines_pipeline_dlq_task"),
+        path(
+            "<int:pk>/dlq/tasks/<int:task_id>/progress/",
+            view(dlq.progress),
+            name="pipelines_pipeline_dlq_task_progress",
+        ),
+        path("<int:pk>/dlq/tasks/<int:task_id>/cancel/", view(dlq.cancel), name="pipelines_pipeline_dlq_task_cancel"),
+    ]
+
+
+#: At the site root, outside the admin: Prometheus scrapes and load-balancer probes.
+root_urls = [
+    path("metrics", prometheus.metrics, name="metrics"),
+    path("healthz", healthz.healthz, name="healthz"),
+]
