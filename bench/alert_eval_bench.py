@@ -135,7 +135,9 @@ def naive(pipes, at, source) -> None:
 
     for p in pipes:
         rows = history.recent_rows([p.pk], at, history.HISTORY_MINUTES).get(p.pk, [])
-        trend = history.trend_from(p, [r for r in rows if r.minute >= at - timedelta(minutes=history.TREND_MINUTES)], at)
+        trend = history.trend_from(
+            p, [r for r in rows if r.minute >= at - timedelta(minutes=history.TREND_MINUTES)], at
+        )
         overrides = {r.kind: r for r in AlertRule.objects.filter(pipeline=p)}
         current = {i.rule: i for i in Incident.objects.filter(pipeline=p, status__in=UNRESOLVED)}
         report = incidents.EvalReport()
@@ -145,7 +147,7 @@ def naive(pipes, at, source) -> None:
                 continue
             cfg = rule.config(p, overrides.get(kind))
             finding = rule.check(ctx, cfg) if cfg.enabled and rule.applies(p) else None
-            incidents._apply(p, kind, finding, current.get(kind), at, report)
+            incidents.apply_finding(p, kind, finding, current.get(kind), at, report)
         for inc in report.updated:
             inc.save(update_fields=["summary", "value", "threshold", "last_seen_at", "severity"])
 
@@ -185,9 +187,9 @@ def main() -> None:
         f"{refresh_secs * 1000:.0f} ms, {refresh_queries} queries"
     )
     print(f"\n{'steady state, incidents firing':<40} {'median':>9} {'queries':>8}")
-    history = history.refresh(pipes, at)
+    recent = history.refresh(pipes, at)
     for source in (rules.FAST, rules.METRICS):
-        batched = timed(lambda source=source: evaluate.evaluate(pipes, at, history, source))
+        batched = timed(lambda source=source: evaluate.evaluate(pipes, at, recent, source))
         per_pipeline = timed(lambda source=source: naive(pipes, at, source))
         print(f"{'evaluate.evaluate, ' + source + ' rules':<40} {batched[0] * 1000:>7.0f} ms {batched[1]:>8}")
         print(

@@ -292,17 +292,17 @@ def test_it_escalates_with_a_notification_and_resolves_when_the_rule_stops_firin
 def test_a_concurrent_opening_joins_the_other_workers_incident(pipeline, frozen, channel):
     f = rules.Finding(Severity.WARNING, "3 message(s) in the DLQ", 3, 1)
     report = incidents.EvalReport()
-    incidents._apply(pipeline, RuleKind.DLQ, f, None, T, report)
+    incidents.apply_finding(pipeline, RuleKind.DLQ, f, None, T, report)
     # A second worker that loaded its incidents before the first one committed also sees none.
-    incidents._apply(pipeline, RuleKind.DLQ, f, None, T, report)
+    incidents.apply_finding(pipeline, RuleKind.DLQ, f, None, T, report)
     assert Incident.objects.filter(rule=RuleKind.DLQ).count() == 1
     assert len(report.opened) == 1 and Delivery.objects.count() == 1
     # And two workers resolving it: only one resolves (and notifies).
     inc = Incident.objects.get()
     stale_copy = Incident.objects.get()
     later = T + incidents.RESOLVE_AFTER
-    incidents._apply(pipeline, RuleKind.DLQ, None, inc, later, report)
-    incidents._apply(pipeline, RuleKind.DLQ, None, stale_copy, later, report)
+    incidents.apply_finding(pipeline, RuleKind.DLQ, None, inc, later, report)
+    incidents.apply_finding(pipeline, RuleKind.DLQ, None, stale_copy, later, report)
     assert report.resolved == [inc.pk] and Delivery.objects.filter(event="resolved").count() == 1
 
 
@@ -351,15 +351,14 @@ def test_the_clock_evaluation_catches_a_pipeline_nobody_synced(pipeline, frozen)
     assert "no data for 20 min" in Incident.objects.get(rule=RuleKind.STALE).summary
 
 
-def test_the_stored_health_is_never_better_than_the_worst_open_incident(pipeline, frozen):
+def test_the_health_reason_is_the_finding_that_moves_the_incident(pipeline, frozen):
     sync(pipeline, T, dlq=3)
     for i in range(1, 4):
         sync(pipeline, T + timedelta(minutes=i), dlq=3 + i)  # growing: the DLQ incident is critical
     pipeline.refresh_from_db()
     assert Incident.objects.get(rule=RuleKind.DLQ).severity == Severity.CRITICAL
     assert pipeline.health == "critical"
-    assert pipeline.health_reasons[0] == ["critical", "6 message(s) in the DLQ, +3 in the last 15 min"]
-    assert ["warning", "6 message(s) in the DLQ"] not in pipeline.health_reasons  # said by the summary
+    assert pipeline.health_reasons == [["critical", "6 message(s) in the DLQ, +3 in the last 15 min", "dlq"]]
 
 
 def test_a_severity_bouncing_around_its_line_escalates_once(pipeline, frozen, channel):

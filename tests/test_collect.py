@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipelines import aws
-from pipelines.collection import backfill, cloudwatch, cost, cycles, store
+from pipelines.collection import backfill, cloudwatch, cycles, store
+from pipelines.collection.cost import monthly_cost
 from pipelines.models import AwsAccount, Health, MetricSample, Pipeline, PollCycle
 
 UTC = UTC
@@ -284,12 +285,13 @@ def test_it_reads_stale_after_three_poll_intervals(db, monkeypatch):
         backlog=0,
         dlq_depth=0,
     )
-    assert p.get_status(at=t0 + timedelta(seconds=179)) == Health.OK
-    assert p.get_status(at=t0 + timedelta(seconds=181)) == Health.STALE
+    assert p.current_health(t0 + timedelta(seconds=179))[0] == Health.OK
+    assert p.current_health(t0 + timedelta(seconds=181))[0] == Health.STALE
     monkeypatch.setattr("pipelines.clock.now", lambda: t0 + timedelta(minutes=10))
-    assert p.get_status() == Health.STALE and "no data for 10 min" in p.status_reasons()[0][1]
+    health, reasons = p.current_health()
+    assert health == Health.STALE and "no data for 10 min" in reasons[0][1]
     p.poll_interval = 600
-    assert p.get_status() == Health.OK
+    assert p.current_health()[0] == Health.OK
 
 
 def test_it_chooses_the_period_cloudwatch_still_keeps(settings):
@@ -323,7 +325,7 @@ def test_it_backfills_history_into_minutes_and_hours(target, register, account):
 
 def test_monthly_cost_at_the_defaults_is_within_budget(register, account):
     p = register("orders", api=True)
-    cost = cost.monthly_cost(p)
+    cost = monthly_cost(p)
     assert cost["sqs_calls"] == pytest.approx(2 * 730 * 60)
     # 16 metrics every 5 minutes, the DLQ's oldest age every 15.
     assert cost["metrics_requested"] == pytest.approx((16 + 1 / 3) * 730 * 12)

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from pipelines.alerting import history, trends
+from pipelines.alerting import evaluate, history, rules, trends
 from pipelines.clock import now
 from pipelines.collection import retention
 from pipelines.models import AwsAccount, Health, MetricRollup, MetricSample, Pipeline
@@ -86,36 +86,60 @@ def pipeline(db):
     )
 
 
-def trend_for(p, ages=(), backlog=(), errors=0, throttles=0, invocations=0):
-    rows = [(t, b, a, 0, 0, 0) for (t, a), (_, b) in zip(minutes(list(ages)), minutes(list(backlog)))]
-    t = history.trend_from(p, rows, T)
-    t.errors, t.throttles, t.invocations = errors, throttles, invocations
-    return t
+def judge(pipes, at=T):
+    """What the cycles do after storing minute rows: refresh the trend, then run every rule."""
+    recent = history.refresh(pipes, at)
+    for source in (rules.FAST, rules.METRICS):
+        evaluate.evaluate(pipes, at, recent, source)
+    for p in pipes:
+        p.refresh_from_db()
+
+
+def store(p, end=T, **series):
+    """Minute rows ending at `end`, one list of values per field."""
+    n = max(len(v) for v in series.values())
+    MetricSample.objects.bulk_create(
+        [
+            MetricSample(pipeline=p, minute=end - timedelta(minutes=n - 1 - i), **{k: v[i] for k, v in series.items()})
+            for i in range(n)
+        ]
+    )
 
 
 def test_a_queue_on_course_to_lose_messages_is_critical(pipeline):
     # Oldest message at 1 h of a 4 h retention and ageing: loss in ~3 h.
     pipeline.oldest_age = 3600
-    t = trend_for(pipeline, ages=[3600 - 60 * (9 - i) for i in range(10)], backlog=[100] * 10)
-    assert t.ttl == pytest.approx(3 * 3600, rel=0.01)
-    assert pipeline.get_status(T, t) == Health.CRITICAL
-    assert any("start expiring in ~3.0 h" in why for _, why in pipeline.status_reasons(T, t))
+    store(pipeline, oldest_age=[3600 - 60 * (9 - i) for i in range(10)], visible=[100] * 10)
+    judge([pipeline])
+    assert pipeline.time_to_loss == pytest.approx(3 * 3600, rel=0.01)
+    health, reasons = pipeline.current_health(T)
+    assert health == Health.CRITICAL
+    assert any("start expiring in ~3.0 h" in why for _, why in reasons)
 
 
 def test_a_backlog_forecast_to_cross_its_threshold_warns(pipeline):
     pipeline.backlog = 460
-    t = history.trend_from(
-        pipeline, [(m, b, 60, 0, 0, 0) for m, b in minutes([460 - 40 * (9 - i) for i in range(10)])], T
+    store(pipeline, visible=[460 - 40 * (9 - i) for i in range(10)], oldest_age=[60] * 10)
+    judge([pipeline])
+    assert pipeline.forecast_minutes == pytest.approx((1000 - 460) / 40)
+    assert pipeline.current_health(T)[0] == Health.WARNING
+
+
+@pytest.mark.parametrize(
+    ("errors", "throttles", "invocations", "health"),
+    [(0, 0, 0, Health.OK), (0, 3, 0, Health.WARNING), (1, 0, 100, Health.OK), (10, 0, 100, Health.WARNING)],
+)
+def test_throttles_and_error_rates_warn(pipeline, errors, throttles, invocations, health):
+    pipeline.function_name = "orders-consumer"
+    store(
+        pipeline,
+        visible=[100] * 5,
+        lambda_errors=[errors, 0, 0, 0, 0],
+        lambda_throttles=[throttles, 0, 0, 0, 0],
+        lambda_invocations=[invocations, 0, 0, 0, 0],
     )
-    assert t.forecast_minutes == pytest.approx((1000 - 460) / 40)
-    assert pipeline.get_status(T, t) == Health.WARNING
-
-
-def test_throttles_and_error_rates_warn(pipeline):
-    assert pipeline.get_status(T, trend_for(pipeline)) == Health.OK
-    assert pipeline.get_status(T, trend_for(pipeline, throttles=3)) == Health.WARNING
-    assert pipeline.get_status(T, trend_for(pipeline, errors=1, invocations=100)) == Health.OK
-    assert pipeline.get_status(T, trend_for(pipeline, errors=10, invocations=100)) == Health.WARNING
+    judge([pipeline])
+    assert pipeline.current_health(T)[0] == health
 
 
 # --- series ---------------------------------------------------------------------------------------
@@ -199,7 +223,7 @@ def many_pipelines(account, n, start=0):
         MetricRollup.objects.create(pipeline=p, hour=T.replace(minute=0) - timedelta(hours=1), visible_max=i)
 
 
-def test_health_is_stored_after_a_refresh_and_staleness_added_at_read_time(pipeline, monkeypatch):
+def test_health_is_stored_after_a_sync_and_staleness_added_at_read_time(pipeline, monkeypatch):
     MetricSample.objects.bulk_create(
         [
             MetricSample(pipeline=pipeline, minute=m, visible=v, oldest_age=a)
@@ -207,9 +231,8 @@ def test_health_is_stored_after_a_refresh_and_staleness_added_at_read_time(pipel
         ]
     )
     pipeline.backlog, pipeline.oldest_age = 220, 3780
-    history.refresh([pipeline], T)
-    pipeline.refresh_from_db()
-    assert pipeline.drain_rate == pytest.approx(40) and pipeline.trend.drain.label == "growing +40/min"
+    judge([pipeline])
+    assert pipeline.drain_rate == pytest.approx(40) and history.stored_trend(pipeline).drain.label == "growing +40/min"
     assert pipeline.health == Health.CRITICAL and pipeline.time_to_loss == pytest.approx(4 * 3600 - 3780)
     assert pipeline.current_health(T)[0] == Health.CRITICAL
     later = T + timedelta(minutes=10)
@@ -254,7 +277,9 @@ def test_the_overview_lists_worst_first_and_filters(staff_client, pipeline):
         backlog_threshold=1000,
     )
     pipeline.last_sync_at = now()
-    history.refresh([flooded, pipeline], now())
+    at = now()
+    store(flooded, end=at, visible=[9000] * 6)
+    judge([flooded, pipeline], at)
     page = staff_client.get(reverse("admin:index")).content.decode()
     assert page.index("flooded") < page.index(">orders<")
     assert "backlog 9,000 above 1,000" in page

@@ -14,7 +14,6 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines import aws
-from pipelines.ui import healthz
 from pipelines.clock import now
 from pipelines.collection import cycles, store
 from pipelines.models import (
@@ -28,6 +27,7 @@ from pipelines.models import (
     RuleKind,
     Severity,
 )
+from pipelines.ui import healthz
 from tests.test_settings import PROD, run_manage
 
 TOKEN = "scrape-token-0123456789abcdef"

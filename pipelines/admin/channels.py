@@ -1,5 +1,4 @@
-"""Admin for notification channels (with a test action) and their deliveries.
-"""
+"""Admin for notification channels (with a test action) and their deliveries."""
 
 from __future__ import annotations
 

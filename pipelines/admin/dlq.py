@@ -1,5 +1,4 @@
-"""Admin for DLQ tasks: the audit history of redrives, deletions and purges, read-only.
-"""
+"""Admin for DLQ tasks: the audit history of redrives, deletions and purges, read-only."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Admin for what collection did: the poll cycles, read-only.
-"""
+"""Admin for what collection did: the poll cycles, read-only."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Admin for incidents (list, acknowledge, resolve) and the per-pipeline rule overrides inline.
-"""
+"""Admin for incidents (list, acknowledge, resolve) and the per-pipeline rule overrides inline."""
 
 from __future__ import annotations
 
@@ -13,8 +12,7 @@ from django.utils.safestring import mark_safe
 
 from pipelines import clock
 from pipelines.admin.support import ReadOnly, badge, error_text
-from pipelines.formatting import ago
-from pipelines.formatting import human_seconds, plural
+from pipelines.formatting import ago, human_seconds, plural
 from pipelines.models import (
     UNRESOLVED,
     AlertRule,

@@ -1,5 +1,4 @@
-"""Admin for the registry: AWS accounts (with queue import) and pipelines (with sync and redrive actions).
-"""
+"""Admin for the registry: AWS accounts (with queue import) and pipelines (with sync and redrive actions)."""
 
 from __future__ import annotations
 

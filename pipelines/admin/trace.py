@@ -1,5 +1,4 @@
-"""Admin for trace lookups: the history of who looked for which request, read-only.
-"""
+"""Admin for trace lookups: the history of who looked for which request, read-only."""
 
 from __future__ import annotations
 

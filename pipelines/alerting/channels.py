@@ -1,5 +1,4 @@
-"""Notification channels, one class per kind: validate a target, render a message, send it.
-"""
+"""Notification channels, one class per kind: validate a target, render a message, send it."""
 
 from __future__ import annotations
 

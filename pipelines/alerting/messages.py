@@ -1,5 +1,4 @@
-"""What a notification says: one document per incident event, rendered per channel kind.
-"""
+"""What a notification says: one document per incident event, rendered per channel kind."""
 
 from __future__ import annotations
 

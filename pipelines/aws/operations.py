@@ -1,5 +1,4 @@
-"""The AWS calls opsboard makes, one function each: plain data in and out, failures as `AwsError`.
-"""
+"""The AWS calls opsboard makes, one function each: plain data in and out, failures as `AwsError`."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Backfill: history loaded from CloudWatch at the finest period it still keeps.
-"""
+"""Backfill: history loaded from CloudWatch at the finest period it still keeps."""
 
 from __future__ import annotations
 
@@ -10,8 +9,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 
-from pipelines import clock
-from pipelines import aws
+from pipelines import aws, clock
 from pipelines.collection.cloudwatch import (
     MAX_DATAPOINTS_PER_CALL,
     MAX_QUERIES_PER_CALL,

@@ -1,5 +1,4 @@
-"""What watching a pipeline costs in AWS API calls, at the configured cadences.
-"""
+"""What watching a pipeline costs in AWS API calls, at the configured cadences."""
 
 from __future__ import annotations
 

@@ -20,9 +20,8 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from pipelines import clock
+from pipelines import aws, clock
 from pipelines.alerting import evaluate, history, rules
-from pipelines import aws
 from pipelines.collection.cloudwatch import METRICS, build_queries, fetch, plan_metrics
 from pipelines.collection.store import CycleReport, floor_minute, pool_map, record_cycle, upsert_samples
 from pipelines.models import AwsAccount, CycleKind, MetricSample, Pipeline
@@ -195,9 +194,7 @@ def store_metrics(
     for pid, reason in errors.items():
         report.errors[by_name[pid].name] = f"metrics: {reason}"
     with transaction.atomic():
-        written = upsert_samples(
-            model, key_field, ((pid, ts, v) for (pid, ts), v in rows.items() if pid not in errors)
-        )
+        written = upsert_samples(model, key_field, ((pid, ts, v) for (pid, ts), v in rows.items() if pid not in errors))
         if model is MetricSample:
             updated = []
             for p in pipes:

@@ -19,8 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
-from pipelines import clock
-from pipelines import aws
+from pipelines import aws, clock
 from pipelines.models import AwsAccount, PollCounter, PollCycle
 
 

@@ -1,5 +1,4 @@
-"""Which DLQ messages an action selects. Pure: tested without I/O.
-"""
+"""Which DLQ messages an action selects. Pure: tested without I/O."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The forms of the DLQ pages.
-"""
+"""The forms of the DLQ pages."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Peeking at a DLQ: messages read without consuming them, as the browser shows them.
-"""
+"""Peeking at a DLQ: messages read without consuming them, as the browser shows them."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The queues a DLQ action reads: attributes, errors in an operator's words, releasing held messages.
-"""
+"""The queues a DLQ action reads: attributes, errors in an operator's words, releasing held messages."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Running DLQ tasks on workers: claim, run to the end with the chosen engine, resume the abandoned.
-"""
+"""Running DLQ tasks on workers: claim, run to the end with the chosen engine, resume the abandoned."""
 
 from __future__ import annotations
 
@@ -10,8 +9,7 @@ from datetime import timedelta
 from django.db.models import DateTimeField, F, Q, Value
 from django.db.models.functions import Coalesce
 
-from pipelines import clock
-from pipelines import aws
+from pipelines import aws, clock
 from pipelines.dlq import service
 from pipelines.dlq.batch import run_batch
 from pipelines.dlq.native import run_native

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 
-from pipelines import clock, jobs
-from pipelines import aws
+from pipelines import aws, clock, jobs
 from pipelines.dlq.filters import Filter
 from pipelines.dlq.queues import NATIVE_UNSUPPORTED, QueueInfo, RedriveError, dlq_info, queue_info
 from pipelines.models import (

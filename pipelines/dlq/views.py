@@ -1,5 +1,4 @@
-"""The DLQ pages on the admin site: peek, redrive, delete, purge, task progress, and the bulk action.
-"""
+"""The DLQ pages on the admin site: peek, redrive, delete, purge, task progress, and the bulk action."""
 
 from __future__ import annotations
 

@@ -12,8 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines import clock
-from pipelines import aws
+from pipelines import aws, clock
 from pipelines.dlq.filters import MAX_IDS
 from pipelines.dlq.queues import release
 from pipelines.models import (
@@ -107,7 +106,9 @@ class Run:
     def note(self, message: str) -> None:
         """An informational line in the task's record (not an error)."""
         t = self.task
-        t.errors = [*t.errors, {"at": clock.now().isoformat(timespec="seconds"), "message": message, "level": "info"}][-100:]
+        t.errors = [*t.errors, {"at": clock.now().isoformat(timespec="seconds"), "message": message, "level": "info"}][
+            -100:
+        ]
 
     # -- holding messages --
 

@@ -1,5 +1,4 @@
-"""Dead-letter queue operations: one `RedriveTask` row per operator action, with its lifecycle.
-"""
+"""Dead-letter queue operations: one `RedriveTask` row per operator action, with its lifecycle."""
 
 from __future__ import annotations
 
@@ -226,7 +225,9 @@ class RedriveTask(models.Model):
 
     def add_error(self, message: str, limit: int = 100, **detail) -> None:
         """Record an error (the newest `limit` are kept; `error_count` counts them all)."""
-        self.errors = [*self.errors, {"at": clock.now().isoformat(timespec="seconds"), "message": message, **detail}][-limit:]
+        self.errors = [*self.errors, {"at": clock.now().isoformat(timespec="seconds"), "message": message, **detail}][
+            -limit:
+        ]
         self.error_count += 1
 
     def request_cancel(self, by: str = "") -> bool:

@@ -1,5 +1,4 @@
-"""The metric history (minute samples, hourly rollups), what each collection cycle did and cost, and leases.
-"""
+"""The metric history (minute samples, hourly rollups), what each collection cycle did and cost, and leases."""
 
 from __future__ import annotations
 

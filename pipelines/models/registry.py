@@ -178,7 +178,9 @@ class Pipeline(models.Model):
 
     # Health and trend as of the last sync (health.refresh), so the overview reads one table.
     health = models.CharField(max_length=16, choices=Health.choices, default=Health.PENDING, db_index=True)
-    health_reasons = models.JSONField(default=list, blank=True, help_text="The rule findings: [severity, summary, rule], worst first.")
+    health_reasons = models.JSONField(
+        default=list, blank=True, help_text="The rule findings: [severity, summary, rule], worst first."
+    )
     drain_rate = models.FloatField("backlog trend (msg/min)", null=True, blank=True)
     time_to_loss = models.FloatField("time to loss (s)", null=True, blank=True)
     forecast_minutes = models.FloatField(null=True, blank=True)

@@ -1,5 +1,4 @@
-"""Per-request trace lookups: who looked for which id where, and what was found.
-"""
+"""Per-request trace lookups: who looked for which id where, and what was found."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Reading CloudWatch Logs lines for a trace: ids, markers, reports and errors. Pure, tested without AWS.
-"""
+"""Reading CloudWatch Logs lines for a trace: ids, markers, reports and errors. Pure, tested without AWS."""
 
 from __future__ import annotations
 

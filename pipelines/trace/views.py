@@ -1,5 +1,4 @@
-"""The trace page: look up one request by its id, and the history of lookups.
-"""
+"""The trace page: look up one request by its id, and the history of lookups."""
 
 from __future__ import annotations
 

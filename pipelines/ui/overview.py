@@ -100,9 +100,7 @@ def overview(request, site, extra_context=None):
         "accounts": AwsAccount.objects.order_by("name"),
         **(extra_context or {}),
     }
-    context["incidents"] = incidents.overview_strip(
-        request, context["unresolved_incidents"], request.get_full_path()
-    )
+    context["incidents"] = incidents.overview_strip(request, context["unresolved_incidents"], request.get_full_path())
     request.current_app = site.name
     return TemplateResponse(request, "admin/pipelines/overview.html", context)
 

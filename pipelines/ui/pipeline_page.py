@@ -1,5 +1,4 @@
-"""One pipeline's page: health and its reasons, trend, charts, configuration, insights, incidents.
-"""
+"""One pipeline's page: health and its reasons, trend, charts, configuration, insights, incidents."""
 
 from __future__ import annotations
 
