@@ -9,6 +9,7 @@ import importlib.util
 from pathlib import Path
 
 from django.contrib.staticfiles.finders import BaseFinder
+from django.core.checks import Error
 from django.core.files.storage import FileSystemStorage
 
 # static path -> (package, file inside the package)
@@ -27,8 +28,6 @@ def _package_file(package: str, relative: str) -> Path | None:
 
 class PackageFinder(BaseFinder):
     def check(self, **kwargs):
-        from django.core.checks import Error
-
         return [
             Error(f"{pkg} does not ship {rel}; reinstall opsboard's dependencies.", id="pipelines.E001")
             for pkg, rel in VENDORED.values()

@@ -3,7 +3,8 @@
 import json
 from datetime import UTC, datetime, timedelta
 
-from opsboard_demo.simulator import Scenario, Simulator, scenario_named
+from opsboard_demo.scenarios import Scenario, scenario_named
+from opsboard_demo.simulator import Simulator
 from pipelines import aws
 from pipelines.collection import backfill, cycles
 from pipelines.models import MetricSample, Pipeline

@@ -12,7 +12,8 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 
-from opsboard_demo.simulator import Simulator, scenario_named
+from opsboard_demo.scenarios import scenario_named
+from opsboard_demo.simulator import Simulator
 from pipelines import aws
 from pipelines.models import Pipeline, TraceLookup
 from pipelines.registry.discovery import discover

@@ -12,6 +12,7 @@ from django.utils.safestring import mark_safe
 
 from pipelines import clock
 from pipelines.admin.support import ReadOnly, badge, error_text
+from pipelines.alerting.rules import RULES
 from pipelines.formatting import ago, human_seconds, plural
 from pipelines.models import (
     UNRESOLVED,
@@ -27,8 +28,6 @@ from pipelines.models import (
 
 def rule_defaults(pipeline: Pipeline) -> list[tuple[str, str, bool]]:
     """(label, default for this pipeline, applies to it) per rule, from alerts.RULES."""
-    from pipelines.alerting.rules import RULES
-
     return [(rule.label, rule.describe_default(pipeline), rule.applies(pipeline)) for rule in RULES.values()]
 
 
@@ -44,8 +43,6 @@ class AlertRuleForm(forms.ModelForm):
         return value
 
     def clean(self):
-        from pipelines.alerting.rules import RULES
-
         data = super().clean()
         kind, minutes = data.get("kind"), data.get("minutes")
         if kind in RULES and minutes is not None and not RULES[RuleKind(kind)].has_window:
@@ -80,8 +77,6 @@ class AlertRuleInline(admin.TabularInline):
     def default(self, obj):
         if not obj.pk or not obj.kind:
             return "–"
-        from pipelines.alerting.rules import RULES
-
         return RULES[RuleKind(obj.kind)].describe_default(obj.pipeline)
 
 

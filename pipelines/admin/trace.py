@@ -7,6 +7,7 @@ from django.utils.html import format_html
 
 from pipelines.admin.support import ReadOnly, badge
 from pipelines.models import TraceLookup, TraceVerdict
+from pipelines.trace.views import rerun_url
 
 
 @admin.register(TraceLookup)
@@ -30,6 +31,4 @@ class TraceLookupAdmin(ReadOnly, admin.ModelAdmin):
 
     @admin.display(description="re-run")
     def rerun(self, obj):
-        from pipelines.trace.views import rerun_url
-
         return format_html('<a href="{}">re-run</a>', rerun_url(obj))

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from functools import lru_cache
 
+import redis
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
@@ -24,8 +25,6 @@ KEY_PREFIX = "opsboard:lock:"
 
 @lru_cache(maxsize=4)
 def _redis(url: str):
-    import redis
-
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
 
 

@@ -72,3 +72,7 @@ class Filter:
     def task_fields(self) -> dict[str, str]:
         value = "\n".join(sorted(self.ids)) if self.ids else self.value
         return {"filter_kind": self.kind, "filter_attribute": self.attribute, "filter_value": value}
+
+
+#: The filter that selects every message.
+ALL_MESSAGES = Filter()

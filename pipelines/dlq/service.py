@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 
 from pipelines import aws, clock, jobs
-from pipelines.dlq.filters import Filter
+from pipelines.dlq.filters import ALL_MESSAGES, Filter
 from pipelines.dlq.queues import NATIVE_UNSUPPORTED, QueueInfo, RedriveError, dlq_info, queue_info
 from pipelines.models import (
     ACTIVE_REDRIVE_STATUSES,
@@ -36,7 +36,7 @@ def choose_engine(
     account: AwsAccount,
     *,
     operation: str = DlqOperation.REDRIVE,
-    flt: Filter = Filter(),
+    flt: Filter = ALL_MESSAGES,
     max_messages: int | None = None,
     dry_run: bool = False,
 ) -> tuple[str, str]:
@@ -66,7 +66,7 @@ def plan_redrive(
     pipeline: Pipeline,
     destination_url: str = "",
     *,
-    flt: Filter = Filter(),
+    flt: Filter = ALL_MESSAGES,
     max_messages: int | None = None,
     rate: int | None = None,
     dry_run: bool = False,
@@ -140,7 +140,7 @@ def start_redrive(
     destination_url: str = "",
     max_messages: int | None = None,
     rate: int | None = None,
-    flt: Filter = Filter(),
+    flt: Filter = ALL_MESSAGES,
     dry_run: bool = False,
     token: str = "",
 ) -> tuple[RedriveTask, bool]:

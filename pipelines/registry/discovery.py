@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pipelines import aws
+from pipelines.models import Pipeline
 
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 AWS_HOST_RES = (
@@ -287,8 +288,6 @@ def import_queues(account, prefix: str = "", dry_run: bool = False) -> ImportRes
 
     Dead-letter queues themselves and queues already registered are skipped, with the reason.
     """
-    from pipelines.models import Pipeline
-
     target = account.target()
     result = ImportResult()
     try:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.utils.dateparse import parse_datetime
 
 from pipelines import clock
 from pipelines.models import MetricRollup, MetricSample, Pipeline
@@ -74,9 +75,6 @@ PEAK_FIELDS = {
 
 def parse_range(value: str | None, start: str | None, end: str | None, at: datetime) -> tuple[datetime, datetime, str]:
     """A named range, or a custom start/end (ISO). Raises ValueError with a sentence on bad input."""
-
-    from django.utils.dateparse import parse_datetime
-
     if value == "custom" or (start and not value):
         a, b = parse_datetime(start or ""), parse_datetime(end or "") if end else at
         if a is None or b is None:

@@ -27,6 +27,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from pipelines import clock
 from pipelines.formatting import ago, human_seconds
 from pipelines.models import UNRESOLVED, Incident, IncidentStatus, Pipeline, Severity
+from pipelines.ui.access import account_filter
 
 VIEW_PERM = "pipelines.view_incident"
 CHANGE_PERM = "pipelines.change_incident"
@@ -198,8 +199,6 @@ def strip(request):
         raise PermissionDenied
     query, account = request.GET.urlencode(), request.GET.get("account", "")
     next_url = reverse("admin:index") + (f"?{query}" if query else "")
-    from pipelines.ui.overview import account_filter
-
     box = overview_strip(request, unresolved_for(request.user, account_filter(account)), next_url)
     return TemplateResponse(request, "admin/pipelines/_incidents.html", {"incidents": box})
 

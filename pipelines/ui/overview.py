@@ -19,7 +19,7 @@ from pipelines.alerting.history import Trend, stored_trend
 from pipelines.formatting import ago, count
 from pipelines.models import AwsAccount, Health, Pipeline, RuleKind
 from pipelines.ui import incidents
-from pipelines.ui.access import require_view
+from pipelines.ui.access import account_filter, require_view
 
 REFRESH_SECONDS = 30
 #: What an overview row shows: loading only these keeps 500 rows cheap.
@@ -51,11 +51,6 @@ OVERVIEW_FIELDS = (
     "last_error",
     "metrics_error",
 )
-
-
-def account_filter(value: str) -> int | None:
-    """The overview's ?account= as an id, or None (all accounts) for anything that is not one."""
-    return int(value) if value.isascii() and value.isdigit() and len(value) < 10 else None
 
 
 def _overview_context(request) -> dict:

@@ -25,7 +25,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from opsboard_demo.emulator import MotoServer, free_port, wait_for_http
 from opsboard_demo.receiver import Received, WebhookReceiver
-from opsboard_demo.simulator import DEMO_MIX, Simulator, scenario_named
+from opsboard_demo.scenarios import DEMO_MIX, scenario_named
+from opsboard_demo.simulator import Simulator
 from pipelines import aws, clock
 from pipelines.collection import backfill, cycles, retention, store
 from pipelines.models import AwsAccount, ChannelKind, NotificationChannel, Pipeline, Severity
