@@ -1,0 +1,187 @@
+"""One judge: for every rule, the health reason and the incident come from the same finding.
+
+Each case makes one rule fire on a hand-made history, runs what the cycles run after a sync (the
+trend refresh, then the rule table for every source), and reads the verdict the way each surface
+does: the pipeline's stored findings and health (overview, pipeline page, /metrics) and the
+incident (incident list, notifications).
+"""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pipelines.alerting import evaluate, history, rules
+from pipelines.models import UNRESOLVED, AwsAccount, Health, Incident, MetricSample, Pipeline, RuleKind, Severity
+
+T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def pipeline(db, monkeypatch):
+    monkeypatch.setattr("pipelines.clock.now", lambda: T)
+    account = AwsAccount.objects.create(name="acct", region="us-east-1")
+    return Pipeline.objects.create(
+        name="orders",
+        account=account,
+        queue_url="http://h/123456789012/orders",
+        queue_name="orders",
+        dlq_url="http://h/123456789012/orders-dlq",
+        dlq_arn="arn:aws:sqs:us-east-1:123456789012:orders-dlq",
+        function_name="orders-consumer",
+        api_id="abc123",
+        api_kind="rest",
+        retention_period=4 * 86400,
+        last_sync_at=T,
+        backlog=100,
+        dlq_depth=0,
+        oldest_age=60,
+        oldest_age_sla=900,
+        backlog_threshold=1000,
+    )
+
+
+def rows(p, minutes, **series):
+    """`minutes` rows ending at T; each series is a function of the minute's index (0 = oldest)."""
+    MetricSample.objects.bulk_create(
+        [
+            MetricSample(
+                pipeline=p,
+                minute=T - timedelta(minutes=minutes - 1 - i),
+                **{name: value(i) for name, value in series.items()},
+            )
+            for i in range(minutes)
+        ]
+    )
+
+
+def quiet(p):
+    rows(p, 60, visible=lambda i: 100, oldest_age=lambda i: 60, dlq_visible=lambda i: 0, api_latency_avg=lambda i: 80)
+
+
+def backlog(p):
+    p.backlog = 1500
+    rows(p, 8, visible=lambda i: 1500, oldest_age=lambda i: 60)
+
+
+def forecast(p):
+    p.backlog = 900
+    rows(p, 10, visible=lambda i: 540 + 40 * i, oldest_age=lambda i: 60)
+
+
+def dlq(p):
+    p.dlq_depth = 3
+    rows(p, 20, visible=lambda i: 100, dlq_visible=lambda i: 3)
+
+
+def dlq_growing(p):
+    p.dlq_depth = 9
+    rows(p, 20, visible=lambda i: 100, dlq_visible=lambda i: 9 if i > 15 else 3)
+
+
+def oldest_age(p):
+    p.oldest_age = 1200
+    rows(p, 5, visible=lambda i: 100, oldest_age=lambda i: 1200)
+
+
+def time_to_loss(p):
+    p.oldest_age = int(0.6 * p.retention_period)
+    rows(p, 10, visible=lambda i: 100, oldest_age=lambda i: p.oldest_age - 60 * (9 - i))
+
+
+def throttles(p):
+    rows(p, 5, visible=lambda i: 100, lambda_throttles=lambda i: 3, lambda_invocations=lambda i: 10)
+
+
+def errors(p):
+    rows(p, 5, visible=lambda i: 100, lambda_errors=lambda i: 10, lambda_invocations=lambda i: 100)
+
+
+def api_5xx(p):
+    rows(p, 5, visible=lambda i: 100, api_count=lambda i: 100, api_5xx=lambda i: 3)
+
+
+def api_latency(p):
+    rows(p, 60, visible=lambda i: 100, api_latency_avg=lambda i: 900 if i >= 50 else 100)
+
+
+def stale(p):
+    p.consecutive_failures, p.last_error = 3, "queue: AccessDenied"
+
+
+CASES = {
+    RuleKind.BACKLOG: backlog,
+    RuleKind.FORECAST: forecast,
+    RuleKind.DLQ: dlq,
+    RuleKind.OLDEST_AGE: oldest_age,
+    RuleKind.TIME_TO_LOSS: time_to_loss,
+    RuleKind.THROTTLES: throttles,
+    RuleKind.ERRORS: errors,
+    RuleKind.API_5XX: api_5xx,
+    RuleKind.API_LATENCY: api_latency,
+    RuleKind.STALE: stale,
+}
+
+
+def judge(p):
+    """What the cycles and the clock run after a sync."""
+    p.save()
+    recent = history.refresh([p], T)
+    for source in (rules.FAST, rules.METRICS, rules.CLOCK):
+        evaluate.evaluate([p], T, recent, source)
+    p.refresh_from_db()
+
+
+def test_every_rule_has_a_case():
+    assert set(CASES) == set(RuleKind) == set(rules.RULES)
+
+
+def test_a_quiet_pipeline_has_no_findings_and_no_incidents(pipeline):
+    quiet(pipeline)
+    judge(pipeline)
+    assert pipeline.findings() == [] and pipeline.current_health(T) == (Health.OK, [])
+    assert not Incident.objects.exists()
+
+
+@pytest.mark.parametrize("kind", list(CASES), ids=lambda k: k.value)
+def test_the_health_reason_and_the_incident_come_from_the_same_finding(pipeline, kind):
+    CASES[kind](pipeline)
+    judge(pipeline)
+    incident = Incident.objects.get(pipeline=pipeline, rule=kind, status__in=UNRESOLVED)
+    stored = {rule: (severity, summary) for severity, summary, rule in pipeline.findings()}
+    assert stored[kind.value] == (Severity(incident.severity), incident.summary)
+    # Every firing rule has its incident and nothing else has one; the health is the worst of them.
+    open_incidents = {i.rule: (Severity(i.severity), i.summary) for i in Incident.objects.filter(status__in=UNRESOLVED)}
+    assert open_incidents == stored
+    health, reasons = pipeline.current_health(T)
+    assert health == Health.worst(Health.of(sev) for sev, _ in stored.values())
+    assert (Health.of(incident.severity), incident.summary) in reasons
+    assert pipeline.health == health.value
+
+
+def test_a_growing_dlq_is_critical_in_both_places(pipeline):
+    dlq_growing(pipeline)
+    judge(pipeline)
+    incident = Incident.objects.get(rule=RuleKind.DLQ)
+    assert incident.severity == Severity.CRITICAL and pipeline.current_health(T)[0] == Health.CRITICAL
+    assert pipeline.finding_severity(RuleKind.DLQ) == Severity.CRITICAL
+
+
+def test_a_rule_switched_off_drops_its_finding_and_ends_its_incident(pipeline):
+    oldest_age(pipeline)
+    judge(pipeline)
+    assert pipeline.finding_severity(RuleKind.OLDEST_AGE) == Severity.WARNING
+    pipeline.alert_rules.create(kind=RuleKind.OLDEST_AGE, enabled=False)
+    judge(pipeline)
+    assert pipeline.finding_severity(RuleKind.OLDEST_AGE) is None
+    assert not Incident.objects.filter(rule=RuleKind.OLDEST_AGE, status__in=UNRESOLVED).exists()
+
+
+def test_findings_of_other_cycles_stay_until_their_rules_run_again(pipeline):
+    errors(pipeline)
+    judge(pipeline)
+    assert pipeline.finding_severity(RuleKind.ERRORS) is not None
+    # A fast cycle does not evaluate the error rate: its finding stands, and so does the health.
+    evaluate.evaluate([pipeline], T, history.refresh([pipeline], T), rules.FAST)
+    pipeline.refresh_from_db()
+    assert pipeline.finding_severity(RuleKind.ERRORS) is not None
+    assert pipeline.current_health(T)[0] != Health.OK
