@@ -1,4 +1,5 @@
-# opsboard image: the web app (gunicorn), Celery worker and beat share it.
+# opsboard image: the web app (gunicorn), Celery worker and beat share it. The demo app and the
+# emulator extra stay out: production never imports them.
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 OPSBOARD_VAR_DIR=/app/var
 WORKDIR /app
@@ -7,7 +8,7 @@ COPY opsboard ./opsboard
 COPY pipelines ./pipelines
 COPY templates ./templates
 COPY manage.py ./
-RUN pip install --no-cache-dir '.[emulator]' \
+RUN pip install --no-cache-dir . \
  && SECRET_KEY=build-only python manage.py collectstatic --noinput \
  && useradd --create-home opsboard && mkdir -p /app/var && chown -R opsboard /app/var
 USER opsboard

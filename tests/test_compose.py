@@ -29,7 +29,7 @@ def test_it_has_the_production_like_services():
     assert "migrate" in web and "gunicorn opsboard.wsgi" in web
     assert services["worker"]["command"][:4] == ["celery", "-A", "opsboard", "worker"]
     assert services["beat"]["command"][:4] == ["celery", "-A", "opsboard", "beat"]
-    assert "moto.server" in services["aws"]["command"]
+    assert services["aws"]["image"].startswith("motoserver/moto:")
     for name in ("web", "worker", "beat"):
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
         assert services[name]["env_file"][0]["path"] == ".env"
@@ -70,3 +70,9 @@ def test_the_image_carries_what_the_commands_need():
     app.loader.import_default_modules()
     assert "pipelines.tasks.fast_cycle" in app.tasks and "pipelines.tasks.metrics_cycle" in app.tasks
     import opsboard.wsgi  # noqa: F401 - gunicorn's target imports
+
+
+def test_the_image_leaves_the_demo_and_the_emulator_out():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "emulator" not in re.sub(r"#.*", "", dockerfile) and "opsboard_demo" not in dockerfile
+    assert "COPY pipelines ./pipelines" in dockerfile

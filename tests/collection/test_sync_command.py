@@ -61,7 +61,7 @@ def test_it_exits_non_zero_from_a_shell(emulator, tmp_path):
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from opsboard_demo.emulator import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_demo_starts_everything_and_fills_the_history(tmp_path):
@@ -66,3 +66,42 @@ def test_the_demo_starts_everything_and_fills_the_history(tmp_path):
     printed = [line for line in res.stdout.splitlines() if " webhook: " in line]
     assert any("invoices" in line for line in printed) and any("image-resize" in line for line in printed)
     assert (tmp_path / "var" / "demo-webhooks.jsonl").read_text().count("\n") == len(printed)
+
+
+WITHOUT_THE_EMULATOR = """
+import importlib.abc, importlib.util, pkgutil, sys
+
+class Absent(importlib.abc.MetaPathFinder):
+    # As if the emulator extra were not installed: moto cannot be found or imported.
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "moto":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, Absent())
+real_find_spec = importlib.util.find_spec
+importlib.util.find_spec = lambda name, *a: None if name.split(".")[0] == "moto" else real_find_spec(name, *a)
+
+import django
+django.setup()
+from django.conf import settings
+from django.urls import resolve
+import pipelines, opsboard
+for package in (pipelines, opsboard):
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        if ".migrations" not in info.name:
+            importlib.import_module(info.name)
+resolve("/admin/")
+assert "opsboard_demo" not in settings.INSTALLED_APPS
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("opsboard_demo", "moto"))
+assert not loaded, loaded
+print("clean")
+"""
+
+
+def test_a_production_install_without_the_emulator_never_imports_the_demo():
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env.update(DJANGO_SETTINGS_MODULE="opsboard.settings", SECRET_KEY="x" * 50, DEBUG="false")
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_THE_EMULATOR], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "clean", done.stderr[-2000:]
