@@ -11,10 +11,6 @@ def badge(choice) -> str:
     return format_html('<span class="ob-badge" style="background:{}">{}</span>', choice.colour, choice.label)
 
 
-def plural(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
-
-
 class ReadOnly:
     """For a ModelAdmin or inline of records nobody adds or edits; `deletable` records may be removed."""
 

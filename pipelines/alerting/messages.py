@@ -7,7 +7,7 @@ from datetime import datetime
 from django.conf import settings
 from django.urls import NoReverseMatch, reverse
 
-from pipelines.formatting import human_seconds
+from pipelines.formatting import figure, human_seconds
 from pipelines.models import ChannelKind, Incident, NotifyEvent, Severity
 
 #: The JSON webhook's schema version (the README documents the schema); bumped on incompatible change.
@@ -33,12 +33,6 @@ def incident_url(incident: Incident) -> str:
 
 def one_line(text: str) -> str:
     return " ".join((text or "").split())
-
-
-def figure(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"{value:.3g}"
 
 
 def _iso(at: datetime | None) -> str | None:

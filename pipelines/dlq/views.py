@@ -10,7 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from pipelines.dlq import filters, peek, queues, service
+from pipelines.dlq import filters, peek, progress, queues, service
 from pipelines.dlq.forms import BulkRedriveForm, RedriveForm, new_token
 from pipelines.dlq.queues import RedriveError
 from pipelines.models import FilterKind, Pipeline, RedriveTask
@@ -122,6 +122,7 @@ class DlqViews:
             problem=problem,
             history=history,
             active=active,
+            active_summary=progress.summary(active) if active else "",
             peeked=peeked,
             count=count,
             peek_max=peek.PEEK_MAX,
@@ -270,14 +271,14 @@ class DlqViews:
             pipeline,
             title,
             task=task,
-            progress=task.progress(),
+            progress=progress.progress(task),
             sample=sample,
             would_move=sum(1 for s in sample if s.get("matches")),
         )
 
     def progress(self, request, pk: int, task_id: int):
         pipeline = self._pipeline(request, pk)
-        return JsonResponse(self._task(pipeline, task_id).progress())
+        return JsonResponse(progress.progress(self._task(pipeline, task_id)))
 
     def cancel(self, request, pk: int, task_id: int):
         pipeline = self._pipeline(request, pk)

@@ -164,65 +164,6 @@ class RedriveTask(models.Model):
             return f"{len(ids)} {'request' if kind == FilterKind.REQUEST_IDS else 'message'} id(s)"
         return "all messages"
 
-    def expected_total(self) -> int | None:
-        """How many messages the task expects to examine (None: unknown)."""
-        if self.filter_kind == FilterKind.MESSAGE_IDS:
-            return len(self.filter_ids())
-        if self.dry_run:
-            return min(self.max_messages or DRY_RUN_SAMPLE, DRY_RUN_SAMPLE, self.depth_at_start or DRY_RUN_SAMPLE)
-        if self.engine == RedriveEngine.NATIVE:
-            return self.matched or self.depth_at_start
-        if self.max_messages and not self.filter_kind:
-            return min(self.max_messages, self.depth_at_start or self.max_messages)
-        return self.depth_at_start
-
-    def percent(self) -> int:
-        if self.status == RedriveStatus.COMPLETED:
-            return 100
-        total = self.expected_total()
-        if not total:
-            return 0
-        if self.filter_kind == FilterKind.MESSAGE_IDS:
-            done = self.matched  # of the chosen messages, found so far
-        elif self.dry_run or (self.filter_kind and self.engine != RedriveEngine.NATIVE):
-            done = self.examined
-        else:
-            done = self.moved + self.failed
-        return max(0, min(99, int(100 * done / total)))
-
-    def summary(self) -> str:
-        """One sentence an operator reads first."""
-        s = RedriveStatus(self.status)
-        if self.operation == DlqOperation.PURGE:
-            if s == RedriveStatus.COMPLETED:
-                return f"Purged the DLQ ({self.matched} message(s) at the time)."
-            return "Purging." if self.is_active else "The purge failed; nothing was deleted."
-        verb = "deleted" if self.operation == DlqOperation.DELETE else "moved"
-        if self.dry_run:
-            if s == RedriveStatus.COMPLETED:
-                return f"Dry run: {self.matched} of {self.examined} sampled message(s) would move; nothing was moved."
-            return "Dry run: sampling messages." if self.is_active else "The dry run did not finish; nothing was moved."
-        if s == RedriveStatus.PENDING:
-            return "Waiting for a worker."
-        parts = [f"{self.moved} message(s) {verb}"]
-        if self.failed:
-            parts.append(f"{self.failed} failed and stay in the DLQ")
-        if self.skipped:
-            parts.append(f"{self.skipped} did not match and stay in the DLQ")
-        text = ", ".join(parts)
-        if s == RedriveStatus.COMPLETED and self.filter_kind and self.matched == 0:
-            return (
-                f"The filter ({self.filter_description()}) matched none of the {self.examined} message(s) "
-                "examined; nothing was moved."
-            )
-        if s == RedriveStatus.COMPLETED:
-            return f"Done: {text}."
-        if s == RedriveStatus.FAILED:
-            return f"Failed: {text}. {self.errors[-1]['message'] if self.errors else ''}".strip()
-        if s == RedriveStatus.CANCELLED:
-            return f"Cancelled: {text}."
-        return f"{s.label}: {text} so far."
-
     def add_error(self, message: str, limit: int = 100, **detail) -> None:
         """Record an error (the newest `limit` are kept; `error_count` counts them all)."""
         self.errors = [*self.errors, {"at": clock.now().isoformat(timespec="seconds"), "message": message, **detail}][
@@ -250,28 +191,3 @@ class RedriveTask(models.Model):
             self.status, self.cancelled_by_name = RedriveStatus.CANCELLING, by
             return True
         return False
-
-    def progress(self) -> dict:
-        """What the progress page polls."""
-        s = RedriveStatus(self.status)
-        return {
-            "id": self.pk,
-            "status": s.value,
-            "status_label": s.label,
-            "colour": s.colour,
-            "active": self.is_active,
-            "engine": self.get_engine_display(),
-            "dry_run": self.dry_run,
-            "matched": self.matched,
-            "moved": self.moved,
-            "failed": self.failed,
-            "skipped": self.skipped,
-            "examined": self.examined,
-            "total": self.expected_total(),
-            "percent": self.percent(),
-            "summary": self.summary(),
-            "error_count": self.error_count,
-            "errors": [e.get("message", "") for e in self.errors[-5:]],
-            "heartbeat_at": self.heartbeat_at.isoformat() if self.heartbeat_at else None,
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-        }

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from django.db.models import TextChoices
 
+from pipelines.formatting import duration
 from pipelines.models import Pipeline, Severity
 
 #: AWS's guidance for SQS event sources.
@@ -61,15 +62,6 @@ class Insight:
     title: str
     fix: str  # one line, concrete: what to set, to what
     detail: str = ""
-
-
-def duration(seconds: int) -> str:
-    """A configured duration in its natural unit: '30 s', '15 min', '4 days'."""
-    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size and seconds % size == 0:
-            n = seconds // size
-            return f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''}"
-    return f"{seconds:,} s"
 
 
 def throttle_reason(p: Pipeline) -> str:

@@ -25,6 +25,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from pipelines import clock
+from pipelines.alerting.incidents import RESOLVE_AFTER
 from pipelines.formatting import ago, human_seconds
 from pipelines.models import UNRESOLVED, Incident, IncidentStatus, Pipeline, Severity
 from pipelines.ui.access import account_filter
@@ -44,6 +45,8 @@ STRIP_FIELDS = (
     "opened_at",
     "acknowledged_at",
     "acknowledged_by",
+    "last_seen_at",
+    "pipeline__health_reasons",
 )
 
 
@@ -57,6 +60,7 @@ class Item:
     acknowledged: str = ""
     resolved: str = ""
     duration: str = ""
+    quiet: str = ""  # the rule no longer fires: since when, and when the incident resolves
 
 
 @dataclass
@@ -88,6 +92,12 @@ class Unresolved(NamedTuple):
     opened_at: datetime
     acknowledged_at: datetime | None
     acknowledged_by: str
+    last_seen_at: datetime
+    findings: list  # the pipeline's stored findings: [severity, summary, rule]
+
+    @property
+    def firing(self) -> bool:
+        return any(len(f) > 2 and f[2] == self.rule for f in self.findings or [])
 
     def incident(self) -> Incident:
         """The model instance the template renders (made only for the few the strip shows)."""
@@ -101,8 +111,9 @@ class Unresolved(NamedTuple):
             opened_at=self.opened_at,
             acknowledged_at=self.acknowledged_at,
             acknowledged_by=self.acknowledged_by,
+            last_seen_at=self.last_seen_at,
         )
-        i.pipeline = Pipeline(pk=self.pipeline_id, name=self.pipeline_name)
+        i.pipeline = Pipeline(pk=self.pipeline_id, name=self.pipeline_name, health_reasons=self.findings)
         return i
 
 
@@ -143,7 +154,17 @@ def changelist_url(**params) -> str:
     return f"{url}?{urlencode(params)}" if params else url
 
 
-def _item(i: Incident, at, dashboard_url: str) -> Item:
+def _quiet(i: Incident, at, firing: bool) -> str:
+    """For an unresolved incident whose rule no longer fires (the pipeline's findings say so): how
+    long it has been quiet and when it resolves if it stays so."""
+    if firing or not i.is_unresolved:
+        return ""
+    resolves = i.last_seen_at + RESOLVE_AFTER
+    when = "at the next evaluation" if resolves <= at else f"in {human_seconds((resolves - at).total_seconds())}"
+    return f"quiet since {ago(i.last_seen_at, at)}; resolves {when} if it stays quiet"
+
+
+def _item(i: Incident, at, dashboard_url: str, firing: bool = True) -> Item:
     return Item(
         incident=i,
         pipeline_url=dashboard_url.format(pk=i.pipeline_id),
@@ -151,6 +172,7 @@ def _item(i: Incident, at, dashboard_url: str) -> Item:
         acknowledged=ago(i.acknowledged_at, at) if i.acknowledged_at else "",
         resolved=ago(i.resolved_at, at) if i.resolved_at else "",
         duration=human_seconds(i.duration.total_seconds()) if i.resolved_at else "",
+        quiet=_quiet(i, at, firing),
     )
 
 
@@ -166,7 +188,7 @@ def overview_strip(request, incidents: list[Unresolved] | None, next_url: str) -
     at, url = clock.now(), _dashboard_url()
     ordered = worst_first(incidents)
     return Box(
-        items=[_item(i.incident(), at, url) for i in ordered[:STRIP_MAX]],
+        items=[_item(i.incident(), at, url, i.firing) for i in ordered[:STRIP_MAX]],
         more=max(len(ordered) - STRIP_MAX, 0),
         panel=False,
         can_change=request.user.has_perm(CHANGE_PERM),
@@ -182,9 +204,10 @@ def pipeline_panel(request, pipeline: Pipeline) -> Box | None:
     at, url = clock.now(), _dashboard_url()
     mine = Incident.objects.filter(pipeline=pipeline)
     open_ = worst_first(list(mine.filter(status__in=UNRESOLVED)))
+    firing = {rule for _, _, rule in pipeline.findings()}
     recent = mine.filter(status=IncidentStatus.RESOLVED).order_by("-resolved_at", "-pk")[:RECENT_RESOLVED]
     return Box(
-        items=[_item(i, at, url) for i in open_],
+        items=[_item(i, at, url, i.rule in firing) for i in open_],
         recent=[_item(i, at, url) for i in recent],
         panel=True,
         can_change=request.user.has_perm(CHANGE_PERM),

@@ -185,3 +185,24 @@ def test_findings_of_other_cycles_stay_until_their_rules_run_again(pipeline):
     pipeline.refresh_from_db()
     assert pipeline.finding_severity(RuleKind.ERRORS) is not None
     assert pipeline.current_health(T)[0] != Health.OK
+
+
+def test_an_incident_whose_rule_went_quiet_says_so_while_the_health_is_ok(pipeline, client, monkeypatch):
+    from django.contrib.auth.models import User
+    from django.urls import reverse
+
+    dlq(pipeline)
+    judge(pipeline)
+    MetricSample.objects.all().delete()
+    pipeline.dlq_depth = 0
+    later = T + timedelta(minutes=2)
+    monkeypatch.setattr("pipelines.clock.now", lambda: later)
+    pipeline.last_sync_at = later
+    recent = history.refresh([pipeline], later)
+    evaluate.evaluate([pipeline], later, recent, rules.FAST)
+    pipeline.refresh_from_db()
+    assert pipeline.current_health(later) == (Health.OK, [])
+    assert Incident.objects.get(rule=RuleKind.DLQ).is_unresolved  # resolves after 5 quiet minutes
+    client.force_login(User.objects.create_superuser("ops", "ops@example.com", "pw-for-tests-1"))
+    page = client.get(reverse("admin:index")).content.decode()
+    assert "quiet since 2 min ago; resolves in 3 min if it stays quiet" in page

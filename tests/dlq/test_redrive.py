@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 
 from pipelines import aws, tasks
 from pipelines.clock import now
-from pipelines.dlq import batch, peek, queues, runner, service, worker
+from pipelines.dlq import batch, peek, progress, queues, runner, service, worker
 from pipelines.dlq.filters import Filter
 from pipelines.dlq.queues import RedriveError
 from pipelines.models import DlqOperation, FilterKind, RedriveEngine, RedriveStatus, RedriveTask
@@ -130,7 +130,7 @@ def test_it_stops_when_the_destination_keeps_failing_and_keeps_every_message(
     task = run_now(p)
     assert task.status == "failed" and task.moved == 0
     assert task.failed == 10 * batch.FAILED_BATCHES_TO_ABORT
-    assert "batches in a row could not be sent" in task.summary()
+    assert "batches in a row could not be sent" in progress.summary(task)
     assert_exactly(target, [p.dlq_url], sent)
 
 
@@ -204,7 +204,7 @@ def test_it_gives_up_on_a_task_that_keeps_killing_its_worker(register, target, r
         heartbeat_at=now() - timedelta(hours=1),
     )
     task = runner.run_redrive(task.pk)
-    assert task.status == "failed" and task.moved == 7 and "Gave up after" in task.summary()
+    assert task.status == "failed" and task.moved == 7 and "Gave up after" in progress.summary(task)
     assert counts(target, p.dlq_url)["visible"] == 20
 
 
@@ -245,7 +245,7 @@ def test_it_says_plainly_when_a_filter_matches_nothing(register, target, run_now
     sent = fill(target, p.dlq_url, 30)
     task = run_now(p, flt=Filter(FilterKind.BODY, value="no such text"))
     assert (task.status, task.matched, task.moved, task.skipped) == ("completed", 0, 0, 30)
-    assert task.summary() == (
+    assert progress.summary(task) == (
         "The filter (body contains 'no such text') matched none of the 30 message(s) examined; nothing was moved."
     )
     assert counts(target, p.dlq_url)["visible"] == 30 and counts(target, p.queue_url)["visible"] == 0
@@ -269,7 +269,7 @@ def test_it_moves_nothing_in_a_dry_run_and_shows_what_would_move(register, targe
     assert len(task.sample) == 30 and sum(s["matches"] for s in task.sample) == 8
     assert task.sample[1] == {**task.sample[1], "request_id": "req-00001", "matches": True}
     assert "body" not in task.sample[0]  # ids and sizes only: bodies are never stored
-    assert task.summary().startswith("Dry run: 8 of 30 sampled message(s) would move")
+    assert progress.summary(task).startswith("Dry run: 8 of 30 sampled message(s) would move")
     assert counts(target, p.dlq_url) == {"visible": 30, "in_flight": 0, "delayed": 0}
     assert counts(target, p.queue_url)["visible"] == 0
 

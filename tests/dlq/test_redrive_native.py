@@ -13,7 +13,7 @@ from botocore.stub import Stubber
 
 from pipelines import aws
 from pipelines.clock import now
-from pipelines.dlq import filters, native, queues, runner, service, worker
+from pipelines.dlq import filters, native, progress, queues, runner, service, worker
 from pipelines.models import AwsAccount, Pipeline, RedriveEngine, RedriveStatus, RedriveTask
 
 REGION = "us-east-1"
@@ -100,14 +100,14 @@ def test_it_moves_a_whole_dlq_with_the_sqs_move_task_and_follows_its_progress(pi
     stub.add_response("list_message_move_tasks", {"Results": [listed("COMPLETED", 1200, handle=False), older]})
     done = runner.run_redrive(task.pk)
     assert (done.status, done.engine, done.matched, done.moved, done.failed) == ("completed", "native", 1200, 1200, 0)
-    assert done.native_handle == HANDLE and done.percent() == 100
+    assert done.native_handle == HANDLE and progress.percent(done) == 100
     assert fast == [native.NATIVE_POLL_SECONDS] * 2
 
 
 def test_it_saves_the_progress_while_sqs_moves_messages(pipeline, stub, monkeypatch):
     task = native_task(pipeline)
     seen = []
-    monkeypatch.setattr(worker, "sleep", lambda s: seen.append(RedriveTask.objects.get(pk=task.pk).progress()))
+    monkeypatch.setattr(worker, "sleep", lambda s: seen.append(progress.progress(RedriveTask.objects.get(pk=task.pk))))
     stub.add_response(
         "start_message_move_task", {"TaskHandle": HANDLE}, {"SourceArn": DLQ_ARN, "DestinationArn": QUEUE_ARN}
     )
@@ -138,7 +138,7 @@ def test_it_fails_with_the_reason_sqs_gives(pipeline, stub, fast):
     )
     done = runner.run_redrive(task.pk)
     assert (done.status, done.moved, done.failed) == ("failed", 200, 1000)
-    assert "KmsAccessDenied" in done.summary()
+    assert "KmsAccessDenied" in progress.summary(done)
 
 
 def test_it_follows_the_move_task_it_already_started_after_a_resume(pipeline, stub, fast):
@@ -205,7 +205,7 @@ def test_it_fails_on_other_errors_and_moves_nothing(pipeline, stub):
         http_status_code=403,
     )
     done = runner.run_redrive(task.pk)
-    assert done.status == "failed" and "access denied" in done.summary()
+    assert done.status == "failed" and "access denied" in progress.summary(done)
 
 
 def client_error(code: str, message: str, status: int) -> ClientError:

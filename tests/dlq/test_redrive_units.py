@@ -3,7 +3,7 @@ what a task says about itself. No AWS, no database."""
 
 import pytest
 
-from pipelines.dlq import batch, filters, worker
+from pipelines.dlq import batch, filters, progress, worker
 from pipelines.dlq.filters import Filter
 from pipelines.dlq.peek import PeekedMessage
 from pipelines.models import FilterKind, RedriveEngine, RedriveStatus, RedriveTask
@@ -163,14 +163,14 @@ def test_it_gives_every_status_a_colour_and_a_label():
 )
 def test_it_says_where_a_task_is(fields, summary, percent):
     t = task(**fields)
-    assert t.summary() == summary and t.percent() == percent
+    assert progress.summary(t) == summary and progress.percent(t) == percent
 
 
 def test_it_says_why_a_task_failed():
     t = task(status="failed", moved=7, matched=7)
     t.add_error("the destination queue was deleted")
-    assert t.summary() == "Failed: 7 message(s) moved. the destination queue was deleted"
-    assert t.error_count == 1 and t.progress()["errors"] == ["the destination queue was deleted"]
+    assert progress.summary(t) == "Failed: 7 message(s) moved. the destination queue was deleted"
+    assert t.error_count == 1 and progress.progress(t)["errors"] == ["the destination queue was deleted"]
 
 
 def test_it_keeps_the_latest_errors_and_counts_them_all():
@@ -189,4 +189,4 @@ def test_it_counts_a_deletions_progress_by_the_messages_found():
         skipped=500,
         depth_at_start=1000,
     )
-    assert t.expected_total() == 4 and t.percent() == 50
+    assert progress.expected_total(t) == 4 and progress.percent(t) == 50
