@@ -23,43 +23,34 @@ Times are wall-clock medians of 5 runs; the query counts are exact.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
-from pipelines.alerting import evaluate, history, incidents, rules
-from pipelines.collection import store
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+import setup
 
 
-def configure(database_url: str) -> None:
-    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-    os.environ["DATABASE_URL"] = database_url
-    os.environ["DEBUG"] = "false"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = setup.argument_parser(__doc__)
+    ap.add_argument("--pipelines", type=int, default=1000)
+    ap.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/opsboard_bench_alerts")
+    return ap.parse_args(argv)
 
 
-def recreate_postgres(url: str) -> None:
-    import psycopg
+# The options name the database Django starts on; the project's modules below need Django started.
+ARGS = parse_args()
+setup.configure_django(ARGS.database_url)
 
-    base, _, name = url.rpartition("/")
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as con:
-        con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        con.execute(f'CREATE DATABASE "{name}"')
+from django.db import connection  # noqa: E402
+
+from pipelines.alerting import evaluate, history, incidents, rules  # noqa: E402
+from pipelines.clock import now  # noqa: E402
+from pipelines.collection import store  # noqa: E402
+from pipelines.models import UNRESOLVED, AlertRule, AwsAccount, Incident, MetricSample, Pipeline  # noqa: E402
 
 
 def load(n: int, at) -> list:
-    from pipelines.models import AwsAccount, MetricSample, Pipeline
-
-    account = AwsAccount.objects.create(name="bench", region="us-east-1")
+    account = AwsAccount.objects.create(name="bench", region=setup.REGION)
     pipes = Pipeline.objects.bulk_create(
         [
             Pipeline(
@@ -111,8 +102,6 @@ def load(n: int, at) -> list:
 
 def timed(fn, runs: int = 5) -> tuple[float, int]:
     """Median seconds of `runs` calls, and the queries one call makes."""
-    from django.db import connection
-
     times, counts = [], []
     for _ in range(runs):
         count = [0]
@@ -131,8 +120,6 @@ def timed(fn, runs: int = 5) -> tuple[float, int]:
 
 def naive(pipes, at, source) -> None:
     """Per pipeline: its own history, incidents and overrides, then the same rules and transitions."""
-    from pipelines.models import UNRESOLVED, AlertRule, Incident
-
     for p in pipes:
         rows = history.recent_rows([p.pk], at, history.HISTORY_MINUTES).get(p.pk, [])
         trend = history.trend_from(
@@ -152,20 +139,10 @@ def naive(pipes, at, source) -> None:
             inc.save(update_fields=["summary", "value", "threshold", "last_seen_at", "severity"])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pipelines", type=int, default=1000)
-    ap.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/opsboard_bench_alerts")
-    args = ap.parse_args()
+def main(args: argparse.Namespace) -> None:
     if args.database_url.startswith("postgres"):
-        recreate_postgres(args.database_url)
-    configure(args.database_url)
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    from pipelines.clock import now
-    from pipelines.models import Incident
-
+        setup.recreate_postgres(args.database_url)  # Django is set up but has not connected yet
+    setup.migrate()
     at = store.floor_minute(now())
     started = time.perf_counter()
     pipes = load(args.pipelines, at)
@@ -199,4 +176,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

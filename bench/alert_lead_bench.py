@@ -26,36 +26,41 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import shutil
-import sys
-import tempfile
 import threading
 import time
-from datetime import UTC
-from pathlib import Path
+from datetime import UTC, datetime
 
-from pipelines import aws
-from pipelines.collection import cycles, store
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+import setup
 
 
-def configure_django(tmp: str) -> None:
-    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-    os.environ["DATABASE_URL"] = f"sqlite:///{tmp}/bench.sqlite3"
-    os.environ["OPSBOARD_VAR_DIR"] = tmp
-    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "true"
-    os.environ["DEBUG"] = "false"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    import django
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = setup.argument_parser(__doc__)
+    ap.add_argument("--warmup", type=float, default=4.0, help="healthy minutes before the faults (default 4)")
+    ap.add_argument("--fault", type=float, default=12.0, help="minutes of faults measured (default 12)")
+    ap.add_argument(
+        "--phase",
+        type=float,
+        default=30.0,
+        help="seconds after a fast cycle the faults begin (default 30: half-way to the next)",
+    )
+    ap.add_argument("--fast-every", type=int, default=60, help="seconds between fast cycles (default 60)")
+    ap.add_argument("--metrics-every", type=int, default=120, help="seconds between metrics cycles (default 120)")
+    return ap.parse_args(argv)
 
-    django.setup()
-    from django.core.management import call_command
 
-    call_command("migrate", verbosity=0)
+# The options name the database Django starts on; the project's modules below need Django started.
+ARGS = parse_args()
+TMP = setup.temp_dir("opsboard-alert-bench-")
+setup.configure_django(setup.sqlite_url(TMP), TMP, eager_tasks=True)
+
+from opsboard_demo.emulator import MotoServer  # noqa: E402
+from opsboard_demo.receiver import WebhookReceiver  # noqa: E402
+from opsboard_demo.scenarios import scenario_named  # noqa: E402
+from opsboard_demo.simulator import Simulator  # noqa: E402
+from pipelines import aws  # noqa: E402
+from pipelines.collection import cycles, store  # noqa: E402
+from pipelines.models import ChannelKind, MetricSample, NotificationChannel, Pipeline  # noqa: E402
+from pipelines.registry.discovery import discover  # noqa: E402
 
 
 def fmt(seconds: float | None) -> str:
@@ -63,16 +68,10 @@ def fmt(seconds: float | None) -> str:
 
 
 def run(args) -> None:
-    from opsboard_demo.emulator import MotoServer
-    from opsboard_demo.receiver import WebhookReceiver
-    from opsboard_demo.simulator import Simulator, scenario_named
-    from pipelines.models import AwsAccount, ChannelKind, MetricSample, NotificationChannel, Pipeline
-    from pipelines.registry.discovery import discover
-
     moto = MotoServer().start()
     receiver = WebhookReceiver().start()
     try:
-        account = AwsAccount.objects.create(name="bench", region="us-east-1", endpoint_url=moto.url)
+        account = setup.emulator_account("bench", moto.url)
         NotificationChannel.objects.create(name="receiver", kind=ChannelKind.WEBHOOK, target=receiver.url)
         sim = Simulator(account.target())
         faults = {"invoices": scenario_named("poison"), "image-resize": scenario_named("throttle")}
@@ -191,31 +190,13 @@ def run(args) -> None:
 
 
 def aws_datetime(epoch: float):
-    from datetime import datetime
-
     return datetime.fromtimestamp(epoch, tz=UTC)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--warmup", type=float, default=4.0, help="healthy minutes before the faults (default 4)")
-    ap.add_argument("--fault", type=float, default=12.0, help="minutes of faults measured (default 12)")
-    ap.add_argument(
-        "--phase",
-        type=float,
-        default=30.0,
-        help="seconds after a fast cycle the faults begin (default 30: half-way to the next)",
-    )
-    ap.add_argument("--fast-every", type=int, default=60, help="seconds between fast cycles (default 60)")
-    ap.add_argument("--metrics-every", type=int, default=120, help="seconds between metrics cycles (default 120)")
-    args = ap.parse_args()
-    tmp = tempfile.mkdtemp(prefix="opsboard-alert-bench-")
-    try:
-        configure_django(tmp)
-        run(args)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def main(args: argparse.Namespace) -> None:
+    setup.migrate()
+    run(args)
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

@@ -41,24 +41,18 @@ import json
 import math
 import os
 import resource
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pipelines import aws
-from pipelines.collection import cloudwatch, cost, cycles, store
+import boto3
+import setup
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-REGION = "us-east-1"
 LATENCY = 0.02
 #: The design brief's reference: 2,000 sequential calls through its "20 ms" proxy took 134 s (~67 ms a call).
 LATENCY_REFERENCE = 0.065
@@ -76,7 +70,7 @@ CHILD_TIMEOUT = 300  # seconds; the sequential loop at 2000 calls and 65 ms take
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = setup.argument_parser(__doc__)
     ap.add_argument("--quick", action="store_true", help="N = 10, 100 and a 200-pipeline timing only")
     ap.add_argument(
         "--database-url",
@@ -103,17 +97,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def configure_django(database_url: str, var_dir: str) -> None:
-    """Point Django at the bench database, with the test settings (dummy AWS credentials)."""
-    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-    os.environ["DATABASE_URL"] = database_url
-    os.environ["OPSBOARD_VAR_DIR"] = var_dir  # keep the filesystem broker dirs out of the repo
-    os.environ["DEBUG"] = "false"  # DEBUG keeps every SQL query in memory: no honest RSS with it
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    import django
+# The options name the database Django starts on; the project's modules below need Django started.
+ARGS = parse_args()
+if ARGS.child:
+    # A timed job: the parent's database and directory, handed down in the environment.
+    setup.configure_django(os.environ["DATABASE_URL"], os.environ["OPSBOARD_VAR_DIR"])
+else:
+    TMP = setup.temp_dir("opsboard-bench-")
+    setup.configure_django(ARGS.database_url or setup.sqlite_url(TMP), TMP)
 
-    django.setup()
+from django.conf import settings  # noqa: E402
+
+from opsboard_demo.emulator import FaultProxy, MotoServer  # noqa: E402
+from pipelines import aws  # noqa: E402
+from pipelines.clock import now  # noqa: E402
+from pipelines.collection import cloudwatch, cost, cycles, store  # noqa: E402
+from pipelines.models import AwsAccount, Pipeline, PollCycle  # noqa: E402
 
 
 def cpu_seconds() -> float:
@@ -142,7 +141,6 @@ def hwm_kb() -> int:
 
 def create_queues(target, count: int) -> list[dict[str, str]]:
     """`count` queue + DLQ pairs in the emulator, each queue redriving to its DLQ (8 threads)."""
-
     sqs = aws.client(target, "sqs")
 
     def one(i: int) -> dict[str, str]:
@@ -169,8 +167,6 @@ def seed_percentile_data(target, queue: dict[str, str]) -> None:
     moto answers a percentile query with HTTP 500 only when there is data to compute it from, so
     without this the warm-up cycle would never learn that percentiles are unsupported.
     """
-    from datetime import datetime, timedelta
-
     cw = aws.client(target, "cloudwatch")
     ts = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)
     cw.put_metric_data(
@@ -199,8 +195,6 @@ def seed_percentile_data(target, queue: dict[str, str]) -> None:
 
 def register(account, queues: list[dict[str, str]], tag: str) -> None:
     """Pipeline rows for the given queues, with a consumer and an HTTP API so every metric is planned."""
-    from pipelines.models import Pipeline
-
     Pipeline.objects.bulk_create(
         [
             Pipeline(
@@ -223,9 +217,7 @@ def register(account, queues: list[dict[str, str]], tag: str) -> None:
 
 
 def make_account(name: str, endpoint_url: str, queues: list[dict[str, str]]):
-    from pipelines.models import AwsAccount
-
-    account = AwsAccount.objects.create(name=name, region=REGION, endpoint_url=endpoint_url)
+    account = setup.emulator_account(name, endpoint_url)
     register(account, queues, name)
     return account
 
@@ -239,13 +231,11 @@ def planned_metrics(account, at) -> dict[str, Any]:
     Same cycle number, same window (widened to cover the slowest metric due this cycle), same DLQ
     emptiness query; also the plan as it would be if every DLQ held messages.
     """
-    from pipelines.models import Pipeline
-
     pipes = list(Pipeline.objects.filter(account=account, enabled=True).order_by("pk"))
     end = store.floor_minute(at)
     cycle = cycles.cycle_number(end)
     spans = max([s.every for s in cloudwatch.METRICS if cycle % s.every == 0], default=1)
-    empty = cycles._known_empty_dlqs(pipes, cycles.metrics_window(pipes, end, spans))
+    empty = cycles.known_empty_dlqs(pipes, cycles.metrics_window(pipes, end, spans))
     unsupported = account.unsupported_statistics
     return {
         "cycle": cycle,
@@ -259,10 +249,6 @@ def planned_metrics(account, at) -> dict[str, Any]:
 
 def next_slow_cycle(after):
     """The first metrics-cycle time after `after` (at the configured cadence) whose cycle fetches every metric."""
-    from datetime import timedelta
-
-    from django.conf import settings
-
     every = math.lcm(*(s.every for s in cloudwatch.METRICS))
     at = after + timedelta(seconds=settings.METRICS_INTERVAL_SECONDS)
     while cycles.cycle_number(store.floor_minute(at)) % every:
@@ -272,8 +258,6 @@ def next_slow_cycle(after):
 
 def measure_calls(account, n: int) -> dict[str, Any]:
     """Fast cycle, warm-up metrics cycle, steady-state metrics cycle for one account of n pipelines."""
-    from pipelines.clock import now
-
     t0 = now()
     fast = cycles.run_fast_cycle(account, at=t0)
     warm_plan = planned_metrics(account, t0)
@@ -325,10 +309,6 @@ def emit(result: dict[str, Any]) -> None:
 
 def child_fast(account_id: int) -> None:
     """Two fast cycles (cold process, then warm clients) for every pipeline of the account."""
-    from django.conf import settings
-
-    from pipelines.models import AwsAccount, Pipeline
-
     account = AwsAccount.objects.get(pk=account_id)
     rss_ready, hwm_ready = max_rss_kb(), hwm_kb()
     runs = []
@@ -364,10 +344,6 @@ def child_sequential(account_id: int, sample: int | None = None) -> None:
     With `sample`, only the first `sample` calls are made and the time for all is extrapolated
     linearly (each call waits on the previous one, so the loop's time is linear in the calls).
     """
-    import boto3
-
-    from pipelines.models import AwsAccount, Pipeline
-
     account = AwsAccount.objects.get(pk=account_id)
     urls = [
         u
@@ -376,7 +352,7 @@ def child_sequential(account_id: int, sample: int | None = None) -> None:
         if u
     ]
     timed = urls[:sample] if sample else urls
-    sqs = boto3.client("sqs", region_name=REGION, endpoint_url=account.endpoint_url)
+    sqs = boto3.client("sqs", region_name=setup.REGION, endpoint_url=account.endpoint_url)
     t = time.perf_counter()
     for url in timed:
         sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(aws.COUNT_ATTRIBUTES))
@@ -403,7 +379,7 @@ def run_child(
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--account-id", str(account_id)]
     if sample:
         cmd += ["--sample", str(sample)]
-    proc = subprocess.run(cmd, env=env, cwd=str(REPO), capture_output=True, text=True, timeout=CHILD_TIMEOUT)
+    proc = subprocess.run(cmd, env=env, cwd=str(setup.REPO), capture_output=True, text=True, timeout=CHILD_TIMEOUT)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"child {kind} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -414,15 +390,11 @@ def run_child(
 
 def proxy_overhead(moto_url: str, queue_url: str, calls: int = 50) -> dict[str, float]:
     """ms per sequential GetQueueAttributes at latency 0: straight to moto, and through a FaultProxy."""
-    import boto3
-
-    from opsboard_demo.emulator import FaultProxy
-
     out = {}
     for label in ("direct", "proxy"):
         proxy = FaultProxy(moto_url).start() if label == "proxy" else None
         try:
-            sqs = boto3.client("sqs", region_name=REGION, endpoint_url=proxy.url if proxy else moto_url)
+            sqs = boto3.client("sqs", region_name=setup.REGION, endpoint_url=proxy.url if proxy else moto_url)
             sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
             t = time.perf_counter()
             for _ in range(calls):
@@ -462,8 +434,6 @@ def measure_timing(
 
 def cost_pipeline():
     """An unsaved full pipeline: queue + DLQ + Lambda consumer + REST API."""
-    from pipelines.models import Pipeline
-
     base = "https://sqs.us-east-1.amazonaws.com/123456789012"
     return Pipeline(
         name="orders",
@@ -481,24 +451,20 @@ def cost_pipeline():
 
 def cost_with(pipeline, unsupported: tuple[str, ...], dlq_empty: bool) -> dict[str, float]:
     """cost.monthly_cost; for a DLQ known empty, less the DLQ-age queries no cycle then makes."""
-    from django.conf import settings
-
-    cost = dict(cost.monthly_cost(pipeline, unsupported))
-    cycles = cost.MONTH_SECONDS / settings.METRICS_INTERVAL_SECONDS
+    month = dict(cost.monthly_cost(pipeline, unsupported))
+    cycles_a_month = cost.MONTH_SECONDS / settings.METRICS_INTERVAL_SECONDS
     if dlq_empty:
         left_out = set(cloudwatch.plan_metrics(pipeline, unsupported)) - set(
             cloudwatch.plan_metrics(pipeline, unsupported, True)
         )
-        cost["metrics_requested"] -= sum(cycles / spec.every for spec in left_out)
-        cost["cloudwatch"] = cost["metrics_requested"] * settings.CLOUDWATCH_PRICE_PER_THOUSAND_METRICS / 1e3
-        cost["total"] = cost["sqs"] + cost["cloudwatch"]
-    cost["metrics_per_cycle"] = cost["metrics_requested"] / cycles  # an average over the cadences
-    return cost
+        month["metrics_requested"] -= sum(cycles_a_month / spec.every for spec in left_out)
+        month["cloudwatch"] = month["metrics_requested"] * settings.CLOUDWATCH_PRICE_PER_THOUSAND_METRICS / 1e3
+        month["total"] = month["sqs"] + month["cloudwatch"]
+    month["metrics_per_cycle"] = month["metrics_requested"] / cycles_a_month  # an average over the cadences
+    return month
 
 
 def measure_cost() -> dict[str, Any]:
-    from collections import defaultdict
-
     p = cost_pipeline()
     components: dict[str, float] = defaultdict(float)
     for spec in cloudwatch.plan_metrics(p):
@@ -518,10 +484,6 @@ def measure_cost() -> dict[str, Any]:
 # --- output --------------------------------------------------------------------------------------
 
 
-def yes(ok: bool) -> str:
-    return "yes" if ok else "NO"
-
-
 def print_calls(rows: list[dict[str, Any]]) -> None:
     print("1. API calls per cycle against the emulator (from CycleReport.calls)")
     print(f"   {'N':>5}  {'cycle':<16} {'operation':<26} {'measured':>8} {'floor':>6}  equal  notes")
@@ -529,7 +491,7 @@ def print_calls(rows: list[dict[str, Any]]) -> None:
         other = f"; +{r['fast_other']} other calls" if r["fast_other"] else ""
         print(
             f"   {r['n']:>5}  {'fast':<16} {'sqs:GetQueueAttributes':<26} {r['fast_calls']:>8} {r['fast_floor']:>6}"
-            f"  {yes(r['fast_calls'] == r['fast_floor'] and not r['fast_other']):<5}  2 queues x N; "
+            f"  {setup.yes(r['fast_calls'] == r['fast_floor'] and not r['fast_other']):<5}  2 queues x N; "
             f"{r['fast_errors']} failed{other}"
         )
         print(
@@ -542,11 +504,11 @@ def print_calls(rows: list[dict[str, Any]]) -> None:
         slow = ", ".join(r["slow_due"]) or "no slow metric"
         print(
             f"   {r['n']:>5}  {'metrics steady':<16} {'cloudwatch:GetMetricData':<26} {r['metrics_calls']:>8}"
-            f" {r['metrics_floor']:>6}  {yes(ok):<5}  cycle {r['cycle']} (warm-up +{r['cycle_after']}; due: {slow}); "
+            f" {r['metrics_floor']:>6}  {setup.yes(ok):<5}  cycle {r['cycle']} (warm-up +{r['cycle_after']}; due: {slow}); "
             f"{r['dlq_empty']}/{r['dlqs']} DLQs known empty; {'/'.join(map(str, r['per_pipeline']))} metrics/pipeline, "
             f"floor ceil({r['metrics_planned']}/500) from the plan, ceil({r['metrics_requested']}/500) = "
             f"{r['metrics_floor_reported']} from metrics_requested (requested = planned: "
-            f"{yes(r['metrics_requested'] == r['metrics_planned'])}); {r['metrics_errors']} failed{other}; "
+            f"{setup.yes(r['metrics_requested'] == r['metrics_planned'])}); {r['metrics_errors']} failed{other}; "
             f"with DLQ messages: {r['with_dlq_messages']} metrics, "
             f"{math.ceil(r['with_dlq_messages'] / 500)} calls"
         )
@@ -587,7 +549,7 @@ def print_timing(t: dict[str, Any], n: int) -> None:
                 calls = run["calls"].get("sqs:GetQueueAttributes", 0)
                 print(
                     f"   +{ms:.0f} ms  fast cycle, concurrency {c:>2}, {label}: {run['seconds']:6.2f} s  "
-                    f"ratio {ratio:5.1f}x  (>= 10x: {yes(ratio >= 10)}, < 10 s: {yes(run['seconds'] < 10)}; "
+                    f"ratio {ratio:5.1f}x  (>= 10x: {setup.yes(ratio >= 10)}, < 10 s: {setup.yes(run['seconds'] < 10)}; "
                     f"{calls} calls, {run['errors']} failed"
                     f"{'; ' + run['first_error'][:120] if run['errors'] else ''}; child CPU {run['cpu']:.2f} s; "
                     f"latency-bound ideal {calls * per_call / c:.2f} s)"
@@ -606,7 +568,7 @@ def print_timing(t: dict[str, Any], n: int) -> None:
         runs = [(latency, lt["fast"][c]) for latency, lt in t["latencies"].items()]
         peak = max(r["hwm_peak_kb"] or r["rss_peak_kb"] for _, r in runs)
         print(
-            f"   peak RSS, concurrency {c:>2} child: {peak / 1024:6.1f} MB  (< 200 MB: {yes(peak < 200 * 1024)}; "
+            f"   peak RSS, concurrency {c:>2} child: {peak / 1024:6.1f} MB  (< 200 MB: {setup.yes(peak < 200 * 1024)}; "
             + "; ".join(
                 f"+{latency * 1000:.0f} ms child {(r['hwm_peak_kb'] or r['rss_peak_kb']) / 1024:.1f} MB"
                 f" ({r['hwm_ready_kb'] / 1024:.1f} MB after Django setup, ru_maxrss "
@@ -635,8 +597,6 @@ def print_timing(t: dict[str, Any], n: int) -> None:
 
 
 def print_cost(c: dict[str, Any]) -> None:
-    from django.conf import settings
-
     comps = ", ".join(f"{k} {v:g}" if v == int(v) else f"{k} {v:.2f}" for k, v in c["components"].items())
     slow = "; ".join(f"{f} every {e} cycles" for f, e in c["slow"])
     print(
@@ -655,7 +615,7 @@ def print_cost(c: dict[str, Any]) -> None:
     for label, k in c["cases"]:
         print(
             f"   {label:<50} {k['metrics_per_cycle']:>7.2f} {k['sqs_calls']:>10,.0f} {k['sqs']:>7.4f} "
-            f"{k['metrics_requested']:>11,.0f} {k['cloudwatch']:>7.4f} {k['total']:>8.4f}  {yes(k['total'] <= 1.5)}"
+            f"{k['metrics_requested']:>11,.0f} {k['cloudwatch']:>7.4f} {k['total']:>8.4f}  {setup.yes(k['total'] <= 1.5)}"
         )
     print(
         "   'metrics' is metrics requested per metrics cycle, on average; the DLQ-empty rows are monthly_cost"
@@ -673,28 +633,16 @@ def print_rss_parent() -> None:
 # --- main ----------------------------------------------------------------------------------------
 
 
-class TimeLimit(Exception):
-    pass
-
-
-def _on_alarm(*_):
-    raise TimeLimit("bench time limit reached")
-
-
 def run(args: argparse.Namespace) -> None:
-    from django.core.management import call_command
-
-    from opsboard_demo.emulator import FaultProxy, MotoServer
-
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     timing_n = QUICK_TIMING if args.quick else FULL_TIMING
     started = time.monotonic()
-    call_command("migrate", verbosity=0)
+    setup.migrate()
     with MotoServer() as moto, FaultProxy(moto.url, latency=LATENCY) as proxy:
         print(f"emulator at {moto.url}, latency proxy at {proxy.url}", flush=True)
         count = max(*sizes, timing_n)
         t = time.monotonic()
-        target = aws.Target(region=REGION, endpoint_url=moto.url)
+        target = aws.Target(region=setup.REGION, endpoint_url=moto.url)
         queues = create_queues(target, count)
         seed_percentile_data(target, queues[0])
         print(f"created {2 * count} queues in {time.monotonic() - t:.1f} s", flush=True)
@@ -709,7 +657,7 @@ def run(args: argparse.Namespace) -> None:
         samples = QUICK_SEQUENTIAL_SAMPLES if args.quick else FULL_SEQUENTIAL_SAMPLES
         timing = measure_timing(timing_account, direct_account, proxy, args.concurrency, samples)
         timing["overhead"] = proxy_overhead(moto.url, queues[0]["url"])
-        cost = measure_cost()
+        costs = measure_cost()
         if args.database_url:
             cleanup(tag)
     print(
@@ -721,38 +669,26 @@ def run(args: argparse.Namespace) -> None:
     print_timing(timing, timing_n)
     print_rss_parent()
     print()
-    print_cost(cost)
+    print_cost(costs)
 
 
 def cleanup(tag: str) -> None:
     """Remove what the bench added to a database it did not create."""
-    from pipelines.models import AwsAccount, Pipeline, PollCycle
-
     accounts = AwsAccount.objects.filter(name__startswith=f"{tag}-")
     PollCycle.objects.filter(account__in=accounts).delete()
     Pipeline.objects.filter(account__in=accounts).delete()
     accounts.delete()
 
 
-def main() -> None:
-    args = parse_args()
-    if args.child:
-        configure_django(os.environ["DATABASE_URL"], os.environ["OPSBOARD_VAR_DIR"])
-        if args.child == "fast":
-            child_fast(args.account_id)
-        else:
-            child_sequential(args.account_id, args.sample)
-        return
-    tmp = tempfile.mkdtemp(prefix="opsboard-bench-")
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.alarm(args.time_limit)
-    try:
-        configure_django(args.database_url or f"sqlite:///{tmp}/bench.sqlite3", tmp)
-        run(args)
-    finally:
-        signal.alarm(0)
-        shutil.rmtree(tmp, ignore_errors=True)
+def main(args: argparse.Namespace) -> None:
+    if args.child == "fast":
+        child_fast(args.account_id)
+    elif args.child == "sequential":
+        child_sequential(args.account_id, args.sample)
+    else:
+        with setup.time_limit(args.time_limit):
+            run(args)
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

@@ -40,24 +40,20 @@ Target: p95 <= 150 ms for each.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
 import math
 import os
-import signal
+import pstats
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import urlsplit
 
-from pipelines.alerting import history
-from pipelines.collection import retention
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+import setup
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/opsboard_bench"
 ACCOUNT = "dashboard-bench"
@@ -69,7 +65,6 @@ RECENT_HOURS = 24  # hourly rollups for the pipelines without history
 CW_LAG_MINUTES = 3  # the newest minutes have no CloudWatch values yet
 TOPUP_LIMIT = timedelta(days=2)  # beyond this since the last load, regenerate instead of topping up
 TARGET_MS = 150.0
-UTC = UTC
 
 SAMPLE_COLS = (
     "visible",
@@ -100,7 +95,7 @@ SAMPLE_COLS = (
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = setup.argument_parser(__doc__)
     ap.add_argument(
         "--database-url",
         default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
@@ -129,42 +124,25 @@ def check_database_url(url: str) -> None:
         sys.exit(f"Unsupported database URL scheme {scheme!r}: give a postgres:// URL.")
 
 
-def ensure_database(url: str) -> None:
-    """Create the database named in the URL when the server does not have it (autocommit)."""
-    import psycopg
-    from psycopg import sql
+# The options name the database Django starts on; the project's modules below need Django started.
+ARGS = parse_args()
+check_database_url(ARGS.database_url)
+STARTED = time.monotonic()  # the elapsed time in the report counts from here
+# The test Client sends Host: testserver; without setup_test_environment() (whose instrumented
+# template rendering would add its own cost to every page) it has to be allowed here.
+setup.configure_django(ARGS.database_url, setup.temp_dir("opsboard-dashboard-bench-"), allowed_hosts=["testserver"])
 
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/") or "postgres"
-    conninfo = {
-        "host": parts.hostname or "127.0.0.1",
-        "port": parts.port or 5432,
-        "user": parts.username or "postgres",
-        "dbname": "postgres",
-    }
-    if parts.password:
-        conninfo["password"] = parts.password
-    with psycopg.connect(**conninfo, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            print(f"created database {name}")
+from django.contrib.auth.models import User  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+from django.db.models import Avg, Max, Sum  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+from django.urls import reverse  # noqa: E402
 
-
-def configure_django(database_url: str, var_dir: str) -> None:
-    """Point Django at the bench database with the test settings, DEBUG off."""
-    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-    os.environ["DATABASE_URL"] = database_url
-    os.environ["OPSBOARD_VAR_DIR"] = var_dir  # keep the filesystem broker dirs out of the repo
-    os.environ["DEBUG"] = "false"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
-    from django.conf import settings
-
-    # The test Client sends Host: testserver; without setup_test_environment() (whose instrumented
-    # template rendering would add its own cost to every page) it has to be allowed here.
-    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
+from pipelines.alerting import history  # noqa: E402
+from pipelines.clock import now  # noqa: E402
+from pipelines.collection import retention  # noqa: E402
+from pipelines.models import ApiKind, AwsAccount, Pipeline  # noqa: E402
 
 
 def floor_minute(t: datetime) -> datetime:
@@ -242,14 +220,10 @@ ORDER BY minute, pipeline_id
 
 def _aggregates():
     """(column, SQL aggregate) per rollup field, from retention.AGGREGATES (avg levels, sum counts, max ages)."""
-    from django.db.models import Avg, Max, Sum
-
-    from pipelines.collection.retention import AGGREGATES, FLOAT_FIELDS
-
     out = []
-    for name, fn in AGGREGATES.items():
+    for name, fn in retention.AGGREGATES.items():
         if fn is Avg:
-            out.append((name, f"avg({name})" if name in FLOAT_FIELDS else f"round(avg({name}))::int"))
+            out.append((name, f"avg({name})" if name in retention.FLOAT_FIELDS else f"round(avg({name}))::int"))
         elif fn is Sum:
             out.append((name, f"sum({name})::int"))
         elif fn is Max:
@@ -304,8 +278,6 @@ def generate(
 ) -> None:
     """Minute rows for epoch minutes [first, last] (if `samples`) and their hourly rollups for the
     hours in `roll`, in one statement: the generated rows are materialised once and used for both."""
-    from django.db import connection, transaction
-
     params = gen_params(pipes, first, last, lag_from)
     parts = [f"WITH gen AS MATERIALIZED ({GEN_SQL})"]
     if samples and roll:
@@ -324,8 +296,6 @@ def generate(
 
 
 def make_pipelines(account, at: datetime) -> None:
-    from pipelines.models import ApiKind, Pipeline
-
     themes = [
         "orders",
         "payments",
@@ -392,8 +362,6 @@ def make_pipelines(account, at: datetime) -> None:
 
 def bench_pipelines(account) -> tuple[list[dict], list[dict]]:
     """(pipelines with history, the others), as dicts for the generator."""
-    from pipelines.models import Pipeline
-
     rows = [
         {"id": pk, "dlq": bool(dlq), "fn": bool(fn), "api": bool(api)}
         for pk, dlq, fn, api in Pipeline.objects.filter(account=account)
@@ -404,8 +372,6 @@ def bench_pipelines(account) -> tuple[list[dict], list[dict]]:
 
 
 def history_state(history: list[dict]) -> tuple[int, datetime | None]:
-    from django.db import connection
-
     with connection.cursor() as cur:
         cur.execute(
             "SELECT count(*), max(minute) FROM pipelines_metricsample WHERE pipeline_id = ANY(%s)",
@@ -417,10 +383,6 @@ def history_state(history: list[dict]) -> tuple[int, datetime | None]:
 
 def wipe(account) -> None:
     """Remove the bench account's pipelines and history (TRUNCATE when nothing else is in the tables)."""
-    from django.db import connection
-
-    from pipelines.models import Pipeline
-
     ids = list(Pipeline.objects.filter(account=account).values_list("pk", flat=True))
     others = Pipeline.objects.exclude(account=account).exists()
     with connection.cursor() as cur:
@@ -443,8 +405,6 @@ def day_chunks(first: int, last: int) -> list[tuple[int, int]]:
 
 
 def full_load(account, anchor: datetime, workers: int) -> None:
-    from django.db import connection
-
     t0 = time.monotonic()
     wipe(account)
     make_pipelines(account, anchor)
@@ -502,8 +462,6 @@ def full_load(account, anchor: datetime, workers: int) -> None:
 def top_up(account, at: datetime, newest: datetime | None) -> dict:
     """Bring everything up to the current minute: new minutes in, old ones out, rollups of the new hours,
     the 300 short-history pipelines' last 30 minutes and 24 hours, every pipeline's live fields."""
-    from django.db import connection
-
     t0 = time.monotonic()
     history, others = bench_pipelines(account)
     hids, oids = [p["id"] for p in history], [p["id"] for p in others]
@@ -560,10 +518,6 @@ def top_up(account, at: datetime, newest: datetime | None) -> dict:
 
 def refresh_live_fields(ids: list[int], anchor: datetime) -> None:
     """Each pipeline's live fields from its newest minute row (the oldest age from its newest value), synced now."""
-    from django.db import connection
-
-    from pipelines.clock import now
-
     with connection.cursor() as cur:
         cur.execute(
             """
@@ -583,8 +537,6 @@ def refresh_live_fields(ids: list[int], anchor: datetime) -> None:
             {"ids": ids, "since": anchor - timedelta(minutes=RECENT_MINUTES), "now": now(), "anchor": anchor},
         )
     # Health, trends and sparklines as the collector stores them after each sync and rollup.
-    from pipelines.models import Pipeline
-
     history.refresh(list(Pipeline.objects.filter(pk__in=ids)), now())
     retention.refresh_sparklines(now(), ids)
     with connection.cursor() as cur:
@@ -596,8 +548,6 @@ def refresh_live_fields(ids: list[int], anchor: datetime) -> None:
 
 
 def table_stats() -> dict:
-    from django.db import connection
-
     out = {}
     with connection.cursor() as cur:
         for table in ("pipelines_metricsample", "pipelines_metricrollup"):
@@ -611,13 +561,8 @@ def table_stats() -> dict:
 
 
 def load(args) -> dict:
-    from django.core.management import call_command
-
-    from pipelines.clock import now
-    from pipelines.models import AwsAccount, Pipeline
-
     t = time.monotonic()
-    call_command("migrate", verbosity=0)
+    setup.migrate()
     print(f"migrate: {time.monotonic() - t:.1f} s", flush=True)
     account, _ = AwsAccount.objects.get_or_create(name=ACCOUNT, defaults={"region": "eu-west-1"})
     at = now()
@@ -673,9 +618,6 @@ def pct(values: list[float], p: float) -> float:
 
 
 def measure(client, label: str, url: str, n: int, warmup: int, explain: bool, profile: bool) -> dict:
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
     for _ in range(warmup):
         r = client.get(url)
         if r.status_code != 200:
@@ -726,10 +668,6 @@ def measure(client, label: str, url: str, n: int, warmup: int, explain: bool, pr
             cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + slowest[1])
             out["plan"] = "\n".join(row[0] for row in cur.fetchall())
     if profile:
-        import cProfile
-        import io
-        import pstats
-
         prof = cProfile.Profile()
         prof.enable()
         client.get(url)
@@ -741,12 +679,6 @@ def measure(client, label: str, url: str, n: int, warmup: int, explain: bool, pr
 
 
 def run_measurements(args) -> list[dict]:
-    from django.contrib.auth.models import User
-    from django.test import Client
-    from django.urls import reverse
-
-    from pipelines.models import AwsAccount, Pipeline
-
     user = User.objects.filter(username=ADMIN_USER).first()
     if user is None:
         user = User.objects.create_superuser(ADMIN_USER, f"{ADMIN_USER}@example.invalid", None)
@@ -776,8 +708,6 @@ def run_measurements(args) -> list[dict]:
 
 
 def print_report(info: dict, results: list[dict], args, elapsed: float) -> None:
-    from django.db import connection
-
     print(
         f"\n=== opsboard dashboard bench ({elapsed:.0f} s; database {connection.settings_dict['NAME']} on "
         f"{connection.settings_dict['HOST']}, PostgreSQL {connection.pg_version // 10000}) ===\n"
@@ -806,7 +736,7 @@ def print_report(info: dict, results: list[dict], args, elapsed: float) -> None:
     print("-" * len(head))
     for r in results:
         pts = str(r.get("points", "")) if "points" in r else ""
-        ok = "yes" if r["p95"] <= TARGET_MS else "NO"
+        ok = setup.yes(r["p95"] <= TARGET_MS)
         print(
             f"{r['label']:<40} {r['p50']:>7.1f} {r['p95']:>7.1f} {r['max']:>7.1f} {r['queries']:>7} "
             f"{r['sql_ms']:>7.1f} {r['bytes'] / 1024:>7.1f} {pts:>6}  {ok}"
@@ -839,30 +769,13 @@ def print_report(info: dict, results: list[dict], args, elapsed: float) -> None:
 # --- main ----------------------------------------------------------------------------------------------
 
 
-class TimeLimit(Exception):
-    pass
-
-
-def _on_alarm(*_):
-    raise TimeLimit("bench time limit reached")
-
-
-def main() -> None:
-    args = parse_args()
-    check_database_url(args.database_url)
-    started = time.monotonic()
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.alarm(args.time_limit)
-    try:
-        ensure_database(args.database_url)
-        with tempfile.TemporaryDirectory(prefix="opsboard-dashboard-bench-") as tmp:
-            configure_django(args.database_url, tmp)
-            info = load(args)
-            results = run_measurements(args)
-            print_report(info, results, args, time.monotonic() - started)
-    finally:
-        signal.alarm(0)
+def main(args: argparse.Namespace) -> None:
+    with setup.time_limit(args.time_limit):
+        setup.ensure_postgres(args.database_url)  # Django is set up but has not connected yet
+        info = load(args)
+        results = run_measurements(args)
+        print_report(info, results, args, time.monotonic() - STARTED)
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

@@ -32,23 +32,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from pipelines import aws
-from pipelines.dlq import runner
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-REGION = "us-east-1"
+import setup
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = setup.argument_parser(__doc__)
     ap.add_argument("--messages", type=int, default=10_000, help="messages to move with each mover (default 10000)")
     ap.add_argument("--dlqs", type=int, default=10, help="spread them over this many DLQs (default 10)")
     ap.add_argument("--quick", action="store_true", help="2,000 messages")
@@ -61,27 +53,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def configure_django(database_url: str, var_dir: str) -> None:
-    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-    os.environ["DATABASE_URL"] = database_url
-    os.environ["OPSBOARD_VAR_DIR"] = var_dir
-    os.environ["DEBUG"] = "false"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    import django
+# The options name the database Django starts on; the project's modules below need Django started.
+ARGS = parse_args()
+TMP = setup.temp_dir("opsboard-redrive-bench-")
+setup.configure_django(ARGS.database_url or setup.sqlite_url(TMP), TMP)
 
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+from opsboard_demo.provision import PipelineSpec, provision  # noqa: E402
+from pipelines import aws  # noqa: E402
+from pipelines.dlq import runner  # noqa: E402
+from pipelines.models import Pipeline, RedriveEngine, RedriveTask  # noqa: E402
+from pipelines.registry.discovery import discover  # noqa: E402
+from tests.redrive_support import QuickMotoServer  # noqa: E402
 
 
 def make_pipelines(account, count: int, tag: str) -> list:
     """`count` queue + DLQ pairs in the emulator, registered as pipelines."""
-    from opsboard_demo.provision import PipelineSpec, provision
-    from pipelines.models import Pipeline
-    from pipelines.registry.discovery import discover
-
     out = []
     for i in range(count):
         made = provision(account.target(), PipelineSpec(name=f"{tag}{i:02d}", consumer=False))
@@ -94,7 +80,6 @@ def make_pipelines(account, count: int, tag: str) -> list:
 
 def fill(target, url: str, count: int, start: int) -> None:
     """Messages with a JSON body and two attributes, straight into the DLQ (not metered)."""
-
     sqs = aws.client(target, "sqs")
     for i in range(start, start + count, 10):
         sqs.send_message_batch(
@@ -114,14 +99,11 @@ def fill(target, url: str, count: int, start: int) -> None:
 
 
 def depth(target, url: str) -> int:
-
     c = aws.queue_counts(target, url)
     return c["visible"] + c["in_flight"] + c["delayed"]
 
 
 def run_batch_engine(pipelines) -> tuple[float, object]:
-    from pipelines.models import RedriveEngine, RedriveTask
-
     tasks = [
         RedriveTask.objects.create(
             pipeline=p,
@@ -146,7 +128,6 @@ def run_batch_engine(pipelines) -> tuple[float, object]:
 
 def run_naive(target, pipelines) -> tuple[float, object, int]:
     """Receive one, send one, delete one, until each DLQ is empty."""
-
     sqs = aws.client(target, "sqs")
     moved = 0
     with aws.metering() as meter:
@@ -178,62 +159,57 @@ def calls_line(meter) -> str:
     return ", ".join(f"{k.split(':', 1)[1]} {v}" for k, v in sorted(meter.calls.items()))
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def main(args: argparse.Namespace) -> int:
     per_dlq = args.messages // args.dlqs
-    with tempfile.TemporaryDirectory(prefix="opsboard-redrive-bench-") as tmp:
-        configure_django(args.database_url or f"sqlite:///{tmp}/bench.sqlite3", tmp)
-        from pipelines.models import AwsAccount
-        from tests.redrive_support import QuickMotoServer
-
-        print(
-            f"redrive benchmark: {args.messages:,} messages in {args.dlqs} DLQ(s) of {per_dlq:,}, "
-            "moto in server mode over HTTP (QuickMotoServer)\n"
-        )
-        with QuickMotoServer(log_path=str(Path(tmp) / "moto.log")) as server:
-            results = {}
-            for name in ("batch", "naive"):
-                server.reset()
-                aws.reset_clients()
-                account = AwsAccount.objects.create(name=f"bench-{name}", region=REGION, endpoint_url=server.url)
-                target = account.target()
-                pipelines = make_pipelines(account, args.dlqs, f"{name}-")
-                t0 = time.perf_counter()
-                for n, p in enumerate(pipelines):
-                    fill(target, p.dlq_url, per_dlq, n * per_dlq)
-                print(f"{name}: filled {args.messages:,} messages in {time.perf_counter() - t0:.1f}s (not measured)")
-                if name == "batch":
-                    elapsed, meter, moved = run_batch_engine(pipelines)
-                else:
-                    elapsed, meter, moved = run_naive(target, pipelines)
-                left = sum(depth(target, p.dlq_url) for p in pipelines)
-                arrived = sum(depth(target, p.queue_url) for p in pipelines)
-                results[name] = (elapsed, meter, moved)
-                print(
-                    f"{name}: moved {moved:,} in {elapsed:.1f}s = {moved / elapsed:,.0f} messages/s; "
-                    f"{meter.total_calls:,} API calls = {meter.total_calls / moved:.4f} per message "
-                    f"({calls_line(meter)}); left in DLQs {left}, at the destinations {arrived:,}"
-                )
-                if left or arrived != args.messages:
-                    print(f"  !! expected 0 left and {args.messages:,} delivered")
-        (b_t, b_m, b_n), (n_t, n_m, n_n) = results["batch"], results["naive"]
-        b_rate, n_rate = b_n / b_t, n_n / n_t
-        b_cpm, n_cpm = b_m.total_calls / b_n, n_m.total_calls / n_n
-        print()
-        print(f"{'':14}{'messages/s':>12}{'calls/message':>16}")
-        print(f"{'batch engine':14}{b_rate:>12,.0f}{b_cpm:>16.4f}")
-        print(f"{'naive mover':14}{n_rate:>12,.0f}{n_cpm:>16.4f}")
-        print(
-            f"\nthroughput: batch / naive = {b_rate / n_rate:.1f}x (target >= 5x): "
-            f"{'met' if b_rate / n_rate >= 5 else 'NOT met'}"
-        )
-        print(f"calls per message: {b_cpm:.4f} (target <= 0.31, floor 0.30): {'met' if b_cpm <= 0.31 else 'NOT met'}")
-        print(
-            f"API calls: batch {b_m.total_calls:,} vs naive {n_m.total_calls:,} "
-            f"({n_m.total_calls / b_m.total_calls:.1f}x fewer)"
-        )
+    setup.migrate()
+    print(
+        f"redrive benchmark: {args.messages:,} messages in {args.dlqs} DLQ(s) of {per_dlq:,}, "
+        "moto in server mode over HTTP (QuickMotoServer)\n"
+    )
+    with QuickMotoServer(log_path=str(Path(TMP) / "moto.log")) as server:
+        results = {}
+        for name in ("batch", "naive"):
+            server.reset()
+            aws.reset_clients()
+            account = setup.emulator_account(f"bench-{name}", server.url)
+            target = account.target()
+            pipelines = make_pipelines(account, args.dlqs, f"{name}-")
+            t0 = time.perf_counter()
+            for n, p in enumerate(pipelines):
+                fill(target, p.dlq_url, per_dlq, n * per_dlq)
+            print(f"{name}: filled {args.messages:,} messages in {time.perf_counter() - t0:.1f}s (not measured)")
+            if name == "batch":
+                elapsed, meter, moved = run_batch_engine(pipelines)
+            else:
+                elapsed, meter, moved = run_naive(target, pipelines)
+            left = sum(depth(target, p.dlq_url) for p in pipelines)
+            arrived = sum(depth(target, p.queue_url) for p in pipelines)
+            results[name] = (elapsed, meter, moved)
+            print(
+                f"{name}: moved {moved:,} in {elapsed:.1f}s = {moved / elapsed:,.0f} messages/s; "
+                f"{meter.total_calls:,} API calls = {meter.total_calls / moved:.4f} per message "
+                f"({calls_line(meter)}); left in DLQs {left}, at the destinations {arrived:,}"
+            )
+            if left or arrived != args.messages:
+                print(f"  !! expected 0 left and {args.messages:,} delivered")
+    (b_t, b_m, b_n), (n_t, n_m, n_n) = results["batch"], results["naive"]
+    b_rate, n_rate = b_n / b_t, n_n / n_t
+    b_cpm, n_cpm = b_m.total_calls / b_n, n_m.total_calls / n_n
+    print()
+    print(f"{'':14}{'messages/s':>12}{'calls/message':>16}")
+    print(f"{'batch engine':14}{b_rate:>12,.0f}{b_cpm:>16.4f}")
+    print(f"{'naive mover':14}{n_rate:>12,.0f}{n_cpm:>16.4f}")
+    print(
+        f"\nthroughput: batch / naive = {b_rate / n_rate:.1f}x (target >= 5x): "
+        f"{'met' if b_rate / n_rate >= 5 else 'NOT met'}"
+    )
+    print(f"calls per message: {b_cpm:.4f} (target <= 0.31, floor 0.30): {'met' if b_cpm <= 0.31 else 'NOT met'}")
+    print(
+        f"API calls: batch {b_m.total_calls:,} vs naive {n_m.total_calls:,} "
+        f"({n_m.total_calls / b_m.total_calls:.1f}x fewer)"
+    )
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(ARGS))
