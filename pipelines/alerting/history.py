@@ -48,7 +48,7 @@ ROW_FIELDS = (
 
 @dataclass
 class Trend:
-    """A pipeline's recent trend (see trends.py)."""
+    """A pipeline's recent trend (see alerting/trends.py)."""
 
     drain: trends.Drain
     ttl: float | None  # seconds until the oldest message expires, None when no loss is in sight

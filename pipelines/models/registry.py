@@ -176,7 +176,7 @@ class Pipeline(models.Model):
     dlq_depth = models.PositiveIntegerField("DLQ depth", null=True, blank=True)
     oldest_age = models.PositiveIntegerField("oldest message age (s)", null=True, blank=True)
 
-    # Health and trend as of the last sync (health.refresh), so the overview reads one table.
+    # Health (the rule findings) and trend as of the last sync, so the overview reads one table.
     health = models.CharField(max_length=16, choices=Health.choices, default=Health.PENDING, db_index=True)
     health_reasons = models.JSONField(
         default=list, blank=True, help_text="The rule findings: [severity, summary, rule], worst first."

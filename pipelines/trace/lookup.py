@@ -1,4 +1,24 @@
-"""XX"""
+"""Per-request trace: follow one id through a pipeline's API access log, its consumer's log and its DLQ.
+
+The id may be an API Gateway request id, an SQS message id or a correlation id. It is validated
+(`logs.clean_id`) and only ever sent to CloudWatch Logs as a quoted term, so nothing a user types
+can become filter-pattern syntax.
+
+How a lookup runs (`lookup`):
+
+1. FilterLogEvents with `"<id>"` over each pipeline's access-log and consumer log groups, in the
+   window, following nextToken; every call counts against `MAX_CALLS`.
+2. Each matching consumer line is placed in its Lambda invocation: the invocation id is read from
+   the line when the runtime wrote it there (tab-separated logger format), otherwise the last
+   `START RequestId` before the line in the same log stream is looked up.
+3. For each invocation, FilterLogEvents with `"<invocation id>"` gets its START/END/REPORT lines
+   (duration, memory); when the id's lines there are errors, the invocation's stream is read
+   between START and END so tracebacks show in full.
+4. The DLQ is peeked (a receive: see `dlq.peek`) for a message whose request-id attribute or
+   message id matches.
+
+The parsing helpers are in `logs.py`, pure and tested without AWS.
+"""
 
 from __future__ import annotations
 

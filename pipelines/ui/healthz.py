@@ -1,4 +1,11 @@
-"""XX"""
+"""The `/healthz` check for load balancers and uptime checks.
+
+It answers 200 or 503 with a JSON body saying which of its checks failed: the database
+(SELECT 1), the Celery broker (a connection with a short timeout, or the embedded broker's
+folders), and collection (a fast cycle finished recently). It is open to anyone, so it says what
+failed but not why beyond the exception's class; the details go to the log. A check that fails
+in an unexpected way is reported as failed, never as a 500.
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Incidents in the operator UI: the overview's strip, the pipeline page's panel, and the
 acknowledge / resolve buttons they carry.
 
-The alert evaluator (alerts.py) opens, updates and resolves incidents; people acknowledge them ("someone
-is on it": reminders stop) and may resolve them by hand. Both buttons are POSTs with the CSRF token that
+The alert evaluator (`alerting/evaluate.py`) opens, updates and resolves incidents; people acknowledge
+them ("someone is on it": reminders stop) and may resolve them by hand. Both buttons are POSTs with the CSRF token that
 need `pipelines.change_incident` and go through the model's compare-and-set methods, so two operators
 pressing the same button at once each get a sentence, never an error. Seeing incidents needs
 `pipelines.view_incident`; without it the strip, the row badges and the panel are left out and cost no

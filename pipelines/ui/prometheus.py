@@ -1,4 +1,14 @@
-"""XX"""
+"""The Prometheus `/metrics` endpoint.
+
+It exposes what opsboard already keeps on its rows: each pipeline's latest values, health,
+thresholds and sync state (Pipeline), open incidents (Incident), the poll-cost counters
+(PollCounter) and the last cycle of each kind (PollCycle). prometheus_client renders it from a
+collector over the database, in a fresh registry per request: the values are shared by every web
+process through the database, whereas the process-global registry is per process and holds
+whatever else the process registered. The response costs the same few queries however many
+pipelines there are. Access: a bearer token, an address allow-list, or both (settings
+METRICS_TOKEN, METRICS_ALLOWED_IPS); with neither, loopback only.
+"""
 
 from __future__ import annotations
 
