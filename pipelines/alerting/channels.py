@@ -1,4 +1,9 @@
-"""Notification channels, one class per kind: validate a target, render a message, send it."""
+"""Notification channels, one class per kind: check a target, render a message, send it.
+
+`KINDS` maps each `ChannelKind` to its class; `target_errors`, `render` and `send` pick the class
+by the channel's kind, so adding a kind is adding a class. Sending never raises: every failure
+becomes a `Result` with a sentence for the operator.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +26,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import validate_email
 
 from pipelines import clock
-from pipelines.alerting.messages import one_line
-from pipelines.models import ChannelKind, Delivery, NotifyEvent
+from pipelines.alerting.messages import document, email_message, one_line, slack_message
+from pipelines.models import ChannelKind, Delivery, Incident, NotifyEvent
 
 log = logging.getLogger(__name__)
 
@@ -45,24 +50,6 @@ def parse_addresses(target: str) -> list[str]:
     return [a for a in re.split(r"[\s,;]+", target or "") if a]
 
 
-def target_errors(kind: str, target: str) -> list[str]:
-    """What is wrong with a channel's target, as sentences for the operator; empty when it is usable."""
-    target = (target or "").strip()
-    if kind == ChannelKind.EMAIL:
-        addresses = parse_addresses(target)
-        if not addresses:
-            return ["Enter at least one email address."]
-        bad = [a for a in addresses if not _is_email(a)]
-        return [f"Not a valid email address: {', '.join(bad)}."] if bad else []
-    if kind in (ChannelKind.WEBHOOK, ChannelKind.SLACK):
-        parts = urlsplit(target) if not re.search(r"\s", target) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            example = "https://hooks.slack.com/services/…" if kind == ChannelKind.SLACK else "https://example.com/hook"
-            return [f"Enter the webhook's full http:// or https:// URL, for example {example}."]
-        return []
-    return [f"Unknown channel kind {kind!r}."]
-
-
 def _is_email(address: str) -> bool:
     try:
         validate_email(address)
@@ -74,26 +61,6 @@ def _is_email(address: str) -> bool:
 def _short(text: str, limit: int = 300) -> str:
     text = one_line(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def send(delivery: Delivery) -> Result:
-    """One attempt at a delivery. Never raises: every failure becomes a Result with a readable error."""
-    channel = delivery.channel
-    if not channel.enabled and delivery.event != NotifyEvent.TEST:
-        return Result(False, error="The channel is disabled; nothing was sent.", final=True)
-    problems = target_errors(channel.kind, channel.target)
-    if problems:
-        return Result(False, error=" ".join(problems), final=True)
-    try:
-        if channel.kind == ChannelKind.EMAIL:
-            return send_email(parse_addresses(channel.target), delivery.payload)
-        body = delivery.payload
-        if channel.kind == ChannelKind.WEBHOOK:
-            body = {**body, "delivery": delivery.pk, "sent_at": clock.now().isoformat()}
-        return post_json(channel.target.strip(), body)
-    except Exception as exc:  # a bug in a sender must still end as a recorded attempt, not a stuck row
-        log.exception("sending delivery %s failed unexpectedly", delivery.pk)
-        return Result(False, error=_short(f"{type(exc).__name__}: {exc}"))
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -170,3 +137,104 @@ def send_email(addresses: list[str], payload: dict) -> Result:
         host = getattr(settings, "EMAIL_HOST", "")
         return Result(False, error=_short(f"Could not send mail via {host}: {str(exc) or type(exc).__name__}"))
     return Result(True) if sent else Result(False, error="The mail backend sent nothing.")
+
+
+# --- the kinds ---------------------------------------------------------------------------------------
+
+
+class Channel:
+    """One kind of channel. Subclasses say how a target is checked, what is sent and how."""
+
+    kind: str = ""
+
+    def target_errors(self, target: str) -> list[str]:
+        """What is wrong with a target, as sentences for the operator; empty when it is usable."""
+        raise NotImplementedError
+
+    def render(self, doc: dict) -> dict:
+        """The payload a delivery stores and sends, from the event's document (`messages.document`)."""
+        return doc
+
+    def send(self, delivery: Delivery) -> Result:
+        """One attempt at sending the delivery's payload to its channel's target."""
+        raise NotImplementedError
+
+
+class EmailChannel(Channel):
+    """Email through Django's mail (EMAIL_URL): one or more addresses."""
+
+    kind = ChannelKind.EMAIL
+
+    def target_errors(self, target: str) -> list[str]:
+        addresses = parse_addresses(target)
+        if not addresses:
+            return ["Enter at least one email address."]
+        bad = [a for a in addresses if not _is_email(a)]
+        return [f"Not a valid email address: {', '.join(bad)}."] if bad else []
+
+    def render(self, doc: dict) -> dict:
+        return email_message(doc)
+
+    def send(self, delivery: Delivery) -> Result:
+        return send_email(parse_addresses(delivery.channel.target), delivery.payload)
+
+
+class WebhookChannel(Channel):
+    """A JSON POST of the event's document to any URL (the README documents the schema)."""
+
+    kind = ChannelKind.WEBHOOK
+    example = "https://example.com/hook"
+
+    def target_errors(self, target: str) -> list[str]:
+        target = (target or "").strip()
+        parts = urlsplit(target) if not re.search(r"\s", target) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            return [f"Enter the webhook's full http:// or https:// URL, for example {self.example}."]
+        return []
+
+    def send(self, delivery: Delivery) -> Result:
+        body = {**delivery.payload, "delivery": delivery.pk, "sent_at": clock.now().isoformat()}
+        return post_json(delivery.channel.target.strip(), body)
+
+
+class SlackChannel(WebhookChannel):
+    """A Slack incoming webhook (also read by Mattermost, Rocket.Chat and other Slack-compatible receivers)."""
+
+    kind = ChannelKind.SLACK
+    example = "https://hooks.slack.com/services/…"
+
+    def render(self, doc: dict) -> dict:
+        return slack_message(doc)
+
+    def send(self, delivery: Delivery) -> Result:
+        return post_json(delivery.channel.target.strip(), delivery.payload)
+
+
+KINDS: dict[str, Channel] = {c.kind: c for c in (EmailChannel(), WebhookChannel(), SlackChannel())}
+
+
+def target_errors(kind: str, target: str) -> list[str]:
+    """What is wrong with a channel's target, as sentences for the operator; empty when it is usable."""
+    if kind not in KINDS:
+        return [f"Unknown channel kind {kind!r}."]
+    return KINDS[kind].target_errors((target or "").strip())
+
+
+def render(kind: str, incident: Incident | None, event: str, channel_name: str = "") -> dict:
+    """What a delivery stores and sends: the JSON document, a Slack body, or an email's subject and body."""
+    return KINDS[kind].render(document(incident, event, channel_name))
+
+
+def send(delivery: Delivery) -> Result:
+    """One attempt at a delivery. Never raises: every failure becomes a Result with a readable error."""
+    channel = delivery.channel
+    if not channel.enabled and delivery.event != NotifyEvent.TEST:
+        return Result(False, error="The channel is disabled; nothing was sent.", final=True)
+    problems = target_errors(channel.kind, channel.target)
+    if problems:
+        return Result(False, error=" ".join(problems), final=True)
+    try:
+        return KINDS[channel.kind].send(delivery)
+    except Exception as exc:  # a bug in a sender must still end as a recorded attempt, not a stuck row
+        log.exception("sending delivery %s failed unexpectedly", delivery.pk)
+        return Result(False, error=_short(f"{type(exc).__name__}: {exc}"))

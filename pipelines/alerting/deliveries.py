@@ -21,8 +21,8 @@ from django.db import transaction
 from django.db.models import Q
 
 from pipelines import clock, jobs
-from pipelines.alerting.channels import send
-from pipelines.alerting.messages import render, worst
+from pipelines.alerting.channels import render, send
+from pipelines.alerting.messages import worst
 from pipelines.models import Delivery, DeliveryStatus, Incident, NotificationChannel, NotifyEvent, Severity
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""What a notification says: one document per incident event, rendered per channel kind."""
+"""What a notification says: one document per incident event, and its email and Slack forms."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from django.conf import settings
 from django.urls import NoReverseMatch, reverse
 
 from pipelines.formatting import figure, human_seconds
-from pipelines.models import ChannelKind, Incident, NotifyEvent, Severity
+from pipelines.models import Incident, NotifyEvent, Severity
 
 #: The JSON webhook's schema version (the README documents the schema); bumped on incompatible change.
 SCHEMA_VERSION = 1
@@ -181,13 +181,3 @@ def slack_message(doc: dict) -> dict:
             }
         ],
     }
-
-
-def render(kind: str, incident: Incident | None, event: str, channel_name: str = "") -> dict:
-    """What a delivery stores and sends: the JSON document, a Slack body, or an email's subject and body."""
-    doc = document(incident, event, channel_name)
-    if kind == ChannelKind.EMAIL:
-        return email_message(doc)
-    if kind == ChannelKind.SLACK:
-        return slack_message(doc)
-    return doc
