@@ -206,3 +206,10 @@ def test_an_incident_whose_rule_went_quiet_says_so_while_the_health_is_ok(pipeli
     client.force_login(User.objects.create_superuser("ops", "ops@example.com", "pw-for-tests-1"))
     page = client.get(reverse("admin:index")).content.decode()
     assert "quiet since 2 min ago; resolves in 3 min if it stays quiet" in page
+
+
+def test_a_finding_and_the_health_it_makes_look_the_same():
+    for severity in (Severity.CRITICAL, Severity.WARNING):
+        assert Health.of(severity).value == severity.value and Health.of(severity).colour == severity.colour
+    assert Health.of(Severity.INFO) == Health.OK
+    assert Health.worst([]) == Health.OK and Health.worst([Health.STALE, Health.WARNING]) == Health.WARNING
