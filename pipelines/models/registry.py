@@ -293,13 +293,13 @@ class Pipeline(models.Model):
         self.health = Health.worst(Health.of(sev) for sev, _, _ in ordered)
 
     def current_health(self, at=None) -> tuple[Health, list[tuple[Health, str]]]:
-        """Health as of `at`: lifecycle first (disabled, not synced yet), then the stored findings,
-        with staleness, which depends on the clock, added now."""
+        """Health as of `at`: disabled first, then the stored findings, with staleness, which depends
+        on the clock, added now; a pipeline never read and with no finding is not synced yet."""
         if not self.enabled:
             return Health.DISABLED, []
-        if self.last_sync_at is None:
-            return Health.PENDING, []
         reasons = [(Health.of(sev), why) for sev, why, _ in self.findings()]
+        if self.last_sync_at is None:  # never read: pending, unless a rule found why (its syncs fail)
+            return (Health.worst(h for h, _ in reasons), reasons) if reasons else (Health.PENDING, [])
         at = at or clock.now()
         if self.is_stale(at):
             reasons = [(Health.STALE, self.stale_reason(at)), *reasons]

@@ -213,3 +213,14 @@ def test_a_finding_and_the_health_it_makes_look_the_same():
         assert Health.of(severity).value == severity.value and Health.of(severity).colour == severity.colour
     assert Health.of(Severity.INFO) == Health.OK
     assert Health.worst([]) == Health.OK and Health.worst([Health.STALE, Health.WARNING]) == Health.WARNING
+
+
+def test_a_pipeline_whose_first_syncs_fail_shows_why_not_pending(pipeline):
+    pipeline.last_sync_at = None
+    stale(pipeline)
+    judge(pipeline)
+    incident = Incident.objects.get(rule=RuleKind.STALE)
+    assert pipeline.current_health(T) == (Health.WARNING, [(Health.WARNING, incident.summary)])
+    Incident.objects.all().delete()
+    pipeline.consecutive_failures, pipeline.health_reasons = 0, []
+    assert pipeline.current_health(T) == (Health.PENDING, [])
