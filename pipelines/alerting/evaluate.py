@@ -12,7 +12,10 @@ clock. A rule not evaluated this time keeps the finding its last evaluation stor
 whose sync just failed has only its staleness rule evaluated: no data is not good news. A rule that
 is switched off, or no longer applies to the pipeline, drops its finding at once.
 
-Costs per evaluation: three reads (stored findings, overrides, unresolved incidents), one bulk
+An incident a person resolved while its rule still fired stays resolved for RESOLVE_HOLD: the
+finding keeps showing in the health, but no new incident opens (and pages) unless it gets worse.
+
+Costs per evaluation: four reads (stored findings, overrides, unresolved and hand-resolved incidents), one bulk
 write for the incidents still firing and one for the findings, and one transaction per incident
 that opens, escalates, is re-notified or resolves.
 """
@@ -27,7 +30,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from pipelines import clock
 from pipelines.alerting.history import Row, Trend
-from pipelines.alerting.incidents import EvalReport, apply_finding, resolve_disabled
+from pipelines.alerting.incidents import EvalReport, apply_finding, held_closed, resolve_disabled
 from pipelines.alerting.rules import CLOCK, FAST, RULES, Context
 from pipelines.models import UNRESOLVED, AlertRule, Incident, Pipeline, RuleKind
 
@@ -59,6 +62,7 @@ def evaluate(
     stored = dict(Pipeline.objects.filter(pk__in=ids).values_list("pk", "health_reasons"))
     overrides = {(r.pipeline_id, r.kind): r for r in AlertRule.objects.filter(pipeline_id__in=ids)}
     current = {(i.pipeline_id, i.rule): i for i in Incident.objects.filter(pipeline_id__in=ids, status__in=UNRESOLVED)}
+    held = held_closed(ids, at)
     for p in pipes:
         p.health_reasons = stored.get(p.pk, p.health_reasons)
         trend, rows = history.get(p.pk, (None, []))
@@ -74,6 +78,12 @@ def evaluate(
                 continue
             try:
                 finding = rule.check(ctx, cfg) if judged else None
+                hold = held.get((p.pk, kind.value))
+                if finding is not None and current.get((p.pk, kind)) is None and hold is not None:
+                    if finding.severity.rank >= hold.rank:
+                        report.held.append(p.pk)  # resolved by a person lately: the finding shows, no page
+                        findings[kind.value] = (finding.severity, finding.summary)
+                        continue
                 current[(p.pk, kind)] = apply_finding(p, kind, finding, current.get((p.pk, kind)), at, report, judged)
             except SoftTimeLimitExceeded:
                 raise

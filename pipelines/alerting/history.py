@@ -17,7 +17,7 @@ from pipelines import formatting
 from pipelines.alerting import trends
 from pipelines.models import MetricSample, Pipeline
 
-TREND_MINUTES = 20  # the window drain rates, age trends and recent errors are read from
+TREND_MINUTES = 20  # recent errors, throttles and invocations are summed over this window
 HISTORY_MINUTES = 70  # what alert rules may look back over (the longest "for" window, plus a baseline)
 
 #: One minute of a pipeline's history, as the alert rules read it.
@@ -51,7 +51,8 @@ class Trend:
     """A pipeline's recent trend (see alerting/trends.py)."""
 
     drain: trends.Drain
-    ttl: float | None  # seconds until the oldest message expires, None when no loss is in sight
+    ttl: float | None  # seconds until messages start expiring; None: no loss in sight, or unknown
+    ttl_known: bool = True  # False: neither a loss nor its absence can be projected
     errors: int = 0
     throttles: int = 0
     invocations: int = 0
@@ -65,21 +66,36 @@ class Trend:
     def ttl_label(self) -> str:
         return formatting.human_seconds(self.ttl)
 
+    @property
+    def loss_label(self) -> str:
+        """Time to loss in words: "in 3.0 h", "expiring now", "no loss in sight" or "unknown"."""
+        if not self.ttl_known:
+            return "unknown"
+        if self.ttl is None:
+            return "no loss in sight"
+        return "expiring now" if self.ttl == 0 else f"in {self.ttl_label}"
+
 
 def trend_from(pipeline: Pipeline, rows: list[tuple], at: datetime) -> Trend:
-    """rows: (minute, visible, oldest_age, errors, throttles, invocations, …) of the last
-    TREND_MINUTES, oldest first."""
-    d = trends.drain([(r[0], r[1]) for r in rows], pipeline.backlog)
-    ttl = trends.time_to_loss([(r[0], r[2]) for r in rows], pipeline.retention_period, at)
+    """rows: (minute, visible, oldest_age, errors, throttles, invocations, …), oldest first. The
+    backlog trend reads the newest readings (two poll intervals at least), the time to loss the last
+    20 minutes of ages; errors and throttles are summed over the last TREND_MINUTES."""
+    window = max(trends.DRAIN_WINDOW_MINUTES, 2 * pipeline.poll_interval / 60)
+    d = trends.drain([(r[0], r[1]) for r in rows], pipeline.backlog, at, window)
+    since = at - timedelta(minutes=TREND_MINUTES)
+    latest = [r for r in rows if r[0] >= since]
+    queued = None if pipeline.backlog is None else pipeline.backlog + (pipeline.in_flight or 0)
+    loss = trends.time_to_loss([(r[0], r[2]) for r in rows], pipeline.retention_period, at, queued, d.eta_minutes)
     forecast = None
     if d.rate and d.rate > 0 and pipeline.backlog is not None and pipeline.backlog <= pipeline.backlog_threshold:
         forecast = (pipeline.backlog_threshold - pipeline.backlog) / d.rate
     return Trend(
         drain=d,
-        ttl=ttl,
-        errors=sum(r[3] or 0 for r in rows),
-        throttles=sum(r[4] or 0 for r in rows),
-        invocations=sum(r[5] or 0 for r in rows),
+        ttl=loss.seconds,
+        ttl_known=loss.known,
+        errors=sum(r[3] or 0 for r in latest),
+        throttles=sum(r[4] or 0 for r in latest),
+        invocations=sum(r[5] or 0 for r in latest),
         forecast_minutes=forecast,
     )
 
@@ -117,11 +133,10 @@ def refresh(pipelines: list[Pipeline], at: datetime) -> dict[int, tuple[Trend, l
     if not pipelines:
         return {}
     recent = recent_rows([p.pk for p in pipelines], at, HISTORY_MINUTES)
-    since = at - timedelta(minutes=TREND_MINUTES)
     out = {}
     for p in pipelines:
         rows = recent.get(p.pk, [])
-        trend = trend_from(p, [r for r in rows if r.minute >= since], at)
+        trend = trend_from(p, rows, at)
         p.drain_rate, p.time_to_loss, p.forecast_minutes = trend.drain.rate, trend.ttl, trend.forecast_minutes
         p.recent_errors, p.recent_throttles, p.recent_invocations = trend.errors, trend.throttles, trend.invocations
         out[p.pk] = (trend, rows)

@@ -32,6 +32,11 @@ from pipelines.models import (
 )
 
 RESOLVE_AFTER = timedelta(minutes=5)  # a rule quiet this long resolves its incident (no flapping)
+#: An incident a person resolved while its rule still fired stays resolved this long: the rule's
+#: finding still shows in the health, but no new incident opens (and pages) unless it gets worse.
+RESOLVE_HOLD = timedelta(minutes=60)
+#: Who resolved an incident when its pipeline was disabled (not a person: no hold).
+DISABLED_BY = "(pipeline disabled)"
 
 
 def _notify(incident: Incident, event: str) -> None:
@@ -50,6 +55,7 @@ class EvalReport:
     reminded: list[int] = field(default_factory=list)
     resolved: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    held: list[int] = field(default_factory=list)  # pipelines whose firing rule a person's resolve holds closed
     updated: list[Incident] = field(default_factory=list)  # still firing: written in bulk at the end
 
     def as_dict(self) -> dict:
@@ -179,5 +185,29 @@ def resolve_disabled(at: datetime | None = None, report: EvalReport | None = Non
     at, report = at or clock.now(), report or EvalReport()
     before = len(report.resolved)
     for inc in Incident.objects.filter(pipeline__enabled=False, status__in=UNRESOLVED):
-        _resolve(inc, at, report, by="(pipeline disabled)")
+        _resolve(inc, at, report, by=DISABLED_BY)
     return len(report.resolved) - before
+
+
+def held_closed(pipeline_ids: list[int], at: datetime) -> dict[tuple[int, str], Severity]:
+    """(pipeline, rule) → the worst severity of an incident a person resolved within RESOLVE_HOLD
+    (one query). While held, the rule opens no new incident unless its finding is worse than that."""
+    held: dict[tuple[int, str], Severity] = {}
+    rows = (
+        Incident.objects.filter(pipeline_id__in=pipeline_ids, status=IncidentStatus.RESOLVED)
+        .filter(resolved_at__gt=at - RESOLVE_HOLD)
+        .exclude(resolved_by__in=["", DISABLED_BY])
+        .values_list("pipeline_id", "rule", "peak_severity", "severity")
+    )
+    for pid, rule, peak, severity in rows:
+        worst = Severity(peak or severity)
+        if (pid, rule) not in held or worst.rank < held[(pid, rule)].rank:
+            held[(pid, rule)] = worst
+    return held
+
+
+def hold_ends(incident: Incident) -> datetime | None:
+    """When a hand-resolved incident's hold ends (None for one the evaluator resolved)."""
+    if incident.resolved_at is None or incident.resolved_by in ("", DISABLED_BY):
+        return None
+    return incident.resolved_at + RESOLVE_HOLD

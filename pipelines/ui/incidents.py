@@ -25,7 +25,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from pipelines import clock
-from pipelines.alerting.incidents import RESOLVE_AFTER
+from pipelines.alerting.incidents import RESOLVE_AFTER, RESOLVE_HOLD, hold_ends
 from pipelines.formatting import ago, human_seconds
 from pipelines.models import UNRESOLVED, Incident, IncidentStatus, Pipeline, Severity
 from pipelines.ui.access import account_filter
@@ -61,6 +61,7 @@ class Item:
     resolved: str = ""
     duration: str = ""
     quiet: str = ""  # the rule no longer fires: since when, and when the incident resolves
+    hold: str = ""  # the rule still fires: what resolving it by hand does
 
 
 @dataclass
@@ -154,6 +155,12 @@ def changelist_url(**params) -> str:
     return f"{url}?{urlencode(params)}" if params else url
 
 
+HOLD_NOTE = (
+    f"Its rule still fires: resolved by hand, it stays resolved for {human_seconds(RESOLVE_HOLD.total_seconds())} "
+    "(no new page) unless it gets worse, then reopens if the condition still holds."
+)
+
+
 def _quiet(i: Incident, at, firing: bool) -> str:
     """For an unresolved incident whose rule no longer fires (the pipeline's findings say so): how
     long it has been quiet and when it resolves if it stays so."""
@@ -173,6 +180,7 @@ def _item(i: Incident, at, dashboard_url: str, firing: bool = True) -> Item:
         resolved=ago(i.resolved_at, at) if i.resolved_at else "",
         duration=human_seconds(i.duration.total_seconds()) if i.resolved_at else "",
         quiet=_quiet(i, at, firing),
+        hold=HOLD_NOTE if firing and i.is_unresolved else "",
     )
 
 
@@ -253,7 +261,10 @@ def _act(request, incident_id: int, verb: str):
             incident.refresh_from_db(fields=["status", "acknowledged_by", "resolved_by"])
             messages.info(request, _why_not(incident))
     elif incident.resolve(by=who):
-        messages.success(request, f"Resolved: {title}.")
+        firing = incident.rule in {rule for _, _, rule in incident.pipeline.findings()}
+        until = hold_ends(incident) if firing else None
+        held = f" Its rule still fires: it stays resolved until {until:%H:%M} UTC unless it gets worse." if until else ""
+        messages.success(request, f"Resolved: {title}.{held}")
     else:
         incident.refresh_from_db(fields=["status", "resolved_by"])
         messages.info(request, _why_not(incident))

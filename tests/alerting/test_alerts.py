@@ -85,7 +85,7 @@ def test_it_fires_when_the_oldest_message_passes_its_sla():
 def test_time_to_loss_warns_past_half_the_retention_and_is_critical_at_80_percent():
     retention = 3 * 3600
     assert check(RuleKind.TIME_TO_LOSS, unsaved(retention_period=retention, oldest_age=5000), []) is None
-    p = unsaved(retention_period=retention, oldest_age=6000)
+    p = unsaved(retention_period=retention, oldest_age=6000, backlog=50)
     ages = rows(10, oldest_age=[6000 - 60 * (9 - i) for i in range(10)])
     f = check(RuleKind.TIME_TO_LOSS, p, [])  # no trend to project
     assert f.severity == Severity.WARNING and "56% of the 3.0 h retention" in f.summary
@@ -98,16 +98,16 @@ def test_time_to_loss_warns_past_half_the_retention_and_is_critical_at_80_percen
 
 def test_time_to_loss_also_fires_on_the_projection_before_half_the_retention_is_used():
     # 18% of a 3-hour retention, but ageing one second per second: messages expire in ~2.4 h.
-    p = unsaved(retention_period=3 * 3600, oldest_age=2000)
+    p = unsaved(retention_period=3 * 3600, oldest_age=2000, backlog=50)
     ages = rows(10, oldest_age=[2000 - 60 * (9 - i) for i in range(10)])
     f = check(RuleKind.TIME_TO_LOSS, p, ages, history.trend_from(p, ages, T))
     assert f.severity == Severity.CRITICAL and "19% of the 3.0 h retention" in f.summary
     # A 4-day queue at the same age is a day and more from any loss: nothing yet.
-    p = unsaved(retention_period=4 * 86400, oldest_age=2000)
+    p = unsaved(retention_period=4 * 86400, oldest_age=2000, backlog=50)
     assert check(RuleKind.TIME_TO_LOSS, p, ages, history.trend_from(p, ages, T)) is None
     # Ages falling: being worked through, no projection.
     falling = rows(10, oldest_age=[2600 - 60 * i for i in range(10)])
-    p = unsaved(retention_period=3 * 3600, oldest_age=2060)
+    p = unsaved(retention_period=3 * 3600, oldest_age=2060, backlog=50)
     assert check(RuleKind.TIME_TO_LOSS, p, falling, history.trend_from(p, falling, T)) is None
 
 

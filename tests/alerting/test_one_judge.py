@@ -224,3 +224,38 @@ def test_a_pipeline_whose_first_syncs_fail_shows_why_not_pending(pipeline):
     Incident.objects.all().delete()
     pipeline.consecutive_failures, pipeline.health_reasons = 0, []
     assert pipeline.current_health(T) == (Health.PENDING, [])
+
+
+def test_a_hand_resolve_while_the_rule_fires_holds_for_an_hour_unless_it_gets_worse(pipeline, client, monkeypatch):
+    from django.contrib.auth.models import User
+    from django.urls import reverse
+
+    from pipelines.alerting.incidents import RESOLVE_HOLD
+
+    dlq(pipeline)
+    judge(pipeline)
+    first = Incident.objects.get(rule=RuleKind.DLQ)
+    client.force_login(User.objects.create_superuser("ops", "ops@example.com", "pw-for-tests-1"))
+    page = client.get(reverse("admin:pipelines_pipeline_dashboard", args=[pipeline.pk])).content.decode()
+    assert "Its rule still fires: resolved by hand, it stays resolved for 60 min" in page
+    done = client.post(reverse("admin:incident_resolve", args=[first.pk]), {"next": "/admin/"}, follow=True)
+    assert "it stays resolved until 13:00 UTC unless it gets worse" in done.content.decode()
+
+    def again(at, depth=3):
+        monkeypatch.setattr("pipelines.clock.now", lambda: at)
+        MetricSample.objects.create(pipeline=pipeline, minute=at, visible=100, dlq_visible=depth)
+        pipeline.dlq_depth, pipeline.last_sync_at = depth, at
+        pipeline.save()
+        report = evaluate.evaluate([pipeline], at, history.refresh([pipeline], at), rules.FAST)
+        pipeline.refresh_from_db()
+        return report
+
+    report = again(T + timedelta(minutes=1))
+    assert report.opened == [] and report.held == [pipeline.pk]
+    assert pipeline.finding_severity(RuleKind.DLQ) == Severity.WARNING  # the health still says so
+    assert not Incident.objects.filter(status__in=UNRESOLVED).exists()
+    assert again(T + RESOLVE_HOLD + timedelta(minutes=1)).opened  # the hold is over: it pages again
+    later = T + RESOLVE_HOLD + timedelta(minutes=2)
+    Incident.objects.filter(status__in=UNRESOLVED).update(status="resolved", resolved_at=later, resolved_by="ops")
+    assert again(later, depth=3).opened == []  # held again
+    assert again(later + timedelta(minutes=1), depth=30).opened  # worse (the DLQ grows: critical): at once

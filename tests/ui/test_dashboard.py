@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from pipelines.alerting import evaluate, history, rules, trends
+from pipelines.alerting import evaluate, history, rules
 from pipelines.clock import now
 from pipelines.collection import retention
 from pipelines.models import AwsAccount, Health, MetricRollup, MetricSample, Pipeline
@@ -21,47 +21,6 @@ T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 def minutes(values, end=T):
     """(time, value) points one minute apart, ending at `end`."""
     return [(end - timedelta(minutes=len(values) - 1 - i), v) for i, v in enumerate(values)]
-
-
-# --- trends ---------------------------------------------------------------------------------------
-
-
-def test_it_reads_a_draining_backlog_and_its_eta():
-    d = trends.drain(minutes([600, 550, 500, 450, 400, 350, 300]), backlog=300)
-    assert d.rate == pytest.approx(-50)
-    assert d.eta_minutes == pytest.approx(6)
-    assert d.label == "drains in ~6 min"
-
-
-def test_it_reads_a_growing_backlog():
-    d = trends.drain(minutes([100, 135, 170, 205]), backlog=205)
-    assert d.label == "growing +35/min" and d.eta_minutes is None
-
-
-def test_it_reads_empty_and_steady_backlogs():
-    assert trends.drain(minutes([0, 0, 0]), backlog=0).label == "empty"
-    assert trends.drain(minutes([40, 41, 40, 40]), backlog=40).label == "steady"
-    assert trends.drain([], backlog=None).label == "no data"
-
-
-def test_time_to_loss_follows_the_oldest_message_age():
-    retention = 4 * 86400
-    # Ageing one second per second: it expires when it reaches the retention period.
-    ages = minutes([3600 + 60 * i for i in range(10)])
-    ttl = trends.time_to_loss(ages, retention, at=T)
-    assert ttl == pytest.approx(retention - (3600 + 540))
-    # CloudWatch lags: the last age is carried forward to now at the same rate.
-    assert trends.time_to_loss(ages, retention, at=T + timedelta(minutes=5)) == pytest.approx(ttl - 300)
-    # Half the speed (the consumer gets through some of it): twice as long.
-    slow = minutes([3600 + 30 * i for i in range(10)])
-    assert trends.time_to_loss(slow, retention, at=T) == pytest.approx((retention - (3600 + 270)) * 2)
-
-
-def test_no_loss_when_the_age_falls_or_is_already_past():
-    assert trends.time_to_loss(minutes([900, 600, 300, 60]), 345600, at=T) is None
-    assert trends.time_to_loss(minutes([0, 0, 0]), 345600, at=T) is None
-    assert trends.time_to_loss(minutes([345600, 345600]), 345600, at=T) == 0
-    assert trends.time_to_loss([], 345600, at=T) is None
 
 
 # --- health with trends -------------------------------------------------------------------------
