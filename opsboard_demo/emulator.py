@@ -45,12 +45,19 @@ def wait_for_http(url: str, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout:.0f}s ({last})")
 
 
-class MotoServer:
-    """moto in server mode, in a child process, on a loopback port."""
+#: A message attribute (epoch milliseconds) the demo's emulator takes as the message's send time
+#: (`opsboard_demo.moto_server`): seeded messages then carry the ages the loaded history gives them.
+SENT_AT = "demoSentAt"
 
-    def __init__(self, port: int | None = None, log_path: str | None = None):
+
+class MotoServer:
+    """moto in server mode, in a child process, on a loopback port (`backdating`: the demo's
+    variant, which honours SENT_AT)."""
+
+    def __init__(self, port: int | None = None, log_path: str | None = None, backdating: bool = False):
         self.port = port or free_port()
         self.log_path = log_path
+        self.backdating = backdating
         self.process: subprocess.Popen | None = None
 
     @property
@@ -58,7 +65,8 @@ class MotoServer:
         return f"http://{LOOPBACK}:{self.port}"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.port)]
+        module = "opsboard_demo.moto_server" if self.backdating else "moto.server"
+        return [sys.executable, "-m", module, "-H", LOOPBACK, "-p", str(self.port)]
 
     def start(self) -> MotoServer:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL

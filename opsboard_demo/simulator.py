@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from opsboard_demo.emulator import SENT_AT
 from opsboard_demo.provision import PipelineSpec, Provisioned, provision
 from opsboard_demo.scenarios import Scenario
 from pipelines import aws
@@ -207,7 +208,9 @@ class Simulator:
 
     def _consume(self, sim: SimPipeline, dt: float, at: datetime) -> None:
         sc = sim.scenario
-        sim.credit = min(sim.credit + sc.capacity * dt, sc.capacity * dt * 2)
+        # Work the consumer may do: its capacity over this tick, banked up to two ticks' worth or one
+        # batch, whichever is more (a slow consumer takes several ticks to finish one message).
+        sim.credit = min(sim.credit + sc.capacity * dt, max(sc.capacity * dt * 2, min(sc.batch_size, 10)))
         batches = 0
         busy_ms = 0.0
         while sim.credit >= 1 and batches < sc.concurrency * 4:
@@ -475,8 +478,8 @@ class Simulator:
     def _seed(self, sim: SimPipeline, backlog: int, dlq: int, oldest: float, dlq_oldest: float, end: datetime) -> None:
         """Leave the queues as the history ended, so live traffic picks up where the charts stop.
 
-        Message ages are tracked by the simulator (SQS cannot backdate a send), spread evenly
-        between the modelled oldest message and now.
+        Message ages are spread evenly between the modelled oldest message and now: the simulator
+        tracks them, and each message carries its send time for the demo's emulator (SENT_AT).
         """
         for url, count, age, ledger, poison in (
             (sim.res.queue_url, min(backlog, MAX_SEED), oldest, sim.outstanding, False),
@@ -488,10 +491,14 @@ class Simulator:
                 entries = []
                 for j in range(min(10, count - i)):
                     rid = str(uuid.uuid4())
+                    sent_at = end.timestamp() - age * (1 - (i + j) / count)
                     entry = {
                         "Id": str(j),
                         "MessageBody": json.dumps({"requestId": rid, "poison": poison}),
-                        "MessageAttributes": {"requestId": {"DataType": "String", "StringValue": rid}},
+                        "MessageAttributes": {
+                            "requestId": {"DataType": "String", "StringValue": rid},
+                            SENT_AT: {"DataType": "Number", "StringValue": str(int(sent_at * 1000))},
+                        },
                     }
                     if sim.scenario.fifo:
                         entry.update(MessageGroupId=f"customer-{j}", MessageDeduplicationId=rid)

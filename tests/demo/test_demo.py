@@ -105,3 +105,65 @@ def test_a_production_install_without_the_emulator_never_imports_the_demo():
         [sys.executable, "-c", WITHOUT_THE_EMULATOR], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0 and done.stdout.strip() == "clean", done.stderr[-2000:]
+
+
+def test_the_demo_emulator_keeps_the_send_time_of_seeded_messages():
+    import time
+
+    from opsboard_demo.emulator import SENT_AT, MotoServer
+    from pipelines import aws
+
+    with MotoServer(backdating=True) as moto:
+        sqs = aws.client(aws.Target(region="us-east-1", endpoint_url=moto.url), "sqs")
+        url = sqs.create_queue(QueueName="seeded")["QueueUrl"]
+        sent = int((time.time() - 3 * 3600) * 1000)
+        attributes = {SENT_AT: {"DataType": "Number", "StringValue": str(sent)}}
+        sqs.send_message(QueueUrl=url, MessageBody="waited three hours", MessageAttributes=attributes)
+        sqs.send_message(QueueUrl=url, MessageBody="just now")
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["SentTimestamp"])["Messages"]
+        times = {m["Body"]: int(m["Attributes"]["SentTimestamp"]) for m in got}
+        assert times["waited three hours"] == sent and times["just now"] > sent + 3 * 3600 * 1000 - 60_000
+
+
+def test_the_demo_stops_and_says_so_when_its_emulator_dies(tmp_path):
+    import re
+    import signal
+
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_ENDPOINT_URL", "DJANGO_SETTINGS_MODULE")}
+    env.update(
+        DEBUG="true",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+        OPSBOARD_VAR_DIR=str(tmp_path / "var"),
+        CELERY_BROKER_URL="filesystem://",
+        LOCK_REDIS_URL="",
+    )
+    run = {"cwd": ROOT, "env": env, "text": True}
+    assert subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], capture_output=True, **run).returncode == 0
+    demo = subprocess.Popen(
+        [sys.executable, "manage.py", "demo", "--no-web", "--no-worker", "--history-hours", "0", "--duration", "120"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **run,
+    )
+    try:
+        lines = []
+        for line in demo.stdout:
+            lines.append(line)
+            if "opsboard is running" in line:
+                break
+        port = re.search(r"emulated AWS \(moto\) at http://127\.0\.0\.1:(\d+)", "".join(lines)).group(1)
+        moto = next(
+            int(pid)
+            for pid in os.listdir("/proc")
+            if pid.isdigit()
+            and f"-p\0{port}" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            and "moto_server" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        )
+        os.kill(moto, signal.SIGKILL)
+        out, err = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode != 0
+    assert "The emulated AWS (moto) stopped" in err and "so the demo stopped too" in err
+    assert "Traceback" not in err

@@ -129,3 +129,14 @@ def test_history_feeds_the_backfill(target, account):
     assert MetricSample.objects.filter(pipeline=spike, visible__gt=0).exists()
     assert MetricSample.objects.filter(pipeline=poison, dlq_visible__gt=0).exists()
     assert MetricSample.objects.filter(pipeline=spike, api_count__gt=0, lambda_invocations__gt=0).exists()
+
+
+def test_a_slow_consumer_processes_live_what_the_history_says_it_does(target):
+    # The throttle scenario's consumer does one message per 5 s: 12 a minute, live as in the history.
+    sim = Simulator(target, seed=3)
+    s = sim.add("slow", scenario_named("throttle"), api=False)
+    sim._seed(s, backlog=40, dlq=0, oldest=600, dlq_oldest=0, end=T0)  # more waiting than it can do
+    start = T0.replace(second=0)
+    for i in range(30):  # one minute of 2-second ticks
+        sim.step(2, at=start + timedelta(seconds=2 * i))
+    assert 10 <= s.minute.received <= 12, s.minute.received

@@ -200,7 +200,7 @@ def test_two_workers_finishing_cycles_at_once_lose_no_count():
                 meter = aws.CallMeter()
                 meter.calls["sqs:GetQueueAttributes"] = 3
                 meter.add_metrics(5)
-                store._record(store.CycleReport(kind=CycleKind.FAST, account="busy"), account, now(), meter)
+                store.record_cycle(store.CycleReport(kind=CycleKind.FAST, account="busy"), account, now(), meter)
         finally:
             connection.close()
 

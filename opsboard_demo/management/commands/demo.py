@@ -33,6 +33,8 @@ from pipelines.models import AwsAccount, ChannelKind, NotificationChannel, Pipel
 from pipelines.registry.discovery import DiscoveryError, discover
 
 REGION = "us-east-1"
+#: How often the demo checks that its emulator, worker and web server are still running.
+WATCH_SECONDS = 3
 
 
 class Command(BaseCommand):
@@ -58,7 +60,8 @@ class Command(BaseCommand):
         parser.add_argument("--no-worker", action="store_true", help="Do not start the Celery worker and beat.")
 
     def handle(self, *args, **opts):
-        self.children: list[subprocess.Popen] = []
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.died = ""
         self.moto: MotoServer | None = None
         self.receiver: WebhookReceiver | None = None
         stop = threading.Event()
@@ -90,12 +93,16 @@ class Command(BaseCommand):
                     f"  emulated AWS: {endpoint}\n  Ctrl-C stops everything.\n"
                 )
             )
+            threading.Thread(target=self._watch, args=(stop,), name="demo-watch", daemon=True).start()
             try:
                 sim.run(tick=opts["tick"], stop=stop, duration=opts["duration"])
             except KeyboardInterrupt:
                 pass
         finally:
+            stop.set()
             self._stop_all()
+        if self.died:
+            raise CommandError(self.died)
         self.stdout.write("demo stopped")
 
     # --- pieces -----------------------------------------------------------------------------
@@ -111,7 +118,7 @@ class Command(BaseCommand):
             return configured
         log = Path(settings.VAR_DIR) / "moto.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        self.moto = MotoServer(port=free_port(), log_path=str(log)).start()
+        self.moto = MotoServer(port=free_port(), log_path=str(log), backdating=True).start()
         os.environ["AWS_ENDPOINT_URL"] = self.moto.url
         self.stdout.write(f"Started an emulated AWS (moto) at {self.moto.url}")
         return self.moto.url
@@ -207,10 +214,26 @@ class Command(BaseCommand):
         user.save()
         return "admin", password
 
-    def _spawn(self, args: list[str]) -> None:
+    def _spawn(self, name: str, args: list[str]) -> None:
         # Livelier than the cost-aware production default: the simulator publishes every minute.
         env = {"METRICS_INTERVAL_SECONDS": "120", **os.environ, "DEBUG": os.environ.get("DEBUG", "true")}
-        self.children.append(subprocess.Popen(args, env=env, cwd=settings.BASE_DIR, stdin=subprocess.DEVNULL))
+        self.children.append((name, subprocess.Popen(args, env=env, cwd=settings.BASE_DIR, stdin=subprocess.DEVNULL)))
+
+    def _watch(self, stop: threading.Event) -> None:
+        """Stop the demo, saying which part died, when the emulator, the worker or the web server
+        exits: a demo whose charts silently freeze would mislead."""
+        while not stop.wait(WATCH_SECONDS):
+            parts = [*self.children]
+            if self.moto and self.moto.process:
+                parts.append(("emulated AWS (moto)", self.moto.process))
+            for name, process in parts:
+                code = process.poll()
+                if code is not None:
+                    self.died = f"The {name} stopped (exit code {code}), so the demo stopped too; its log is above."
+                    if name.startswith("emulated"):
+                        self.died = self.died.replace("its log is above", f"its log is {self.moto.log_path}")
+                    stop.set()
+                    return
 
     @staticmethod
     def _clear_broker() -> None:
@@ -224,6 +247,7 @@ class Command(BaseCommand):
     def _start_worker(self) -> None:
         schedule = Path(settings.VAR_DIR) / "celerybeat-schedule"
         self._spawn(
+            "Celery worker",
             [
                 sys.executable,
                 "-m",
@@ -238,17 +262,17 @@ class Command(BaseCommand):
                 "2",
                 "--schedule",
                 str(schedule),
-            ]
+            ],
         )
 
     def _start_web(self, host: str, port: int) -> None:
-        self._spawn([sys.executable, "manage.py", "runserver", f"{host}:{port}", "--noreload"])
+        self._spawn("web server", [sys.executable, "manage.py", "runserver", f"{host}:{port}", "--noreload"])
 
     def _stop_all(self) -> None:
-        for child in self.children:
+        for _, child in self.children:
             if child.poll() is None:
                 child.terminate()
-        for child in self.children:
+        for _, child in self.children:
             try:
                 child.wait(timeout=15)
             except subprocess.TimeoutExpired:
