@@ -63,8 +63,9 @@ bench-alerts: install
 bench-alerts-eval: install
 	$(PY) bench/alert_eval_bench.py
 
+## The web server alone, and a worker with beat, with the environment as it is (.env: SECRET_KEY, or DEBUG=true).
 run: $(RUN_STAMP)
-	DEBUG=$${DEBUG:-true} $(PY) manage.py runserver $(PORT)
+	$(PY) manage.py runserver $(PORT)
 
 worker: $(RUN_STAMP)
 	$(VENV)/bin/celery -A opsboard worker -B -l info
