@@ -1,6 +1,7 @@
 """Helpers for the browser tests: Debian's Chromium driven by Playwright (no browser download)."""
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,23 @@ def log_in(page, live_server, username="ops", password="browser-test-pw-1"):
     page.fill("#id_password", password)
     page.click("input[type=submit]")
     page.wait_for_selector("#user-tools")
+
+
+@contextmanager
+def chromium_page(width=1440, height=900, timezone_id=None):
+    """A page in a Chromium context of its own: its viewport and, when given, the time zone its clock reads."""
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls in the tests are safe.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            context = browser.new_context(viewport={"width": width, "height": height}, timezone_id=timezone_id)
+            pg = context.new_page()
+            pg.set_default_timeout(20_000)
+            yield pg
+            browser.close()
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)

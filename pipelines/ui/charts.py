@@ -6,9 +6,11 @@ Minute rows for short ranges, hourly rollups for long ones.
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.utils.dateparse import parse_datetime
@@ -73,14 +75,23 @@ PEAK_FIELDS = {
 }
 
 
-def parse_range(value: str | None, start: str | None, end: str | None, at: datetime) -> tuple[datetime, datetime, str]:
-    """A named range, or a custom start/end (ISO). Raises ValueError with a sentence on bad input."""
+def parse_range(
+    value: str | None, start: str | None, end: str | None, at: datetime, tz: str | None = None
+) -> tuple[datetime, datetime, str]:
+    """A named range, or a custom start/end, as UTC moments. Raises ValueError with a sentence on bad input.
+
+    Custom times are ISO 8601 with an offset ('2026-11-20T08:00-05:00', '…Z') or Unix seconds (or
+    milliseconds). A time without an offset is read in `tz`, an IANA zone name, or in UTC when no zone
+    is given (what links made before offsets meant).
+    """
+    zone = _zone(tz)
     if value == "custom" or (start and not value):
-        a, b = parse_datetime(start or ""), parse_datetime(end or "") if end else at
-        if a is None or b is None:
-            raise ValueError("Enter the custom range as dates and times, e.g. 2026-11-20T08:00.")
-        a = a if a.tzinfo else a.replace(tzinfo=UTC)
-        b = b if b.tzinfo else b.replace(tzinfo=UTC)
+        if not start:
+            raise ValueError("Enter the start of the custom range, e.g. 2026-11-20T08:00-05:00.")
+        a = _moment(start, zone, "start")
+        b = _moment(end, zone, "end") if end else at
+        if a >= at:
+            raise ValueError(f"The range starts after now ({at:%Y-%m-%d %H:%M} UTC): there is no data there yet.")
         if a >= b:
             raise ValueError("The range must start before it ends.")
         if b - a > timedelta(days=455):
@@ -92,8 +103,59 @@ def parse_range(value: str | None, start: str | None, end: str | None, at: datet
     return at - RANGES[value], at, value
 
 
-def series(pipeline: Pipeline, start: datetime, end: datetime) -> dict[str, Any]:
-    """Downsampled series for one pipeline over [start, end): one query, ≤ MAX_POINTS per series."""
+def _zone(name: str | None) -> tzinfo:
+    if not name:
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"Unknown time zone {name!r}: use an IANA name such as America/New_York, or UTC.") from None
+
+
+#: "…T16:30 05:30": a '+' before an offset that a hand-typed URL turned into a space.
+_SPACED_OFFSET = re.compile(r"(\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:?\d\d)$")
+
+
+def _moment(text: str, zone: tzinfo, which: str) -> datetime:
+    """One end of a custom range as a UTC moment."""
+    text = _SPACED_OFFSET.sub(r"\1+\2", text.strip())
+    invalid = ValueError(f"The {which} {text!r} is not a real date and time.")
+    if text.isdigit():  # Unix time: seconds, or milliseconds when it has more than 11 digits
+        try:
+            return datetime.fromtimestamp(int(text) / (1000 if len(text) > 11 else 1), UTC)
+        except (OverflowError, OSError, ValueError):
+            raise invalid from None
+    try:
+        moment = parse_datetime(text)
+    except ValueError:
+        raise invalid from None
+    if moment is None:
+        raise ValueError(
+            f"Enter the custom range as dates and times: could not read the {which} {text!r}; "
+            "use ISO 8601 with an offset, e.g. 2026-11-20T08:00-05:00, or Unix seconds."
+        )
+    return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(UTC)
+
+
+def default_range(pipeline: Pipeline, at: datetime) -> str:
+    """The range a pipeline's page opens on: 24 h, or the shortest that holds all its history when it has less.
+
+    A pipeline registered four hours ago opens on 6 h, so its history fills the charts. Two indexed reads.
+    """
+    first = MetricSample.objects.filter(pipeline=pipeline).order_by("minute").values_list("minute", flat=True).first()
+    if first is None:
+        first = MetricRollup.objects.filter(pipeline=pipeline).order_by("hour").values_list("hour", flat=True).first()
+    if first is None:
+        return "24h"
+    held = at - first
+    return next((name for name in ("1h", "6h") if RANGES[name] >= held), "24h")
+
+
+def series(pipeline: Pipeline, start: datetime, end: datetime, range_name: str | None = None) -> dict[str, Any]:
+    """Downsampled series for one pipeline over [start, end): one query, ≤ MAX_POINTS per series.
+
+    Times are UTC with their offset; the page shows them in the reader's time zone.
+    """
     raw_kept_from = clock.now() - timedelta(days=settings.RAW_RETENTION_DAYS)
     use_rollups = end - start > ROLLUP_BEYOND or start < raw_kept_from
     step = 3600 if use_rollups else 60
@@ -121,7 +183,7 @@ def series(pipeline: Pipeline, start: datetime, end: datetime) -> dict[str, Any]
     out: dict[str, list] = {name: [] for name in SERIES_FIELDS}
     times = []
     for i in range(n_buckets):
-        times.append(datetime.fromtimestamp(origin + i * bucket, tz=start.tzinfo).isoformat())
+        times.append(datetime.fromtimestamp(origin + i * bucket, tz=UTC).isoformat())
         for name in SERIES_FIELDS:
             vals = acc[i].get(name)
             if not vals:
@@ -134,8 +196,9 @@ def series(pipeline: Pipeline, start: datetime, end: datetime) -> dict[str, Any]
                 out[name].append(round(sum(vals) / len(vals), 3))
     return {
         "pipeline": pipeline.name,
-        "start": start.isoformat(),
-        "end": end.isoformat(),
+        "range": range_name,
+        "start": start.astimezone(UTC).isoformat(),
+        "end": end.astimezone(UTC).isoformat(),
         "bucket_seconds": bucket,
         "source": "hourly rollups" if use_rollups else "minute rows",
         "t": times,

@@ -105,9 +105,21 @@ def overview_rows(request):
     return TemplateResponse(request, "admin/pipelines/_overview_rows.html", _overview_context(request))
 
 
+def _history_hours(hourly: list) -> int:
+    """How many of the sparkline's hours the pipeline has history for: from its first hour with data."""
+    hourly = hourly or []
+    first = next((i for i, v in enumerate(hourly) if v is not None), len(hourly))
+    return len(hourly) - first
+
+
 def sparkline_svg(hourly: list, current: int | None, colour: str, width: int = 120, height: int = 28) -> str:
-    """An inline SVG of the backlog: 24 hourly peaks then the current value; missing hours break the line."""
-    values = [*(hourly or []), current] if hourly or current is not None else []
+    """An inline SVG of the backlog: hourly peaks then the current value; missing hours break the line.
+
+    The hours before the pipeline's first data are left out, so a pipeline with four hours of history
+    draws them across the whole width (and says so) instead of in the last sixth of it.
+    """
+    hours = _history_hours(hourly)
+    values = [*(hourly or [])[len(hourly or []) - hours :], current] if hours or current is not None else []
     nums = [v for v in values if v is not None]
     if not nums:
         return ""
@@ -129,9 +141,14 @@ def sparkline_svg(hourly: list, current: int | None, colour: str, width: int = 1
         else f'<circle cx="{seg[0].split(",")[0]}" cy="{seg[0].split(",")[1]}" r="1.5" fill="{colour}"/>'
         for seg in segments
     )
+    if not hours:
+        span = "now"
+    else:
+        span = f"last {hours} h" if hours >= len(hourly) else f"last {hours} h (all its history)"
+    label = f"backlog, {span}, peak {max(nums):,.0f}"
     return (
         f'<svg class="ob-spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        f'role="img" aria-label="backlog, last 24 hours, peak {max(nums):,.0f}">{lines}</svg>'
+        f'role="img" aria-label="{label}"><title>{label}</title>{lines}</svg>'
     )
 
 
@@ -216,16 +233,27 @@ def render_rows(
         if error:
             short = error if len(error) <= 70 else error[:69] + "…"
             synced += f'<div class="ob-error" title="{escape(error)}">{escape(short)}</div>'
+        hours = _history_hours(p.sparkline)
+        spark = sparkline_svg(p.sparkline, p.backlog, colour)
+        if spark and 0 < hours < len(p.sparkline or []):
+            spark += f'<div class="ob-muted ob-spark-note">last {hours} h: all its history</div>'
         out.append(
             f'<tr class="ob-row ob-{r.health.value}" data-pipeline="{escape(p.name)}">'
-            f'<td><span class="ob-badge" style="background:{colour}">{r.health.label}</span>{reasons}</td>'
-            f'<td><a class="ob-name" href="{dashboard_url.format(pk=p.pk)}">{escape(p.name)}</a>'
+            f'<td class="ob-c-health"><span class="ob-badge" style="background:{colour}">{r.health.label}</span>'
+            f"{reasons}</td>"
+            f'<td class="ob-c-name"><a class="ob-name" href="{dashboard_url.format(pk=p.pk)}">{escape(p.name)}</a>'
             f"{_incident_badge(by_pipeline.get(p.pk), incidents_url, p.pk)}"
             f'<div class="ob-muted">{escape(p.account.name)}{tags}</div></td>'
-            f'<td class="num ob-big">{count(p.backlog)}<div class="ob-muted">of {p.backlog_threshold:,}</div></td>'
-            f'<td class="ob-trend {trend_cls}">{escape(t.drain.label)}</td><td class="num">{count(p.in_flight)}</td>'
-            f'<td class="num {"ob-warn" if p.dlq_depth else ""}">{dlq}</td><td>{oldest}</td><td>{loss}</td>'
-            f'<td class="num">{lam}</td><td>{sparkline_svg(p.sparkline, p.backlog, colour)}</td><td>{synced}</td></tr>'
+            f'<td class="num ob-big ob-c-backlog" data-label="Backlog">{count(p.backlog)}'
+            f'<div class="ob-muted">of {p.backlog_threshold:,}</div></td>'
+            f'<td class="ob-trend ob-c-trend {trend_cls}" data-label="Trend">{escape(t.drain.label)}</td>'
+            f'<td class="num ob-c-inflight" data-label="In flight">{count(p.in_flight)}</td>'
+            f'<td class="num ob-c-dlq {"ob-warn" if p.dlq_depth else ""}" data-label="DLQ">{dlq}</td>'
+            f'<td class="ob-c-oldest" data-label="Oldest message">{oldest}</td>'
+            f'<td class="ob-c-loss" data-label="Time to loss">{loss}</td>'
+            f'<td class="num ob-c-lambda" data-label="Lambda, 20 min">{lam}</td>'
+            f'<td class="ob-c-spark" data-label="Backlog, 24 h">{spark}</td>'
+            f'<td class="ob-c-sync" data-label="Last sync">{synced}</td></tr>'
         )
     return mark_safe("\n".join(out))
 

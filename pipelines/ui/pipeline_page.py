@@ -33,7 +33,7 @@ def pipeline_dashboard(request, pipeline_id: int, model_admin):
         "trend": trend,
         "loss_severity": pipeline.finding_severity(RuleKind.TIME_TO_LOSS),
         "ranges": list(charts.RANGES),
-        "range": request.GET.get("range", "24h"),
+        "range": request.GET.get("range") or charts.default_range(pipeline, at),
         "series_url": reverse("admin:pipelines_pipeline_series", args=[pipeline.pk]),
         "cost": cost,
         "config": _config(pipeline),
@@ -46,16 +46,24 @@ def pipeline_dashboard(request, pipeline_id: int, model_admin):
 
 
 def series_json(request, pipeline_id: int):
-    """Downsampled chart series for one pipeline and range, as JSON; a bad range is a 400 with a sentence."""
+    """Downsampled chart series for one pipeline and range, as JSON; a bad range is a 400 with a sentence.
+
+    `range` is a named range or `custom` with `start` and `end` (ISO 8601 with an offset, or Unix
+    seconds; an open end means now); `tz` names the zone of times written without an offset.
+    """
     require_view(request)
     pipeline = get_object_or_404(Pipeline, pk=pipeline_id)
     try:
-        start, end, _ = charts.parse_range(
-            request.GET.get("range"), request.GET.get("start"), request.GET.get("end"), clock.now()
+        start, end, name = charts.parse_range(
+            request.GET.get("range"),
+            request.GET.get("start"),
+            request.GET.get("end"),
+            clock.now(),
+            request.GET.get("tz"),
         )
     except ValueError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
-    return JsonResponse(charts.series(pipeline, start, end))
+    return JsonResponse(charts.series(pipeline, start, end, name))
 
 
 def _config(p: Pipeline) -> list[tuple[str, list[tuple[str, object]]]]:

@@ -84,7 +84,7 @@ def test_an_operator_follows_a_spike_from_the_overview_to_its_charts(page, live_
         if 600 <= m < 660:
             continue
         t = (at - timedelta(minutes=m)).replace(second=0, microsecond=0)
-        level = 4000 - m * 10 if m < 400 else 50
+        level = 4000 - m * 100 if m < 40 else 50  # a spike over the last 40 minutes, rising 100/min
         rows.append(
             MetricSample(
                 pipeline=spiky,
