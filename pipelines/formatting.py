@@ -38,7 +38,7 @@ def ago(t: datetime, at: datetime) -> str:
     """How long before `at` the moment `t` was: '12 seconds ago', '5 min ago', '3 h ago', '2 days ago'."""
     secs = int((at - t).total_seconds())
     if secs < 60:
-        return f"{max(secs, 0)} seconds ago"
+        return "1 second ago" if secs == 1 else f"{max(secs, 0)} seconds ago"
     if secs < 7200:
         return f"{secs // 60} min ago"
     return f"{secs // 3600} h ago" if secs < 172800 else f"{secs // 86400} days ago"

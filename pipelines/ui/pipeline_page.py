@@ -10,6 +10,7 @@ from django.urls import reverse
 from pipelines import clock
 from pipelines.alerting.history import stored_trend
 from pipelines.collection.cost import monthly_cost
+from pipelines.formatting import duration
 from pipelines.models import Pipeline, RuleKind
 from pipelines.registry.insights import insights_for
 from pipelines.ui import charts, incidents
@@ -70,7 +71,7 @@ def _config(p: Pipeline) -> list[tuple[str, list[tuple[str, object]]]]:
     """The discovered configuration, grouped for the side panel."""
 
     def secs(v):
-        return f"{v:,} s" if v is not None else "–"
+        return duration(v) if v is not None else "–"
 
     return [
         (
