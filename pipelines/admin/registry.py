@@ -16,13 +16,15 @@ from pipelines import clock
 from pipelines.admin.incidents import AlertRuleInline
 from pipelines.admin.support import badge, error_text
 from pipelines.alerting import incidents
+from pipelines.alerting.history import stored_trend
 from pipelines.collection import cycles
 from pipelines.collection.cost import monthly_cost
 from pipelines.dlq.views import redrive_action
-from pipelines.formatting import human_seconds
+from pipelines.formatting import count, duration, human_seconds
 from pipelines.models import AwsAccount, Pipeline
-from pipelines.registry.discovery import DiscoveryError, discover, import_queues
+from pipelines.registry.discovery import DiscoveryError, import_queues
 from pipelines.registry.forms import ImportQueuesForm, PipelineForm
+from pipelines.registry.identity import discover_registration, reach_of
 from pipelines.registry.insights import insights_for
 from pipelines.ui import urls
 
@@ -130,15 +132,15 @@ DISCOVERED = (
     "queue_arn",
     "queue_name",
     "is_fifo",
-    "visibility_timeout",
-    "retention_period",
+    "visibility_timeout_words",
+    "retention_period_words",
     "dlq_url",
     "dlq_arn",
     "max_receive_count",
-    "dlq_retention_period",
+    "dlq_retention_period_words",
     "function_name",
     "function_arn",
-    "function_timeout",
+    "function_timeout_words",
     "reserved_concurrency",
     "batch_size",
     "maximum_concurrency",
@@ -157,15 +159,26 @@ SYNC_STATE = (
     "last_error",
     "metrics_error",
     "consecutive_failures",
-    "backlog",
-    "in_flight",
-    "delayed",
-    "dlq_depth",
-    "oldest_age",
-    "drain_rate",
-    "time_to_loss",
+    "backlog_words",
+    "in_flight_words",
+    "delayed_words",
+    "dlq_depth_words",
+    "oldest_age_words",
+    "backlog_trend",
+    "time_to_loss_words",
     "monthly_cost",
 )
+
+
+def in_words(field: str, label: str, fmt):
+    """A read-only admin field showing a model field through `fmt`."""
+
+    @admin.display(description=label, ordering=field)
+    def show(self, obj):
+        value = getattr(obj, field)
+        return self.get_empty_value_display() if value is None else fmt(value)
+
+    return show
 
 
 @admin.register(Pipeline)
@@ -290,6 +303,25 @@ class PipelineAdmin(admin.ModelAdmin):
     def oldest(self, obj):
         return human_seconds(obj.oldest_age)
 
+    # The change page's figures in words: configured durations in their unit, measured ones rounded.
+    visibility_timeout_words = in_words("visibility_timeout", "visibility timeout", duration)
+    retention_period_words = in_words("retention_period", "retention period", duration)
+    dlq_retention_period_words = in_words("dlq_retention_period", "DLQ retention period", duration)
+    function_timeout_words = in_words("function_timeout", "function timeout", duration)
+    backlog_words = in_words("backlog", "backlog", count)
+    in_flight_words = in_words("in_flight", "in flight", count)
+    delayed_words = in_words("delayed", "delayed", count)
+    dlq_depth_words = in_words("dlq_depth", "DLQ depth", count)
+    oldest_age_words = in_words("oldest_age", "oldest message age", human_seconds)
+
+    @admin.display(description="backlog trend", ordering="drain_rate")
+    def backlog_trend(self, obj):
+        return stored_trend(obj).drain.label
+
+    @admin.display(description="time to loss", ordering="time_to_loss")
+    def time_to_loss_words(self, obj):
+        return "no data" if obj.backlog is None else stored_trend(obj).loss_label
+
     @admin.display(description="consumer", ordering="function_name")
     def consumer(self, obj):
         if not obj.function_name:
@@ -315,11 +347,20 @@ class PipelineAdmin(admin.ModelAdmin):
 
     @admin.action(description="Refresh from AWS", permissions=["change"])
     def refresh_from_aws(self, request, queryset):
-        done, failed = 0, []
+        done, failed, reaches = 0, [], {}
         for p in queryset.select_related("account"):
             try:
-                found = discover(
-                    p.account.target(), p.queue_url, p.api_kind, p.api_id, p.api_stage, p.request_id_attribute
+                if p.account_id not in reaches:
+                    reaches[p.account_id] = reach_of(p.account)
+                found = discover_registration(
+                    p.account,
+                    p.queue_url,
+                    p.api_kind,
+                    p.api_id,
+                    p.api_stage,
+                    p.request_id_attribute,
+                    pipeline_pk=p.pk,
+                    reach=reaches[p.account_id],
                 )
             except DiscoveryError as exc:
                 failed.append(f"{p.name}: {exc}")

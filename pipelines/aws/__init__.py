@@ -31,6 +31,7 @@ from pipelines.aws.client import (
 )
 from pipelines.aws.operations import (
     api_sqs_integrations,
+    caller_identity,
     cancel_message_move_task,
     change_visibility_batch,
     delete_message_batch,
@@ -66,6 +67,7 @@ __all__ = [
     "UNSUPPORTED_CODES",
     "api_sqs_integrations",
     "calling",
+    "caller_identity",
     "calling_optional",
     "cancel_message_move_task",
     "change_visibility_batch",

@@ -7,7 +7,16 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from pipelines.aws.client import COUNT_ATTRIBUTES, AwsError, Target, calling, calling_optional, client, current_meter
+from pipelines.aws.client import (
+    COUNT_ATTRIBUTES,
+    UNSUPPORTED,
+    AwsError,
+    Target,
+    calling,
+    calling_optional,
+    client,
+    current_meter,
+)
 
 
 def queue_attributes(target: Target, queue_url: str, names: Iterable[str] = ("All",)) -> dict[str, str]:
@@ -33,6 +42,24 @@ def queue_url_for_arn(target: Target, queue_arn: str) -> str:
     _, _, _, _, owner, name = parts
     with calling(f"finding the URL of queue {name}"):
         return client(target, "sqs").get_queue_url(QueueName=name, QueueOwnerAWSAccountId=owner)["QueueUrl"]
+
+
+def caller_identity(target: Target) -> dict[str, str]:
+    """Which AWS account a target acts in and where its SQS calls go.
+
+    `account_id` comes from STS GetCallerIdentity (allowed to every caller, no IAM permission
+    needed; with a role, the role's account), '' when the endpoint does not implement it.
+    `sqs_endpoint` is the endpoint boto3 resolved for SQS: the target's own, else AWS_ENDPOINT_URL
+    (or AWS_ENDPOINT_URL_SQS), else AWS's regional one. Only the STS part calls AWS.
+    """
+    account_id = ""
+    try:
+        with calling_optional("asking STS which account the credentials act in", "GetCallerIdentity"):
+            account_id = client(target, "sts").get_caller_identity()["Account"]
+    except AwsError as exc:
+        if exc.code != UNSUPPORTED:
+            raise
+    return {"account_id": account_id, "sqs_endpoint": client(target, "sqs").meta.endpoint_url}
 
 
 def list_queue_urls(target: Target, prefix: str = "") -> list[str]:

@@ -84,7 +84,7 @@ class AwsAccount(models.Model):
 
 
 class Pipeline(models.Model):
-    """One API → SQS → Lambda pipeline, identified by its queue.
+    """One API → SQS → Lambda pipeline, identified by its queue: its ARN, once discovered, is unique.
 
     The operator gives the queue URL (and optionally the API and log groups); everything else in the
     "discovered" group is read from AWS by `discovery.discover` and stored with `apply_discovery`.
@@ -204,6 +204,13 @@ class Pipeline(models.Model):
                 fields=["account", "queue_url"],
                 name="uniq_pipeline_account_queue",
                 violation_error_message="This queue is already registered on this account.",
+            ),
+            # A queue is its ARN, whatever URL named it and on whichever account: one pipeline each.
+            models.UniqueConstraint(
+                fields=["queue_arn"],
+                condition=~models.Q(queue_arn=""),
+                name="uniq_pipeline_queue_arn",
+                violation_error_message="This queue is already registered.",
             ),
         ]
 

@@ -17,15 +17,22 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.db import IntegrityError, transaction
+
 from pipelines import aws
 from pipelines.models import Pipeline
 
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+#: AWS's SQS hosts, each naming its region: the regional endpoint (also FIPS and dual-stack
+#: api.aws), the legacy <region>.queue host, and interface VPC endpoints (vpce-….sqs.<region>.vpce…).
 AWS_HOST_RES = (
-    re.compile(r"^sqs[.-](?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$"),
+    re.compile(r"^sqs(-fips)?\.(?P<region>[a-z0-9-]+)\.(amazonaws\.com(\.cn)?|api\.aws)$"),
     re.compile(r"^(?P<region>[a-z0-9-]+)\.queue\.amazonaws\.com(\.cn)?$"),
-    re.compile(r"^sqs\.(?P<region>[a-z0-9-]+)\.localhost\.localstack\.cloud$"),
+    re.compile(r"^vpce-[a-z0-9-]+\.sqs\.(?P<region>[a-z0-9-]+)\.vpce\.amazonaws\.com(\.cn)?$"),
 )
+#: Regional hosts an emulator reports (LocalStack's).
+EMULATOR_HOST_RES = (re.compile(r"^sqs\.(?P<region>[a-z0-9-]+)\.localhost\.localstack\.cloud$"),)
+AWS_DOMAINS = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
 
 # Pipeline fields that describe the DLQ / the consumer, cleared when none is found.
 DLQ_FIELDS = {"dlq_url": "", "dlq_arn": "", "max_receive_count": None, "dlq_retention_period": None}
@@ -60,10 +67,29 @@ class QueueUrl:
     account_id: str
     name: str
     region: str | None  # None when the host does not say (an emulator)
+    port: int = 443  # the port connected to, the scheme's default when none is written
 
     @property
     def is_fifo(self) -> bool:
         return self.name.endswith(".fifo")
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def netloc(self) -> str:
+        """host[:port] as written."""
+        return urlsplit(self.url).netloc.rsplit("@", 1)[-1]
+
+
+def host_region(host: str, patterns=AWS_HOST_RES + EMULATOR_HOST_RES) -> str | None:
+    """The region an SQS host names, or None when it names none."""
+    for rx in patterns:
+        m = rx.match(host)
+        if m:
+            return m.group("region")
+    return None
 
 
 @dataclass
@@ -89,20 +115,19 @@ def parse_queue_url(url: str, expected_region: str | None = None) -> QueueUrl:
     base = name[:-5] if name.endswith(".fifo") else name
     if not QUEUE_NAME_RE.match(base) or len(name) > 80:
         raise DiscoveryError(f"{name!r} is not a valid SQS queue name (letters, digits, - and _, up to 80).")
-    region = None
-    for rx in AWS_HOST_RES:
-        m = rx.match(parts.hostname)
-        if m:
-            region = m.group("region")
-            break
-    if parts.hostname.endswith("amazonaws.com") and region is None:
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise DiscoveryError(f"{parts.netloc!r} in the queue URL has an invalid port number.") from None
+    region = host_region(parts.hostname)
+    if parts.hostname.endswith(AWS_DOMAINS) and region is None:
         raise DiscoveryError(f"{parts.hostname} is not an SQS endpoint host.")
     if region and expected_region and region != expected_region:
         raise DiscoveryError(
             f"This queue is in {region}, but the account is set to {expected_region}: "
             "register it under an account for that region."
         )
-    return QueueUrl(url=url, account_id=account_id, name=name, region=region)
+    return QueueUrl(url=url, account_id=account_id, name=name, region=region, port=port)
 
 
 def _int(value: Any) -> int | None:
@@ -286,7 +311,10 @@ class ImportResult:
 def import_queues(account, prefix: str = "", dry_run: bool = False) -> ImportResult:
     """Register every queue of `account` that has a dead-letter queue, in one step.
 
-    Dead-letter queues themselves and queues already registered are skipped, with the reason.
+    Dead-letter queues themselves and queues already registered are skipped, with the reason. A
+    queue is already registered when a pipeline on any account has its ARN (or, on this account,
+    its URL). The URLs are the ones the endpoint lists for its own account, so they are taken as
+    they come.
     """
     target = account.target()
     result = ImportResult()
@@ -306,11 +334,12 @@ def import_queues(account, prefix: str = "", dry_run: bool = False) -> ImportRes
             dlq_arns.add(json.loads(attrs.get("RedrivePolicy") or "{}").get("deadLetterTargetArn"))
         except ValueError:
             pass
-    registered = set(Pipeline.objects.filter(account=account).values_list("queue_url", flat=True))
+    registered = registered_queues(account)
     taken_names = set(Pipeline.objects.values_list("name", flat=True))
     for url, attrs in attrs_by_url.items():
-        if url in registered:
-            result.skipped.append((url, "already registered"))
+        owner = registered.get(attrs.get("QueueArn", "")) or registered.get(url)
+        if owner:
+            result.skipped.append((url, f"already registered as {owner}"))
         elif attrs.get("QueueArn") in dlq_arns:
             result.skipped.append((url, "is a dead-letter queue"))
         elif not attrs.get("RedrivePolicy"):
@@ -327,11 +356,33 @@ def import_queues(account, prefix: str = "", dry_run: bool = False) -> ImportRes
             if name in taken_names:
                 result.skipped.append((url, f"the name {name!r} is taken"))
                 continue
-            taken_names.add(name)
-            result.created.append(name)
-            result.warnings.extend(f"{name}: {w}" for w in found.warnings)
             if not dry_run:
                 pipeline = Pipeline(name=name, account=account)
                 pipeline.apply_discovery(found.fields)
-                pipeline.save()
+                try:
+                    with transaction.atomic():
+                        pipeline.save()
+                except IntegrityError:  # registered by someone else since the check above
+                    result.skipped.append((url, "registered by someone else during the import"))
+                    continue
+            taken_names.add(name)
+            registered[found.fields["queue_arn"] or url] = f"pipeline {name!r} on {account}"
+            result.created.append(name)
+            result.warnings.extend(f"{name}: {w}" for w in found.warnings)
     return result
+
+
+def registered_queues(account) -> dict[str, str]:
+    """Who has each registered queue, by ARN (every account) and by URL (this account's pipelines):
+    "pipeline 'orders' on prod (eu-west-1)"."""
+    out = {}
+    rows = Pipeline.objects.values_list(
+        "queue_arn", "queue_url", "name", "account_id", "account__name", "account__region"
+    )
+    for arn, url, name, account_id, account_name, region in rows:
+        owner = f"pipeline {name!r} on {account_name} ({region})"
+        if arn:
+            out[arn] = owner
+        if account_id == account.pk:
+            out[url] = owner
+    return out

@@ -1,11 +1,13 @@
-"""Admin forms: registering a pipeline discovers it from AWS before anything is saved."""
+"""Admin forms: registering a pipeline discovers it from AWS before anything is saved, and refuses a
+URL of another account or host and a queue another pipeline already has (see `identity`)."""
 
 from __future__ import annotations
 
 from django import forms
 
 from pipelines.models import ApiKind, Pipeline
-from pipelines.registry.discovery import DiscoveryError, discover
+from pipelines.registry.discovery import DiscoveryError
+from pipelines.registry.identity import discover_registration
 
 
 class PipelineForm(forms.ModelForm):
@@ -28,13 +30,14 @@ class PipelineForm(forms.ModelForm):
         if account is None or not url or self.errors:
             return cleaned
         try:
-            self.discovery = discover(
-                account.target(),
+            self.discovery = discover_registration(
+                account,
                 url,
                 cleaned.get("api_kind", ""),
                 api_id,
                 (cleaned.get("api_stage") or "").strip(),
                 cleaned.get("request_id_attribute") or "requestId",
+                pipeline_pk=self.instance.pk,
             )
         except DiscoveryError as exc:
             self.add_error(exc.field if exc.field in self.fields else None, str(exc))

@@ -105,7 +105,8 @@ def test_it_imports_queues_that_have_a_dlq(account, build):
     alpha = Pipeline.objects.get(name="alpha")
     assert alpha.function_name == "alpha-consumer" and alpha.consumer_log_group == "/aws/lambda/alpha-consumer"
     again = import_queues(account)
-    assert again.created == [] and ("already registered" in dict(again.skipped).values())
+    assert again.created == []
+    assert "already registered as pipeline 'alpha' on emulated (us-east-1)" in dict(again.skipped).values()
 
 
 def test_it_tells_whether_the_api_passes_the_request_id(target, build):

@@ -170,3 +170,41 @@ def test_staff_without_permissions_cannot_see_pipelines(client, account):
     assert client.get(reverse("admin:pipelines_pipeline_changelist")).status_code == 200
     assert client.get(ADD_URL).status_code == 403
     assert client.get(reverse("admin:pipelines_awsaccount_import", args=[account.pk])).status_code == 302
+
+
+def test_it_refuses_the_same_queue_under_another_url_and_says_what_to_enter(logged_in, account, build, emulator):
+    made = build("orders")
+    assert logged_in.post(ADD_URL, add_form(account, made.queue_url)).status_code == 302
+    res = logged_in.post(ADD_URL, add_form(account, f"{emulator.url}/999999999999/orders", name="orders-999"))
+    page = res.content.decode()
+    assert res.status_code == 200 and "The queue URL names AWS account 999999999999" in page
+    assert f"enter {emulator.url}/123456789012/orders" in page
+    assert Pipeline.objects.count() == 1
+
+
+def test_it_shows_the_change_page_figures_in_words(logged_in, register):
+    p = register("orders", visibility_timeout=200)
+    Pipeline.objects.filter(pk=p.pk).update(
+        backlog=12345, oldest_age=7200, drain_rate=0.004156064461407973, time_to_loss=5400
+    )
+    page = logged_in.get(reverse("admin:pipelines_pipeline_change", args=[p.pk])).content.decode()
+    for raw in ("0.004156064461407973", "345600", "1209600", "7200", ">200<", "5400"):
+        assert raw not in page
+    for words in ("4 days", "14 days", "200 s", "30 s", "12,345", "2.0 h", "steady", "in 1.5 h"):
+        assert words in page, words
+
+
+def test_it_refuses_to_refresh_a_pipeline_into_a_queue_another_pipeline_has(logged_in, register, account, emulator):
+    p = register("orders")
+    # A duplicate as the upgrade leaves it: disabled, its ARN cleared, on a second account.
+    twin = AwsAccount.objects.create(name="twin", region="us-east-1", endpoint_url=emulator.url)
+    dup = Pipeline.objects.create(name="orders-twin", account=twin, queue_url=p.queue_url, enabled=False)
+    res = logged_in.post(
+        reverse("admin:pipelines_pipeline_changelist"),
+        {"action": "refresh_from_aws", "_selected_action": [dup.pk, p.pk]},
+        follow=True,
+    )
+    page = res.content.decode()
+    assert "Refreshed 1 pipeline" in page and "already registered as pipeline" in page
+    dup.refresh_from_db()
+    assert dup.queue_arn == "" and Pipeline.objects.get(name="orders").queue_arn == p.queue_arn
