@@ -221,6 +221,13 @@ for _name in ("ALERT_RENOTIFY_MINUTES", "ALERT_DELIVERY_ATTEMPTS"):
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name} must be a positive whole number.")
 
+# --- Trace ------------------------------------------------------------------------------------
+# DLQ messages one trace lookup may examine, across all the DLQs it searches. Past it the page says
+# the search was cut short and the verdict says whether the request is in the DLQ is unknown.
+TRACE_DLQ_SCAN_MAX = _env(env.int, "TRACE_DLQ_SCAN_MAX", default=5000)
+if TRACE_DLQ_SCAN_MAX < 1:
+    raise ImproperlyConfigured("TRACE_DLQ_SCAN_MAX must be a positive whole number (DLQ messages per lookup).")
+
 
 def _networks(name: str) -> tuple[str, ...]:
     """Comma-separated IP addresses and CIDR ranges, each checked now rather than on the first request."""

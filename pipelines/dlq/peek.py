@@ -1,9 +1,26 @@
-"""Peeking at a DLQ: messages read without consuming them, as the browser shows them."""
+"""Peeking at a DLQ: messages read without consuming them, as the browser shows them.
+
+SQS has no way to read a message without receiving it, so `scan` receives: up to 10 messages per
+call, each held invisible while the scan goes on (so every receive returns messages not seen yet),
+and all made visible again when it ends. Each message examined has its receive count raised by one.
+`peek` is a scan that stops at a few messages; the trace scans a whole DLQ for one request.
+
+When has a scan seen the whole queue? A short poll asks only some of SQS's servers, so an empty one
+proves nothing; a long poll asks all of them. A scan is complete only after an empty long poll,
+when SQS's own counts then agree: nothing visible (in a FIFO queue a group's next messages are not
+delivered while an earlier one is held), nothing delayed, nothing in flight beyond what the scan
+holds (messages another reader holds cannot be seen). The counts are approximate, so the answer
+errs towards "not the whole queue".
+"""
 
 from __future__ import annotations
 
+import contextvars
 import json
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +32,24 @@ from pipelines.models import (
 )
 
 PEEK_MAX = 100
+#: Seconds a received message stays invisible: longer than a scan lasts (SCAN_SECONDS and its
+#: release), and how soon held messages come back by themselves if the process stops mid-scan.
 PEEK_HOLD_SECONDS = 30
+#: The longest a scan goes on receiving; it then stops and says so.
+SCAN_SECONDS = 15
+#: Empty long polls in a row while SQS still counts visible messages before a scan gives up on them.
+EMPTY_ROUNDS = 2
+#: Held messages are released by this many threads at once (one call per 10 messages).
+RELEASE_THREADS = 4
+monotonic = time.monotonic  # module-level so tests can make time pass
+
+#: Why a scan did not see the whole queue (`Scan.stopped`).
+STOP_CAP = "cap"  # it examined as many messages as it was allowed
+STOP_TIME = "time"  # SCAN_SECONDS ran out
+STOP_IN_FLIGHT = "in_flight"  # another reader held messages
+STOP_UNDELIVERED = "undelivered"  # SQS counted visible messages it did not deliver
+STOP_DELAYED = "delayed"  # messages were delayed
+STOP_ERROR = "error"  # a call failed
 
 
 @dataclass
@@ -89,30 +123,111 @@ def peeked(message: dict[str, Any], request_id_attribute: str) -> PeekedMessage:
     )
 
 
+@dataclass
+class Scan:
+    """What one pass over a queue saw."""
+
+    #: The messages kept (those `keep` accepted), in the order SQS returned them.
+    messages: list[PeekedMessage] = field(default_factory=list)
+    #: Distinct messages received and looked at.
+    examined: int = 0
+    #: Visible + in flight + delayed when the scan began, as SQS reports it (approximate); None: unread.
+    depth: int | None = None
+    #: True only when every message of the queue was examined (see the module docstring).
+    complete: bool = False
+    #: Why it is not complete: one of the STOP_* values ("" when complete).
+    stopped: str = ""
+    #: Messages SQS counted that the scan could not examine (in flight elsewhere, undelivered, delayed).
+    left: int = 0
+    #: The error in an operator's words, when `stopped` is STOP_ERROR.
+    error: str = ""
+
+
+def _release_all(target: aws.Target, queue_url: str, held: list[tuple[str, str]]) -> int:
+    """Make held messages visible again, several calls at once when there are many."""
+    chunks = [held[i : i + 100] for i in range(0, len(held), 100)]
+    if len(chunks) <= 1:
+        return release(target, queue_url, held) if held else 0
+    with ThreadPoolExecutor(max_workers=RELEASE_THREADS, thread_name_prefix="dlq-release") as pool:
+        # Each thread runs in a copy of this context, so the AWS call meter counts its calls.
+        futures = [pool.submit(contextvars.copy_context().run, release, target, queue_url, c) for c in chunks]
+    return sum(f.result() for f in futures)
+
+
+def _judge_end(result: Scan, counts: dict[str, int], held: int, empty_rounds: int) -> None:
+    """After an empty long poll: complete, worth another poll (nothing set), or stopped and why."""
+    elsewhere = counts["in_flight"] - held
+    if counts["visible"] > 0:
+        if empty_rounds <= EMPTY_ROUNDS:
+            return
+        result.stopped, result.left = STOP_UNDELIVERED, counts["visible"]
+    elif counts["delayed"] > 0:
+        result.stopped, result.left = STOP_DELAYED, counts["delayed"]
+    elif elsewhere > 0:
+        result.stopped, result.left = STOP_IN_FLIGHT, elsewhere
+    else:
+        result.complete = True
+
+
+def scan(
+    pipeline: Pipeline,
+    limit: int,
+    keep: Callable[[PeekedMessage], bool] | None = None,
+    seconds: float = SCAN_SECONDS,
+) -> Scan:
+    """Examine the DLQ's messages, at most `limit` of them and for at most `seconds`, keeping those
+    `keep` accepts (all without it), and leave the queue as it was found (see the module docstring).
+
+    A failing call ends the scan with `stopped` = STOP_ERROR and the reason in `error`.
+    """
+    if not pipeline.dlq_url:
+        raise RedriveError(f"{pipeline.name} has no dead-letter queue.")
+    target, url = pipeline.account.target(), pipeline.dlq_url
+    result = Scan()
+    held: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    deadline = monotonic() + seconds
+    try:
+        result.depth = sum(aws.queue_counts(target, url).values())
+        long_poll, empty_rounds = True, 0  # the first receive, and the one after an empty short poll
+        while not (result.complete or result.stopped):
+            if len(seen) >= limit:
+                result.stopped = STOP_CAP
+            elif monotonic() >= deadline:
+                result.stopped = STOP_TIME
+            else:
+                wait = 1 if long_poll else 0
+                msgs = aws.receive_messages(target, url, min(10, limit - len(seen)), PEEK_HOLD_SECONDS, wait)
+                for m in msgs:
+                    held.append((m["MessageId"], m["ReceiptHandle"]))
+                    if m["MessageId"] in seen:
+                        continue  # delivered again (SQS delivers at least once): examined already
+                    seen.add(m["MessageId"])
+                    p = peeked(m, pipeline.request_id_attribute)
+                    if keep is None or keep(p):
+                        result.messages.append(p)
+                if msgs:
+                    long_poll, empty_rounds = False, 0
+                elif not long_poll:
+                    long_poll = True  # an empty short poll proves nothing: ask every server
+                else:
+                    empty_rounds += 1
+                    _judge_end(result, aws.queue_counts(target, url), len(seen), empty_rounds)
+    except aws.AwsError as exc:
+        result.stopped, result.error = STOP_ERROR, queue_problem(exc, url, "the DLQ")
+    finally:
+        _release_all(target, url, held)
+        result.examined = len(seen)
+    return result
+
+
 def peek(pipeline: Pipeline, count: int = 10) -> list[PeekedMessage]:
     """Up to `count` DLQ messages, without consuming them.
 
     Peeking is a receive: each message's receive count goes up by one and it is hidden from other
     readers until it is made visible again, which happens as soon as all are read.
     """
-    if not pipeline.dlq_url:
-        raise RedriveError(f"{pipeline.name} has no dead-letter queue.")
-    count = max(1, min(PEEK_MAX, count))
-    target = pipeline.account.target()
-    held: list[tuple[str, str]] = []
-    out: dict[str, PeekedMessage] = {}
-    try:
-        while len(out) < count:
-            # Long-poll once when nothing came back yet: short polls sample only some SQS servers.
-            wait = 0 if out or held else 1
-            msgs = aws.receive_messages(target, pipeline.dlq_url, count - len(out), PEEK_HOLD_SECONDS, wait)
-            if not msgs:
-                break
-            for m in msgs:
-                held.append((m["MessageId"], m["ReceiptHandle"]))
-                out.setdefault(m["MessageId"], peeked(m, pipeline.request_id_attribute))
-    except aws.AwsError as exc:
-        raise RedriveError(queue_problem(exc, pipeline.dlq_url, "the DLQ")) from exc
-    finally:
-        release(target, pipeline.dlq_url, held)
-    return list(out.values())
+    result = scan(pipeline, max(1, min(PEEK_MAX, count)))
+    if result.error:
+        raise RedriveError(result.error)
+    return result.messages

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, JsonResponse
@@ -10,6 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from pipelines import clock
 from pipelines.dlq import filters, peek, progress, queues, service
 from pipelines.dlq.forms import BulkRedriveForm, RedriveForm, new_token
 from pipelines.dlq.queues import RedriveError
@@ -17,12 +22,29 @@ from pipelines.models import FilterKind, Pipeline, RedriveTask
 
 REDRIVE_PERM = "pipelines.redrive_dlq"
 BODIES_PERM = "pipelines.view_message_bodies"
+TRACE_PERM = "pipelines.lookup_trace"
 HISTORY_ROWS = 20
+#: A trace link's window reaches this far before the message was first sent (clocks differ a little).
+TRACE_MARGIN_SECONDS = 300
 
 
-def display_message(m: peek.PeekedMessage, bodies: bool) -> dict:
-    """What the page shows of a peeked message; the body only to those allowed to read it."""
+def trace_url(pipeline: Pipeline, m: peek.PeekedMessage, at: datetime) -> str:
+    """The trace form filled in for a message: its request id (else its message id), its pipeline, and
+    a window reaching back to when it was first sent. Following it runs nothing; the form does."""
+    age = (at - m.sent_at).total_seconds() if m.sent_at else 0
+    params = {
+        "id": m.request_id or m.id,
+        "pipeline": pipeline.pk,
+        "hours": max(1, math.ceil((age + TRACE_MARGIN_SECONDS) / 3600)),
+    }
+    return f"{reverse('admin:trace')}?{urlencode(params)}"
+
+
+def display_message(m: peek.PeekedMessage, bodies: bool, trace: str = "") -> dict:
+    """What the page shows of a peeked message; the body only to those allowed to read it, and a link
+    to its trace (`trace`) only to those allowed to trace."""
     return {
+        "trace_url": trace,
         "id": m.id,
         "sent_at": m.sent_at,
         "receive_count": m.receive_count,
@@ -101,9 +123,12 @@ class DlqViews:
                 count = max(1, min(peek.PEEK_MAX, int(request.POST.get("count") or 10)))
             except ValueError:
                 count = 10
+            bodies, can_trace, at = request.user.has_perm(BODIES_PERM), request.user.has_perm(TRACE_PERM), clock.now()
             try:
-                bodies = request.user.has_perm(BODIES_PERM)
-                peeked = [display_message(m, bodies) for m in peek.peek(pipeline, count)]
+                peeked = [
+                    display_message(m, bodies, trace_url(pipeline, m, at) if can_trace else "")
+                    for m in peek.peek(pipeline, count)
+                ]
             except RedriveError as exc:
                 messages.error(request, str(exc))
         info, problem = self._info(pipeline) if pipeline.dlq_url else (None, "")

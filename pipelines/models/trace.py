@@ -14,6 +14,8 @@ class TraceVerdict(models.TextChoices):
 
     PROCESSED = "processed", "Processed"
     FAILED = "failed", "Failed (retried)"
+    #: The last attempt failed and the DLQ search could not establish whether it is there.
+    DLQ_UNKNOWN = "dlq_unknown", "Failed; DLQ unknown"
     DLQ = "dlq", "In the DLQ"
     QUEUED = "queued", "Still queued"
     REJECTED = "rejected", "Rejected by the API"
@@ -24,6 +26,7 @@ class TraceVerdict(models.TextChoices):
         return {
             "processed": "#12b76a",
             "failed": "#f79009",
+            "dlq_unknown": "#dc6803",
             "dlq": "#d92d20",
             "queued": "#2e90fa",
             "rejected": "#b42318",

@@ -14,8 +14,10 @@ How a lookup runs (`lookup`):
 3. For each invocation, FilterLogEvents with `"<invocation id>"` gets its START/END/REPORT lines
    (duration, memory); when the id's lines there are errors, the invocation's stream is read
    between START and END so tracebacks show in full.
-4. The DLQ is peeked (a receive: see `dlq.peek`) for a message whose request-id attribute or
-   message id matches.
+4. The DLQs are scanned whole, within one budget per lookup (`dlqs.py`), for a message whose
+   request-id attribute or message id matches: every DLQ, those of pipelines whose logs name the
+   id first. Scanning is a receive (see `dlq.peek`). Only a DLQ examined whole lets the verdict
+   say the message is not there; otherwise it says that is unknown, and why.
 
 The parsing helpers are in `logs.py`, pure and tested without AWS.
 """
@@ -28,8 +30,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipelines import aws
-from pipelines.dlq import peek, queues
 from pipelines.models import TraceVerdict as Verdict
+from pipelines.trace import dlqs
 from pipelines.trace.logs import (
     LAMBDA_MAX_MS,
     clean_id,
@@ -49,18 +51,20 @@ from pipelines.trace.logs import (
 MAX_CALLS = 40
 #: First look for an invocation's START this close before the line (most invocations are short).
 NEAR_START_MS = 60 * 1000
-#: DLQ messages examined per pipeline.
-DLQ_PEEK = peek.PEEK_MAX
 DEFAULT_HOURS = 24
 
 
-def verdict_for(access: list[dict[str, Any]], attempts: list[dict[str, Any]], in_dlq: bool) -> tuple[Verdict, int]:
-    """The verdict and the number of retries, from what was found."""
+def verdict_for(
+    access: list[dict[str, Any]], attempts: list[dict[str, Any]], in_dlq: bool, dlq_state: str = dlqs.ABSENT
+) -> tuple[Verdict, int]:
+    """The verdict and the number of retries, from what was found (`dlq_state`: a `dlqs.Outcome` state)."""
     retries = max(0, len(attempts) - 1)
     if in_dlq:
         return Verdict.DLQ, retries
     if attempts:
-        return (Verdict.FAILED if attempts[-1]["failed"] else Verdict.PROCESSED), retries
+        if not attempts[-1]["failed"]:
+            return Verdict.PROCESSED, retries
+        return (Verdict.DLQ_UNKNOWN if dlq_state == dlqs.UNKNOWN else Verdict.FAILED), retries
     if access:
         statuses = [a.get("status") for a in access if a.get("status") is not None]
         if statuses and all(s >= 400 for s in statuses):
@@ -69,24 +73,46 @@ def verdict_for(access: list[dict[str, Any]], attempts: list[dict[str, Any]], in
     return Verdict.NOT_FOUND, 0
 
 
-def headline(verdict: Verdict, retries: int, access: list[dict[str, Any]], attempts: int = 0) -> str:
-    """One sentence an operator reads first (`attempts`: the Lambda invocations found)."""
+def headline(
+    verdict: Verdict,
+    retries: int,
+    access: list[dict[str, Any]],
+    attempts: int = 0,
+    dlq: dlqs.Outcome | None = None,
+) -> str:
+    """One sentence an operator reads first (`attempts`: the Lambda invocations found; `dlq`: what the
+    DLQ search established). It never says a message is not in a DLQ unless that DLQ was examined whole."""
+    dlq = dlq or dlqs.Outcome(dlqs.NO_DLQ, 0)
     if verdict == Verdict.PROCESSED:
         return "Processed" + (
             f" after {retries} retr{'y' if retries == 1 else 'ies'}." if retries else " on the first attempt."
         )
+    failed = f"Failed and retried {retries} time(s); the last attempt failed"
     if verdict == Verdict.FAILED:
-        return (
-            f"Failed and retried {retries} time(s); the last attempt failed and it is not in the DLQ "
-            "(it may be retried again, or may have expired)."
+        where = (
+            f"it is not in the DLQ: all {dlq.examined:,} message(s) there were examined"
+            if dlq.state == dlqs.ABSENT
+            else "the pipeline has no DLQ"
         )
+        return f"{failed} and {where} (it may be retried again, or may have expired)."
+    if verdict == Verdict.DLQ_UNKNOWN:
+        return f"{failed}, and whether it is in the DLQ is unknown: {dlq.reason}."
     if verdict == Verdict.DLQ:
         return "In the dead-letter queue" + (f" after {attempts} failed attempt(s)." if attempts else ".")
+    unknown = f" Whether it is in a DLQ is unknown: {dlq.reason}." if dlq.state == dlqs.UNKNOWN else ""
     if verdict == Verdict.QUEUED:
-        return "Accepted by the API; no consumer has logged it yet: still queued (or its logs are outside the window)."
+        return (
+            "Accepted by the API; no consumer has logged it yet: still queued (or its logs are outside the window)."
+            + unknown
+        )
     if verdict == Verdict.REJECTED:
         return f"Rejected by the API (status {access[-1].get('status')}); it was never queued."
-    return "Not found in the log groups and queues searched."
+    if dlq.state == dlqs.UNKNOWN:
+        return f"Not found in the log groups searched; whether it is in a DLQ is unknown: {dlq.reason}."
+    if dlq.state == dlqs.ABSENT:
+        where = "the DLQ" if dlq.queues == 1 else f"the {dlq.queues} DLQs"
+        return f"Not found in the log groups searched, nor in {where}: all {dlq.examined:,} message(s) there were examined."
+    return "Not found in the log groups searched (and there is no DLQ to search)."
 
 
 @dataclass
@@ -278,39 +304,6 @@ def _access_entries(pipeline, ident: str, events: list[dict[str, Any]]) -> list[
     return out
 
 
-def _dlq(pipeline, ids: set[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Peek the pipeline's DLQ for a message whose request-id attribute or message id is in `ids`."""
-    info = {"pipeline": pipeline.name, "queue_url": pipeline.dlq_url, "examined": 0, "error": ""}
-    try:
-        msgs = peek.peek(pipeline, DLQ_PEEK)
-    except queues.RedriveError as exc:
-        info["error"] = str(exc)
-        return info, []
-    info["examined"] = len(msgs)
-    # Placed in the timeline when it was seen there (now): SQS keeps the original send time on a
-    # message it moves to the DLQ, which would put the DLQ before the attempts that sent it there.
-    seen_ms = int(datetime.now(UTC).timestamp() * 1000)
-    found = []
-    for m in msgs:
-        if m.id in ids or (m.request_id and m.request_id in ids):
-            found.append(
-                {
-                    "kind": "dlq",
-                    "source": "Dead-letter queue",
-                    "pipeline": pipeline.name,
-                    "group": "",
-                    "console_url": "",
-                    "queue_url": pipeline.dlq_url,
-                    "timestamp": seen_ms,
-                    "sent": _iso(int(m.sent_at.timestamp() * 1000)) if m.sent_at else "",
-                    "message_id": m.id,
-                    "request_id": m.request_id or "",
-                    "receive_count": m.receive_count,
-                }
-            )
-    return info, found
-
-
 def _iso(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds") if ms else ""
 
@@ -321,20 +314,18 @@ def lookup(
     start: datetime,
     end: datetime,
     *,
-    explicit: bool = False,
     max_calls: int = MAX_CALLS,
     page_size: int | None = None,
 ) -> dict[str, Any]:
     """Trace `ident` through `pipelines` between `start` and `end`; plain data (stored as the summary).
 
-    `explicit`: the user chose the pipeline, so its DLQ is peeked even when no log mentions the id
-    (with all pipelines, only DLQs of pipelines whose logs mention it are peeked: peeking is a receive).
+    Every pipeline's DLQ is searched, within the per-lookup budget (`dlqs.search`).
     """
     ident = clean_id(ident)
     search = Search(int(start.timestamp() * 1000), int(end.timestamp() * 1000), max_calls, page_size)
     timeline: list[dict[str, Any]] = []
-    dlqs: list[dict[str, Any]] = []
-    access_all, attempts_all, in_dlq = [], [], False
+    access_all, attempts_all = [], []
+    candidates: list[tuple[Any, set[str], bool]] = []
     with aws.metering() as meter:
         for p in pipelines:
             target = p.account.target()
@@ -349,30 +340,37 @@ def lookup(
                 if events:
                     attempts = _consumer_attempts(search, target, p, ident, events)
             ids = {ident} | {mid for a in attempts for ln in a["lines"] for mid in message_ids_in(ln["message"])}
-            if p.dlq_url and (explicit or access or attempts):
-                info, found = _dlq(p, ids)
-                dlqs.append(info)
-                timeline.extend(found)
-                in_dlq = in_dlq or bool(found)
+            candidates.append((p, ids, bool(access or attempts)))
             timeline.extend(access)
             timeline.extend(attempts)
             access_all.extend(access)
             attempts_all.extend(a for a in attempts if a["kind"] == "invocation")
+        limit = dlqs.cap()
+        rows, found = dlqs.search(candidates, limit)
+    timeline.extend(found)
+    # The DLQs that could hold the message: those of the pipelines whose logs name the id, if any.
+    named = any(c[2] for c in candidates)
+    outcome = dlqs.outcome([r for r in rows if r["mentioned"] or not named], found, limit)
     attempts_all.sort(key=lambda a: a["timestamp"])
-    verdict, retries = verdict_for(access_all, attempts_all, in_dlq)
+    verdict, retries = verdict_for(access_all, attempts_all, bool(found), outcome.state)
     for n, a in enumerate(attempts_all, 1):
         a["attempt"] = n
     timeline.sort(key=lambda e: (e["timestamp"] is None, e["timestamp"] or 0))
     for e in timeline:
         e["at"] = _iso(e["timestamp"])
+    for r in rows:
+        r["shortfall"] = dlqs.shortfall(r, limit)
     return {
         "id": ident,
         "verdict": verdict.value,
         "retries": retries,
-        "headline": headline(verdict, retries, access_all, len(attempts_all)),
+        "headline": headline(verdict, retries, access_all, len(attempts_all), outcome),
         "timeline": timeline,
         "sources": search.sources,
-        "dlqs": dlqs,
+        "dlqs": rows,
+        "dlq_cap": limit,
+        "dlq_seconds": dlqs.SCAN_SECONDS,
+        "dlq_state": outcome.state,
         "pipelines": [p.name for p in pipelines],
         "window": [start.isoformat(timespec="seconds"), end.isoformat(timespec="seconds")],
         "log_calls": search.calls,

@@ -1,4 +1,10 @@
-"""The trace page: look up one request by its id, and the history of lookups."""
+"""The trace page: look up one request by its id, and the history of lookups.
+
+A lookup changes things (it records a TraceLookup, and scanning a DLQ raises its messages' receive
+counts), so it runs only when the form is POSTed; the answer is then shown at `?lookup=<pk>`, a
+read-only address. A GET with `id`, `pipeline` and `hours` only fills the form in: links from the
+DLQ page, the pipeline page and the lookup history point there, and the operator presses Trace.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
@@ -14,6 +22,7 @@ from pipelines.models import Pipeline, TraceLookup, TraceVerdict
 from pipelines.trace import logs, lookup
 
 TRACE_PERM = "pipelines.lookup_trace"
+HISTORY_PERM = "pipelines.view_tracelookup"
 MAX_HOURS = 14 * 24  # SQS keeps messages at most 14 days: older traces have nothing left to find
 
 
@@ -39,6 +48,7 @@ class TraceForm(forms.Form):
 
 
 def rerun_url(entry: TraceLookup) -> str:
+    """The trace form filled in with a stored lookup's id, pipeline and window (submitting it runs it again)."""
     params = {"id": entry.ident, "hours": entry.window_hours}
     if entry.pipeline_id:
         params["pipeline"] = entry.pipeline_id
@@ -49,7 +59,7 @@ def run_lookup(user, ident: str, pipeline: Pipeline | None, hours: int, **option
     """Run a lookup and store it; the tests call this as the view does."""
     start, end = lookup.default_window(clock.now(), hours)
     pipelines = [pipeline] if pipeline else list(Pipeline.objects.filter(enabled=True).select_related("account"))
-    result = lookup.lookup(ident, pipelines, start, end, explicit=pipeline is not None, **options)
+    result = lookup.lookup(ident, pipelines, start, end, **options)
     return TraceLookup.objects.create(
         user=user if getattr(user, "pk", None) else None,
         username=getattr(user, "username", ""),
@@ -64,25 +74,47 @@ def run_lookup(user, ident: str, pipeline: Pipeline | None, hours: int, **option
     )
 
 
+def _prefill(params) -> dict:
+    """The form's initial values from a link's query string; nothing is validated or run here."""
+    try:
+        hours = min(MAX_HOURS, max(1, int(params.get("hours") or lookup.DEFAULT_HOURS)))
+    except ValueError:
+        hours = lookup.DEFAULT_HOURS
+    return {"id": params.get("id", "")[:128], "pipeline": params.get("pipeline") or None, "hours": hours}
+
+
+def _stored(request, pk: str) -> TraceLookup:
+    """A stored lookup, for its owner or those who may read every lookup."""
+    try:
+        entry = TraceLookup.objects.select_related("pipeline").get(pk=int(pk))
+    except (ValueError, TraceLookup.DoesNotExist):
+        raise Http404("No such lookup.") from None
+    if entry.user_id != request.user.pk and not request.user.has_perm(HISTORY_PERM):
+        raise PermissionDenied
+    return entry
+
+
 def trace_page(request, admin_site):
     if not request.user.has_perm(TRACE_PERM):
         raise PermissionDenied
-    # Only a submitted id runs a lookup; a link with just ?pipeline=… pre-fills the form.
-    if "id" in request.GET:
-        params = request.GET.copy()
-        params["hours"] = params.get("hours") or lookup.DEFAULT_HOURS  # shown, so the window searched is visible
-        form = TraceForm(params)
-    else:
-        form = TraceForm(initial={"pipeline": request.GET.get("pipeline") or None, "hours": lookup.DEFAULT_HOURS})
     entry = None
-    if form.is_bound and form.is_valid():
-        data = form.cleaned_data
-        entry = run_lookup(request.user, data["id"], data["pipeline"], data["hours"] or lookup.DEFAULT_HOURS)
+    if request.method == "POST":
+        form = TraceForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            entry = run_lookup(request.user, data["id"], data["pipeline"], data["hours"] or lookup.DEFAULT_HOURS)
+            return redirect(f"{reverse('admin:trace')}?{urlencode({'lookup': entry.pk})}")
+    elif "lookup" in request.GET:
+        entry = _stored(request, request.GET["lookup"])
+        form = TraceForm(initial={"id": entry.ident, "pipeline": entry.pipeline_id, "hours": entry.window_hours})
+    else:
+        form = TraceForm(initial=_prefill(request.GET))
     context = {
         **admin_site.each_context(request),
         "title": "Trace a request",
         "form": form,
         "entry": entry,
+        "prefilled": entry is None and bool(request.GET.get("id")),
         "result": entry.summary if entry else None,
         "verdict": TraceVerdict(entry.verdict) if entry else None,
         "history": TraceLookup.objects.filter(user=request.user)[:10] if request.user.pk else [],

@@ -8,8 +8,9 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 
-from pipelines.dlq import peek, service
-from pipelines.models import AwsAccount, Pipeline, RedriveTask
+from pipelines import aws
+from pipelines.dlq import peek, runner, service, worker
+from pipelines.models import AwsAccount, Pipeline, RedriveTask, TraceLookup
 from tests.redrive_support import counts, fill, read_all
 
 
@@ -96,6 +97,21 @@ def test_it_shows_bodies_only_to_those_allowed(viewer, reader, orders, target):
     assert counts(target, orders.dlq_url)["visible"] == 25  # nothing consumed
 
 
+def test_it_links_each_peeked_message_to_its_trace_for_those_who_may_trace(as_user, viewer, orders, target):
+    plain = aws.client(target, "sqs").send_message(QueueUrl=orders.dlq_url, MessageBody="no request id")
+    tracer = as_user("tracer", "view_pipeline", "lookup_trace")
+    page = text(tracer.post(url("dlq", orders.pk), {"count": "30", "peek": "Peek"}))
+    trace = reverse("admin:trace")
+    assert f'href="{trace}?id=req-00000&amp;pipeline={orders.pk}&amp;hours=1"' in page
+    # A message without a request id is traced by its message id.
+    assert f'href="{trace}?id={plain["MessageId"]}&amp;pipeline={orders.pk}&amp;hours=1"' in page
+    assert page.count(f'href="{trace}?') == 26
+    # Following a link fills in the trace form; it runs nothing until the form is submitted.
+    form = text(tracer.get(f"{trace}?id=req-00000&pipeline={orders.pk}&hours=1"))
+    assert 'value="req-00000"' in form and not TraceLookup.objects.exists()
+    assert trace not in text(viewer.post(url("dlq", orders.pk), {"count": "30", "peek": "Peek"}))
+
+
 def test_it_says_when_a_pipeline_has_no_dlq(viewer, register):
     p = register("bare", dlq=False)
     assert "has no dead-letter queue" in text(viewer.get(url("dlq", p.pk)))
@@ -135,6 +151,27 @@ def test_it_needs_the_redrive_permission_to_change_a_dlq(viewer, reader, orders,
         data = {**start_form(), "ids": "x", "confirm_name": "orders-dlq"} if method == "post" else None
         assert getattr(client, method)(url(name, orders.pk), data).status_code == 403
     assert not RedriveTask.objects.exists() and counts(target, orders.dlq_url)["visible"] == 25
+
+
+def test_it_shows_when_a_running_task_started_and_that_it_has_not_finished(operator, orders):
+    task, _ = service.start_redrive(orders)
+    pending = text(operator.get(url("dlq_task", orders.pk, task.pk)))
+    assert '<dt>Started</dt><dd id="rd-started">not yet: waiting for a worker</dd>' in pending
+    assert '<dt>Finished</dt><dd id="rd-finished">not yet</dd>' in pending
+    claimed, token = runner.claim(task.pk)  # a worker takes it: running now
+    task.refresh_from_db()
+    started = f"{task.started_at:%Y-%m-%d %H:%M:%S} UTC"
+    page = text(operator.get(url("dlq_task", orders.pk, task.pk)))
+    assert (
+        f'<dt>Started</dt><dd id="rd-started">{started}</dd>' in page
+        and '<dt>Finished</dt><dd id="rd-finished">running</dd>' in page
+    )
+    row = text(operator.get(url("dlq", orders.pk)))
+    assert f"<td>{task.started_at:%Y-%m-%d %H:%M:%S}</td> <td>running</td>" in row
+    worker.Run(claimed, token).finish("completed")
+    task.refresh_from_db()
+    done = text(operator.get(url("dlq_task", orders.pk, task.pk)))
+    assert f'<dt>Finished</dt><dd id="rd-finished">{task.finished_at:%Y-%m-%d %H:%M:%S} UTC</dd>' in done
 
 
 def test_it_needs_the_redrive_permission_to_cancel(viewer, orders):

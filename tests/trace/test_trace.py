@@ -197,7 +197,15 @@ def test_it_answers_not_found_with_what_was_searched(orders, register, target, m
         other.api_log_group,
         other.consumer_log_group,
     }
-    assert result["dlqs"] == []  # with no log hit, DLQs of unchosen pipelines are not received from
+    # Every DLQ is searched too, whole, so the answer covers them.
+    assert [(d["pipeline"], d["examined"], d["complete"]) for d in result["dlqs"]] == [
+        ("orders", 0, True),
+        ("billing", 0, True),
+    ]
+    assert (
+        result["headline"]
+        == "Not found in the log groups searched, nor in the 2 DLQs: all 0 message(s) there were examined."
+    )
     # Every pattern sent to AWS is exactly the quoted id.
     assert sent == [f'"{ident}"'] * 4 and result["log_calls"] == 4
 
@@ -240,7 +248,7 @@ def test_it_requires_the_lookup_permission(db):
 
 def test_it_rejects_an_injection_attempt_on_the_page_without_calling_aws(orders, monkeypatch):
     monkeypatch.setattr(aws, "filter_log_events", lambda *a, **k: pytest.fail("AWS was called"))
-    page = client_for(staff("tracer", "lookup_trace")).get(reverse("admin:trace"), {"id": 'abc" ?ERROR'})
+    page = client_for(staff("tracer", "lookup_trace")).post(reverse("admin:trace"), {"id": 'abc" ?ERROR'})
     assert page.status_code == 200
     assert "may contain only letters, digits" in text(page)
     assert TraceLookup.objects.count() == 0
@@ -252,10 +260,10 @@ def test_it_stores_each_lookup_and_links_to_rerun_it(orders, target):
     invocation(target, orders, rid, "m-5")
     user = staff("tracer", "lookup_trace", "view_tracelookup")
     c = client_for(user)
-    page = c.get(reverse("admin:trace"), {"id": rid, "pipeline": orders.pk, "hours": 24})
+    page = c.post(reverse("admin:trace"), {"id": rid, "pipeline": orders.pk, "hours": 24}, follow=True)
     body = text(page)
     assert page.status_code == 200 and "Processed" in body and "console.aws.amazon.com" in body
-    assert "Peeking a DLQ is a <strong>receive</strong>" in body  # a chosen pipeline's DLQ is peeked
+    assert "Searching is a <strong>receive</strong>" in body  # the pipeline's DLQ is searched
     entry = TraceLookup.objects.get()
     assert (entry.user, entry.ident, entry.pipeline, entry.verdict) == (user, rid, orders, "processed")
     assert entry.calls_made >= 4 and entry.summary["timeline"] and entry.window_hours == 24
@@ -264,7 +272,7 @@ def test_it_stores_each_lookup_and_links_to_rerun_it(orders, target):
 
 
 def test_it_says_what_was_searched_when_nothing_is_found_on_the_page(orders):
-    page = client_for(staff("tracer", "lookup_trace")).get(reverse("admin:trace"), {"id": "nothing-here"})
+    page = client_for(staff("tracer", "lookup_trace")).post(reverse("admin:trace"), {"id": "nothing-here"}, follow=True)
     body = text(page)
     assert "Not found" in body and orders.api_log_group in body and orders.consumer_log_group in body
     assert TraceLookup.objects.get().verdict == "not_found"
