@@ -27,6 +27,7 @@ Row = namedtuple(
 TREND_FIELDS = [
     "drain_rate",
     "time_to_loss",
+    "time_to_loss_known",
     "forecast_minutes",
     "recent_errors",
     "recent_throttles",
@@ -118,6 +119,7 @@ def stored_trend(pipeline: Pipeline) -> Trend:
     return Trend(
         drain=trends.Drain(pipeline.backlog, pipeline.drain_rate),
         ttl=pipeline.time_to_loss,
+        ttl_known=pipeline.time_to_loss_known,
         errors=pipeline.recent_errors,
         throttles=pipeline.recent_throttles,
         invocations=pipeline.recent_invocations,
@@ -138,6 +140,7 @@ def refresh(pipelines: list[Pipeline], at: datetime) -> dict[int, tuple[Trend, l
         rows = recent.get(p.pk, [])
         trend = trend_from(p, rows, at)
         p.drain_rate, p.time_to_loss, p.forecast_minutes = trend.drain.rate, trend.ttl, trend.forecast_minutes
+        p.time_to_loss_known = trend.ttl_known
         p.recent_errors, p.recent_throttles, p.recent_invocations = trend.errors, trend.throttles, trend.invocations
         out[p.pk] = (trend, rows)
     Pipeline.objects.bulk_update(pipelines, TREND_FIELDS, batch_size=500)

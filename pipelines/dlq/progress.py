@@ -91,6 +91,8 @@ def progress(task: RedriveTask) -> dict:
         "summary": summary(task),
         "error_count": task.error_count,
         "errors": [e.get("message", "") for e in task.errors[-5:]],
+        "started_at": task.started_at.isoformat() if task.started_at else None,
+        "started": f"{task.started_at:%Y-%m-%d %H:%M:%S} UTC" if task.started_at else "not yet: waiting for a worker",
         "heartbeat_at": task.heartbeat_at.isoformat() if task.heartbeat_at else None,
         "finished_at": task.finished_at.isoformat() if task.finished_at else None,
     }

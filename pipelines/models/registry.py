@@ -183,6 +183,11 @@ class Pipeline(models.Model):
     )
     drain_rate = models.FloatField("backlog trend (msg/min)", null=True, blank=True)
     time_to_loss = models.FloatField("time to loss (s)", null=True, blank=True)
+    time_to_loss_known = models.BooleanField(
+        default=False,
+        help_text="False: the retention period or the oldest message's age is not known, so neither a loss "
+        "nor its absence can be projected.",
+    )
     forecast_minutes = models.FloatField(null=True, blank=True)
     recent_errors = models.PositiveIntegerField(default=0)
     recent_throttles = models.PositiveIntegerField(default=0)

@@ -263,7 +263,9 @@ def _act(request, incident_id: int, verb: str):
     elif incident.resolve(by=who):
         firing = incident.rule in {rule for _, _, rule in incident.pipeline.findings()}
         until = hold_ends(incident) if firing else None
-        held = f" Its rule still fires: it stays resolved until {until:%H:%M} UTC unless it gets worse." if until else ""
+        held = (
+            f" Its rule still fires: it stays resolved until {until:%H:%M} UTC unless it gets worse." if until else ""
+        )
         messages.success(request, f"Resolved: {title}.{held}")
     else:
         incident.refresh_from_db(fields=["status", "resolved_by"])

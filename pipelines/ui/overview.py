@@ -33,6 +33,7 @@ OVERVIEW_FIELDS = (
     "health_reasons",
     "drain_rate",
     "time_to_loss",
+    "time_to_loss_known",
     "forecast_minutes",
     "recent_errors",
     "recent_throttles",
@@ -211,7 +212,11 @@ def render_rows(
                 f'retention period"><span style="width:{p.retention_used_pct}%;background:{colour}"></span></div>'
                 f'<div class="ob-muted">SLA {p.oldest_age_sla_label} · retention {p.retention_label}</div>'
             )
-        if t.ttl is None:
+        if not t.ttl_known:
+            loss = (
+                '<span class="ob-muted" title="the oldest message\'s age or the retention is not known">unknown</span>'
+            )
+        elif t.ttl is None:
             loss = '<span class="ob-muted">no loss in sight</span>'
         elif t.ttl == 0:
             loss = '<strong class="ob-crit">expiring now</strong>'

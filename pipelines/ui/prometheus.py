@@ -121,12 +121,17 @@ PIPELINE_GAUGES: tuple[tuple[str, str, str], ...] = (
     (
         "opsboard_pipeline_time_to_loss_seconds",
         "time_to_loss",
-        "Seconds until the oldest message expires at the current trend; absent when no loss is in sight.",
+        "Seconds until messages start expiring (docs/numbers.md); absent when no loss is in sight or it is unknown.",
+    ),
+    (
+        "opsboard_pipeline_time_to_loss_known",
+        "time_to_loss_known",
+        "1 when the time to loss (or its absence) is known, 0 when the age or the retention is not.",
     ),
     (
         "opsboard_pipeline_backlog_trend_messages_per_minute",
         "drain_rate",
-        f"Backlog slope over the last {TREND_MINUTES} minutes, messages per minute (negative: draining).",
+        "Backlog trend, messages per minute (negative: draining; 0: steady; docs/numbers.md); absent when unknown.",
     ),
     (
         "opsboard_pipeline_lambda_invocations_recent",

@@ -289,3 +289,20 @@ def test_staff_without_the_view_permission_get_403(client, pipeline):
     user.user_permissions.add(Permission.objects.get(codename="view_pipeline"))
     client.force_login(User.objects.get(pk=user.pk))
     assert client.get(reverse("admin:index")).status_code == 200
+
+
+def test_time_to_loss_is_unknown_not_safe_without_an_age(staff_client, pipeline):
+    at = now()
+    pipeline.last_sync_at, pipeline.backlog = at, 300
+    store(pipeline, end=at, visible=[300] * 5)  # the queue holds messages; CloudWatch said nothing of their age
+    judge([pipeline], at)
+    assert pipeline.time_to_loss is None and not pipeline.time_to_loss_known
+    row = staff_client.get(reverse("admin:overview_rows")).content.decode()
+    assert ">unknown</span>" in row and "no loss in sight" not in row
+    page = staff_client.get(reverse("admin:pipelines_pipeline_dashboard", args=[pipeline.pk])).content.decode()
+    assert "no recent age or retention" in page
+    for i, age in enumerate([60, 30, 20, 10, 5]):  # the consumer reaches the oldest messages
+        MetricSample.objects.filter(pipeline=pipeline, minute=at - timedelta(minutes=4 - i)).update(oldest_age=age)
+    judge([pipeline], at)
+    assert pipeline.time_to_loss_known
+    assert "no loss in sight" in staff_client.get(reverse("admin:overview_rows")).content.decode()

@@ -56,6 +56,8 @@
     set("rd-total", p.total === null ? "?" : p.total);
     set("rd-summary", p.summary);
     set("rd-engine", p.engine);
+    set("rd-started", p.started);
+    set("rd-finished", p.finished_at ? "just now" : (p.started_at ? "running" : "not yet"));
     var badge = document.getElementById("rd-status");
     badge.textContent = p.status_label;
     badge.style.background = p.colour;
