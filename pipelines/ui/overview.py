@@ -17,7 +17,7 @@ from django.utils.safestring import mark_safe
 from pipelines import clock
 from pipelines.alerting.history import Trend, stored_trend
 from pipelines.formatting import ago, count
-from pipelines.models import AwsAccount, Health, Pipeline, RuleKind
+from pipelines.models import AwsAccount, Health, Pipeline, RuleKind, Severity
 from pipelines.ui import incidents
 from pipelines.ui.access import account_filter, require_view
 
@@ -161,6 +161,22 @@ class Row:
     trend: Trend
 
 
+NO_DLQ_TAG = (
+    f' · <span class="ob-config" style="color:{Severity.CRITICAL.colour}" title="No dead-letter queue: a message '
+    "that keeps failing is retried until it expires, unseen (a critical insight; health judges what happens, "
+    'not the configuration)">no DLQ</span>'
+)
+NO_CONSUMER_TAG = (
+    f' · <span class="ob-config" style="color:{Severity.WARNING.colour}" title="No Lambda consumer found: nothing '
+    'drains this queue unless another kind of consumer does (a warning insight)">no consumer</span>'
+)
+
+
+def config_tags(p: Pipeline) -> tuple[tuple[bool, str], ...]:
+    """Configuration problems shown beside the name, coloured like their insights' severity."""
+    return ((not p.dlq_url, NO_DLQ_TAG), (not p.function_name, NO_CONSUMER_TAG))
+
+
 def _incident_badge(found: tuple[int, Any] | None, url: str, pk: int) -> str:
     """A pipeline's count of unresolved incidents, coloured by the worst, linking to their list."""
     if not found:
@@ -192,15 +208,7 @@ def render_rows(
         reasons = "".join(
             f'<div class="ob-reason" style="color:{sev.colour}">{escape(why)}</div>' for sev, why in r.reasons
         )
-        tags = "".join(
-            tag
-            for cond, tag in (
-                (p.is_fifo, " · FIFO"),
-                (not p.dlq_url, " · no DLQ"),
-                (not p.function_name, " · no consumer"),
-            )
-            if cond
-        )
+        tags = "".join(tag for cond, tag in ((p.is_fifo, " · FIFO"), *config_tags(p)) if cond)
         rate = t.drain.rate
         trend_cls = "ob-up" if rate and rate > 0.5 else "ob-down" if rate and rate < -0.5 else ""
         dlq = '<span class="ob-muted">none</span>' if not p.dlq_url else count(p.dlq_depth)

@@ -306,3 +306,10 @@ def test_time_to_loss_is_unknown_not_safe_without_an_age(staff_client, pipeline)
     judge([pipeline], at)
     assert pipeline.time_to_loss_known
     assert "no loss in sight" in staff_client.get(reverse("admin:overview_rows")).content.decode()
+
+
+def test_a_pipeline_without_dlq_or_consumer_shows_it_beside_its_health(staff_client, pipeline):
+    pipeline.dlq_url, pipeline.function_name = "", ""
+    pipeline.save()
+    row = staff_client.get(reverse("admin:overview_rows")).content.decode()
+    assert ">no DLQ</span>" in row and ">no consumer</span>" in row and 'class="ob-config"' in row
