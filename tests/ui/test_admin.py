@@ -185,7 +185,7 @@ def test_it_refuses_the_same_queue_under_another_url_and_says_what_to_enter(logg
 def test_it_shows_the_change_page_figures_in_words(logged_in, register):
     p = register("orders", visibility_timeout=200)
     Pipeline.objects.filter(pk=p.pk).update(
-        backlog=12345, oldest_age=7200, drain_rate=0.004156064461407973, time_to_loss=5400
+        backlog=12345, oldest_age=7200, drain_rate=0.004156064461407973, time_to_loss=5400, time_to_loss_known=True
     )
     page = logged_in.get(reverse("admin:pipelines_pipeline_change", args=[p.pk])).content.decode()
     for raw in ("0.004156064461407973", "345600", "1209600", "7200", ">200<", "5400"):
