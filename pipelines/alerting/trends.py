@@ -33,6 +33,8 @@ def slope_per_minute(points: Iterable[Point]) -> float | None:
 #: The backlog trend reads the readings of the last this many minutes (at least two poll intervals):
 #: the live backlog now, not a longer window that lags behind it.
 DRAIN_WINDOW_MINUTES = 5
+#: A backlog that moves too slowly to show within that window is read over this many times it.
+SLOW_WINDOW_FACTOR = 4
 #: SQS's counts are approximate: a step between readings smaller than STEP_NOISE of the level (and
 #: NOISE_MESSAGES) is jitter, and so is a net change smaller than NET_NOISE of it.
 NOISE_MESSAGES = 2
@@ -120,8 +122,27 @@ def drain(
     net = run[-1][1] - run[0][1]
     slope = slope_per_minute(run)
     if slope is None or not moves or abs(net) <= max(NOISE_MESSAGES, NET_NOISE * level):
-        return Drain(backlog=backlog, rate=0.0)
+        return Drain(backlog=backlog, rate=slow_trend(points, pts, at, window_minutes))
     return Drain(backlog=backlog, rate=slope)
+
+
+def slow_trend(
+    points: Sequence[Point], short: list[tuple[datetime, float]], at: datetime, window_minutes: float
+) -> float:
+    """A trend too slow to rise above jitter within the short window: the least-squares slope over
+    SLOW_WINDOW_FACTOR times that window, when its net change is beyond NET_NOISE and the newest
+    readings keep to it (their own change is at least half what that slope predicts for them).
+    Otherwise 0: steady."""
+    long = recent(points, at, window_minutes * SLOW_WINDOW_FACTOR)
+    slope = slope_per_minute(long) if len(long) >= 3 else None
+    if not slope:
+        return 0.0
+    net = long[-1][1] - long[0][1]
+    expected = slope * (short[-1][0] - short[0][0]).total_seconds() / 60.0
+    kept = expected and (short[-1][1] - short[0][1]) / expected >= 0.5
+    if abs(net) <= max(NOISE_MESSAGES, NET_NOISE * max(v for _, v in long)) or net * slope <= 0 or not kept:
+        return 0.0
+    return slope
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,14 @@ def test_the_sign_is_what_the_newest_readings_did():
         assert d.rate == 0 or (d.rate > 0) == (last_move > 0)
 
 
+def test_a_slow_steady_growth_shows_over_a_longer_window_and_a_finished_drain_does_not():
+    # A capped consumer: +2.4/min on ~800, within jitter over 5 minutes, plain over 20.
+    slow = drain([750 + 2.4 * i for i in range(25)])
+    assert slow.rate == pytest.approx(2.4, rel=0.05) and slow.label == "growing +2/min"
+    # A spike drained 10 minutes ago and flat since: steady, not "draining".
+    assert drain([900 - 80 * i for i in range(10)] + [180] * 10).label == "steady"
+
+
 def test_noisy_readings_of_a_steady_backlog_are_steady():
     rng = random.Random(7)
     for _ in range(50):
