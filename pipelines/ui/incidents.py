@@ -62,6 +62,7 @@ class Item:
     duration: str = ""
     quiet: str = ""  # the rule no longer fires: since when, and when the incident resolves
     hold: str = ""  # the rule still fires: what resolving it by hand does
+    hold_short: str = ""
 
 
 @dataclass
@@ -155,10 +156,12 @@ def changelist_url(**params) -> str:
     return f"{url}?{urlencode(params)}" if params else url
 
 
+HOLD_FOR = human_seconds(RESOLVE_HOLD.total_seconds())
 HOLD_NOTE = (
-    f"Its rule still fires: resolved by hand, it stays resolved for {human_seconds(RESOLVE_HOLD.total_seconds())} "
+    f"Its rule still fires: resolved by hand, it stays resolved for {HOLD_FOR} "
     "(no new page) unless it gets worse, then reopens if the condition still holds."
 )
+HOLD_SHORT = f"still firing: stays resolved {HOLD_FOR}"
 
 
 def _quiet(i: Incident, at, firing: bool) -> str:
@@ -181,6 +184,7 @@ def _item(i: Incident, at, dashboard_url: str, firing: bool = True) -> Item:
         duration=human_seconds(i.duration.total_seconds()) if i.resolved_at else "",
         quiet=_quiet(i, at, firing),
         hold=HOLD_NOTE if firing and i.is_unresolved else "",
+        hold_short=HOLD_SHORT if firing and i.is_unresolved else "",
     )
 
 
