@@ -55,12 +55,12 @@ setup.configure_django(setup.sqlite_url(TMP), TMP, eager_tasks=True)
 
 from opsboard_demo.emulator import MotoServer  # noqa: E402
 from opsboard_demo.receiver import WebhookReceiver  # noqa: E402
+from opsboard_demo.registration import register  # noqa: E402
 from opsboard_demo.scenarios import scenario_named  # noqa: E402
 from opsboard_demo.simulator import Simulator  # noqa: E402
 from pipelines import aws  # noqa: E402
 from pipelines.collection import cycles, store  # noqa: E402
 from pipelines.models import ChannelKind, MetricSample, NotificationChannel, Pipeline  # noqa: E402
-from pipelines.registry.discovery import discover  # noqa: E402
 
 
 def fmt(seconds: float | None) -> str:
@@ -84,20 +84,7 @@ def run(args) -> None:
         pipes = {}
         for name, scenario in healthy.items():
             made = sim.add(name, scenario).res
-            found = discover(account.target(), made.queue_url, "rest", made.api_id, made.api_stage)
-            p = Pipeline(
-                name=name,
-                account=account,
-                api_kind="rest",
-                api_id=made.api_id,
-                api_stage=made.api_stage,
-                api_log_group=made.api_log_group,
-                backlog_threshold=scenario.backlog_threshold,
-                oldest_age_sla=scenario.oldest_age_sla,
-            )
-            p.apply_discovery(found.fields)
-            p.save()
-            pipes[name] = p
+            pipes[name] = register(account, name, scenario, made)
 
         stop = threading.Event()
         traffic = threading.Thread(target=sim.run, kwargs={"tick": 2.0, "stop": stop}, daemon=True)

@@ -25,12 +25,13 @@ from django.core.management.base import BaseCommand, CommandError
 
 from opsboard_demo.emulator import MotoServer, free_port, wait_for_http
 from opsboard_demo.receiver import Received, WebhookReceiver
+from opsboard_demo.registration import register
 from opsboard_demo.scenarios import DEMO_MIX, scenario_named
 from opsboard_demo.simulator import Simulator
 from pipelines import aws, clock
 from pipelines.collection import backfill, cycles, retention, store
-from pipelines.models import AwsAccount, ChannelKind, NotificationChannel, Pipeline, Severity
-from pipelines.registry.discovery import DiscoveryError, discover
+from pipelines.models import AwsAccount, ChannelKind, NotificationChannel, Severity
+from pipelines.registry.discovery import DiscoveryError
 
 REGION = "us-east-1"
 #: How often the demo checks that its emulator, worker and web server are still running.
@@ -173,21 +174,9 @@ class Command(BaseCommand):
             scenario = scenario_named(scenario_name)
             made = sim.add(name, scenario).res
             try:
-                found = discover(account.target(), made.queue_url, "rest", made.api_id, made.api_stage)
+                register(account, name, scenario, made)
             except DiscoveryError as exc:
                 raise CommandError(f"Could not register {name}: {exc}") from None
-            p = Pipeline(
-                name=name,
-                account=account,
-                api_kind="rest",
-                api_id=made.api_id,
-                api_stage=made.api_stage,
-                api_log_group=made.api_log_group,
-                backlog_threshold=scenario.backlog_threshold,
-                oldest_age_sla=scenario.oldest_age_sla,
-            )
-            p.apply_discovery(found.fields)
-            p.save()
             self.stdout.write(f"  {name:<16} {scenario.name:<12} {made.queue_url}")
 
     def _history(self, sim: Simulator, account: AwsAccount, hours: float) -> None:
