@@ -16,7 +16,7 @@ An incident a person resolved while its rule still fired stays resolved for RESO
 finding keeps showing in the health, but no new incident opens (and pages) unless it gets worse.
 
 Costs per evaluation: four reads (stored findings, overrides, unresolved and hand-resolved incidents), one bulk
-write for the incidents still firing and one for the findings, and one transaction per incident
+write for the incidents still firing and one for the findings that changed, and one transaction per incident
 that opens, escalates, is re-notified or resolves.
 """
 
@@ -63,6 +63,7 @@ def evaluate(
     overrides = {(r.pipeline_id, r.kind): r for r in AlertRule.objects.filter(pipeline_id__in=ids)}
     current = {(i.pipeline_id, i.rule): i for i in Incident.objects.filter(pipeline_id__in=ids, status__in=UNRESOLVED)}
     held = held_closed(ids, at)
+    changed: list[Pipeline] = []  # whose findings (and so health) this evaluation changed
     for p in pipes:
         p.health_reasons = stored.get(p.pk, p.health_reasons)
         trend, rows = history.get(p.pk, (None, []))
@@ -95,13 +96,16 @@ def evaluate(
                 findings.pop(kind.value, None)
             else:
                 findings[kind.value] = (finding.severity, finding.summary)
+        before = (p.health, p.health_reasons)
         p.store_findings([(severity, summary, rule) for rule, (severity, summary) in findings.items()])
+        if (p.health, p.health_reasons) != before:
+            changed.append(p)
         report.evaluated += 1
     # Incidents still firing: one bulk write (status untouched, so a concurrent resolve stands).
     Incident.objects.bulk_update(
         report.updated, ["summary", "value", "threshold", "last_seen_at", "severity"], batch_size=500
     )
-    Pipeline.objects.bulk_update(pipes, ["health", "health_reasons"], batch_size=500)
+    Pipeline.objects.bulk_update(changed, ["health", "health_reasons"], batch_size=500)
     return report
 
 

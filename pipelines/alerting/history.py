@@ -128,20 +128,24 @@ def stored_trend(pipeline: Pipeline) -> Trend:
 
 
 def refresh(pipelines: list[Pipeline], at: datetime) -> dict[int, tuple[Trend, list[Row]]]:
-    """Compute and store the trend of these pipelines (two queries in all); the rule table judges it.
+    """Compute and store the trend of these pipelines (a read, and a write of the trends that changed);
+    the rule table judges it.
 
     Returns each pipeline's trend and its last HISTORY_MINUTES of rows, for the alert rules.
     """
     if not pipelines:
         return {}
     recent = recent_rows([p.pk for p in pipelines], at, HISTORY_MINUTES)
-    out = {}
+    out, changed = {}, []
     for p in pipelines:
         rows = recent.get(p.pk, [])
         trend = trend_from(p, rows, at)
+        before = [getattr(p, f) for f in TREND_FIELDS]
         p.drain_rate, p.time_to_loss, p.forecast_minutes = trend.drain.rate, trend.ttl, trend.forecast_minutes
         p.time_to_loss_known = trend.ttl_known
         p.recent_errors, p.recent_throttles, p.recent_invocations = trend.errors, trend.throttles, trend.invocations
         out[p.pk] = (trend, rows)
-    Pipeline.objects.bulk_update(pipelines, TREND_FIELDS, batch_size=500)
+        if [getattr(p, f) for f in TREND_FIELDS] != before:
+            changed.append(p)
+    Pipeline.objects.bulk_update(changed, TREND_FIELDS, batch_size=500)
     return out
