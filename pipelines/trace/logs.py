@@ -100,8 +100,10 @@ def invocation_in_line(message: str) -> str:
         return m.group(1)
     data = parse_json(message) or {}
     for key in ("function_request_id", "aws_request_id", "awsRequestId", "lambda_request_id"):
-        if data.get(key):
-            return str(data[key])
+        value = data.get(key)
+        # The function writes these lines: a value that is not an id is read as no id, never searched for.
+        if isinstance(value, str) and ID_RE.match(value.strip()):
+            return value.strip()
     return ""
 
 

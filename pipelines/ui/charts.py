@@ -108,9 +108,11 @@ def _zone(name: str | None) -> tzinfo:
         return UTC
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(f"Unknown time zone {name!r}: use an IANA name such as America/New_York, or UTC.") from None
 
+
+_FIRST_MOMENT = math.ceil(datetime.min.replace(tzinfo=UTC).timestamp())
 
 #: "…T16:30 05:30": a '+' before an offset that a hand-typed URL turned into a space.
 _SPACED_OFFSET = re.compile(r"(\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:?\d\d)$")
@@ -134,7 +136,10 @@ def _moment(text: str, zone: tzinfo, which: str) -> datetime:
             f"Enter the custom range as dates and times: could not read the {which} {text!r}; "
             "use ISO 8601 with an offset, e.g. 2026-11-20T08:00-05:00, or Unix seconds."
         )
-    return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(UTC)
+    try:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(UTC)
+    except (OverflowError, ValueError):  # year 1 or 9999 moved past the calendar's ends by the offset
+        raise ValueError(f"The {which} {text!r} is outside the dates a chart can show (years 1 to 9999).") from None
 
 
 def default_range(pipeline: Pipeline, at: datetime) -> str:
@@ -170,7 +175,8 @@ def series(pipeline: Pipeline, start: datetime, end: datetime, range_name: str |
         qs = MetricSample.objects.filter(pipeline=pipeline, minute__gte=start, minute__lt=end).order_by("minute")
         rows = qs.values_list("minute", *SERIES_FIELDS)
         per_row_minutes = 1
-    origin = int(start.timestamp()) // bucket * bucket
+    # Buckets align to multiples of their size, except where that would fall before year 1.
+    origin = max(int(start.timestamp()) // bucket * bucket, _FIRST_MOMENT)
     n_buckets = int((end.timestamp() - origin) // bucket) + 1
     acc: list[dict[str, list[float]]] = [defaultdict(list) for _ in range(n_buckets)]
     for row in rows:

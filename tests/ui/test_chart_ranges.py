@@ -171,3 +171,43 @@ def test_the_overview_says_when_a_sparkline_covers_less_than_24_hours(staff_clie
     pipeline.save()
     page = staff_client.get(reverse("admin:index")).content.decode()
     assert "last 4 h" in page
+
+
+# --- the ends of the calendar -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "tz"),
+    [
+        ("0001-01-01T00:00+14:00", None, None),
+        ("0001-01-01T00:00", None, "Asia/Tokyo"),
+        ("2026-11-26T00:00", "9999-12-31T23:59-14:00", None),
+        ("2026-11-26T00:00", "9999-12-31T23:59", "Pacific/Pago_Pago"),
+    ],
+)
+def test_a_custom_range_past_the_ends_of_the_calendar_says_so(start, end, tz):
+    with pytest.raises(ValueError, match="outside the dates a chart can show"):
+        charts.parse_range("custom", start, end, T, tz)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"range": "custom", "start": "0001-01-01T00:00+14:00"},
+        {"range": "custom", "start": "0001-01-01T00:00", "tz": "Asia/Tokyo"},
+        {"range": "custom", "start": "2026-11-26T00:00", "end": "9999-12-31T23:59-14:00"},
+        {"range": "custom", "start": "2026-11-26T00:00", "tz": "America"},
+    ],
+)
+def test_the_series_json_answers_a_range_past_the_calendar_with_a_400(staff_client, pipeline, params, monkeypatch):
+    monkeypatch.setattr("pipelines.clock.now", lambda: T)
+    response = staff_client.get(reverse("admin:pipelines_pipeline_series", args=[pipeline.pk]), params)
+    assert response.status_code == 400 and response.json()["error"].endswith(".")
+
+
+@pytest.mark.parametrize(("start", "end"), [("0001-01-01T00:00Z", "0001-06-01T00:00Z"), ("0001-01-01", "0001-01-02")])
+def test_the_series_json_draws_an_empty_range_in_year_one(staff_client, pipeline, start, end, monkeypatch):
+    monkeypatch.setattr("pipelines.clock.now", lambda: T)
+    url = reverse("admin:pipelines_pipeline_series", args=[pipeline.pk])
+    data = staff_client.get(url, {"range": "custom", "start": start, "end": end}).json()
+    assert data["t"] and all(v is None for v in data["series"]["visible"])
