@@ -7,15 +7,28 @@ from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from pipelines import clock
-from pipelines.admin.support import ReadOnly, badge, error_text
+from pipelines.admin.support import ReadOnly, badge, error_text, mask_url
 from pipelines.alerting import channels, deliveries
 from pipelines.models import ChannelKind, Delivery, DeliveryStatus, NotificationChannel, NotifyEvent
+
+
+def shown_target(kind: str, target: str) -> str:
+    """A target for someone who may not change it: email addresses as they are, a webhook URL masked."""
+    return target if kind == ChannelKind.EMAIL else mask_url(target)
+
+
+def scrub(text: str, channel: NotificationChannel) -> str:
+    """`text` with the channel's webhook URL (its secret) masked, wherever an error or payload repeats it."""
+    target = (channel.target or "").strip()
+    if channel.kind == ChannelKind.EMAIL or not target or not text:
+        return text
+    return text.replace(target, mask_url(target))
 
 
 def short_target(kind: str, target: str) -> str:
@@ -60,10 +73,31 @@ class NotificationChannelAdmin(admin.ModelAdmin):
         "last_delivery",
     )
     list_filter = ("kind", "enabled", "min_severity")
-    search_fields = ("name", "target")
+    # Webhook URLs carry their secret: searching them would let a view-only user guess it a piece at a
+    # time, so only names (and email addresses, which are not secret) are searched; see get_search_results.
+    search_fields = ("name",)
     filter_horizontal = ("pipelines",)
     actions = ["send_test_action"]
     fields = ("name", "kind", "target", "enabled", "min_severity", "send_resolved", "pipelines")
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if obj is not None and not self.has_change_permission(request, obj):
+            return tuple("target_masked" if f == "target" else f for f in fields)
+        return fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return (*super().get_readonly_fields(request, obj), "target_masked")
+
+    @admin.display(description="target")
+    def target_masked(self, obj):
+        return shown_target(obj.kind, obj.target)
+
+    def get_search_results(self, request, queryset, search_term):
+        terms = search_term.split()
+        for term in terms:
+            queryset = queryset.filter(Q(name__icontains=term) | Q(kind=ChannelKind.EMAIL, target__icontains=term))
+        return queryset, False
 
     def get_queryset(self, request):
         latest = Delivery.objects.filter(channel=OuterRef("pk")).order_by("-created_at", "-pk")
@@ -120,7 +154,9 @@ class DeliveryAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ("created_at", "channel", "event", "incident_link", "status_tag", "attempt_count", "error_short")
     list_filter = ("status", "event", "channel")
     list_select_related = ("channel", "incident", "incident__pipeline")
-    search_fields = ("channel__name", "last_error", "incident__pipeline__name")
+    # The channel's URL is masked wherever a delivery repeats it, and an error that holds it is not searched:
+    # a match would tell a piece of the secret. See get_search_results.
+    search_fields = ("channel__name", "incident__pipeline__name")
     date_hierarchy = "created_at"
     actions = ["retry_now"]
     fields = (
@@ -132,11 +168,19 @@ class DeliveryAdmin(ReadOnly, admin.ModelAdmin):
         "attempt_count",
         "next_attempt_at",
         "sent_at",
-        "last_error",
+        "last_error_shown",
         "attempts_table",
         "payload_pretty",
     )
     readonly_fields = fields
+
+    def get_search_results(self, request, queryset, search_term):
+        for term in search_term.split():
+            in_error = Q(last_error__icontains=term) & ~Q(last_error__contains=F("channel__target"))
+            queryset = queryset.filter(
+                Q(channel__name__icontains=term) | Q(incident__pipeline__name__icontains=term) | in_error
+            )
+        return queryset, False
 
     def has_retry_permission(self, request):
         return request.user.has_perm("pipelines.change_delivery")
@@ -157,7 +201,11 @@ class DeliveryAdmin(ReadOnly, admin.ModelAdmin):
 
     @admin.display(description="last error")
     def error_short(self, obj):
-        return error_text(obj.last_error)
+        return error_text(scrub(obj.last_error, obj.channel))
+
+    @admin.display(description="last error")
+    def last_error_shown(self, obj):
+        return scrub(obj.last_error, obj.channel)
 
     @admin.display(description="attempts")
     def attempts_table(self, obj):
@@ -172,7 +220,7 @@ class DeliveryAdmin(ReadOnly, admin.ModelAdmin):
                     "ok" if a.get("ok") else "failed",
                     a.get("status") if a.get("status") is not None else "–",
                     f"{a.get('ms', 0)} ms",
-                    a.get("error", ""),
+                    scrub(a.get("error", ""), obj.channel),
                 )
                 for a in obj.attempts
             ),
@@ -186,7 +234,8 @@ class DeliveryAdmin(ReadOnly, admin.ModelAdmin):
     @admin.display(description="payload")
     def payload_pretty(self, obj):
         return format_html(
-            '<pre style="white-space:pre-wrap">{}</pre>', json.dumps(obj.payload, indent=2, ensure_ascii=False)
+            '<pre style="white-space:pre-wrap">{}</pre>',
+            scrub(json.dumps(obj.payload, indent=2, ensure_ascii=False), obj.channel),
         )
 
     @admin.action(description="Retry now", permissions=["retry"])

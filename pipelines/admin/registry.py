@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, F
 from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
@@ -14,7 +15,7 @@ from django.utils.timesince import timesince
 
 from pipelines import clock
 from pipelines.admin.incidents import AlertRuleInline
-from pipelines.admin.support import badge, error_text
+from pipelines.admin.support import badge, error_text, mask_url
 from pipelines.alerting import incidents
 from pipelines.alerting.history import stored_trend
 from pipelines.collection import cycles
@@ -37,8 +38,37 @@ class AwsAccountAdmin(admin.ModelAdmin):
     readonly_fields = ("unsupported_statistics", "created_at")
     actions = ["import_queues_action"]
 
+    #: What a user who may not change an account sees instead of the field: the external ID is the
+    #: shared secret of the role's trust policy, and an endpoint URL may carry credentials.
+    MASKED = {"external_id": "external_id_masked", "endpoint_url": "endpoint_url_masked"}
+
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_pipelines=Count("pipelines"))
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if obj is not None and not self.has_change_permission(request, obj):
+            return list(dict.fromkeys(self.MASKED.get(f, f) for f in fields))
+        return fields
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = super().get_readonly_fields(request, obj)
+        if obj is not None and not self.has_change_permission(request, obj):
+            return (*readonly, *self.MASKED.values())
+        return readonly
+
+    def get_list_display(self, request):
+        if self.has_change_permission(request):
+            return self.list_display
+        return tuple(self.MASKED.get(f, f) for f in self.list_display)
+
+    @admin.display(description="external ID")
+    def external_id_masked(self, obj):
+        return "set (hidden)" if obj.external_id else self.get_empty_value_display()
+
+    @admin.display(description="endpoint URL")
+    def endpoint_url_masked(self, obj):
+        return mask_url(obj.endpoint_url) or self.get_empty_value_display()
 
     @admin.display(description="pipelines", ordering="_pipelines")
     def pipeline_count(self, obj):
@@ -57,7 +87,7 @@ class AwsAccountAdmin(admin.ModelAdmin):
     def import_view(self, request, pk):
         """List the account's queues and register those with a dead-letter queue, in one step."""
         account = get_object_or_404(AwsAccount, pk=pk)
-        if not self.has_change_permission(request, account) or not request.user.has_perm("pipelines.add_pipeline"):
+        if not self.has_import_permission(request, account):
             return redirect("admin:index")
         form = ImportQueuesForm(request.POST or None)
         result = None
@@ -84,8 +114,14 @@ class AwsAccountAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/pipelines/awsaccount/import.html", context)
 
-    @admin.action(description="Import queues that have a dead-letter queue", permissions=["change"])
+    def has_import_permission(self, request, account=None) -> bool:
+        """Importing registers pipelines: it needs the right to add them as well as to change the account."""
+        return self.has_change_permission(request, account) and request.user.has_perm("pipelines.add_pipeline")
+
+    @admin.action(description="Import queues that have a dead-letter queue", permissions=["import"])
     def import_queues_action(self, request, queryset):
+        if not self.has_import_permission(request):
+            raise PermissionDenied
         for account in queryset:
             try:
                 result = import_queues(account)

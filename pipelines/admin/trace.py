@@ -7,7 +7,7 @@ from django.utils.html import format_html
 
 from pipelines.admin.support import ReadOnly, badge
 from pipelines.models import TraceLookup, TraceVerdict
-from pipelines.trace.views import rerun_url
+from pipelines.trace.views import TRACE_PERM, rerun_url
 
 
 @admin.register(TraceLookup)
@@ -20,6 +20,14 @@ class TraceLookupAdmin(ReadOnly, admin.ModelAdmin):
     search_fields = ("ident", "username", "pipeline_name")
     date_hierarchy = "created_at"
     deletable = True
+
+    # A stored lookup holds what the trace found, consumer log lines and message bodies included: reading
+    # one needs the permission to trace, not only the permission to view the model.
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm(TRACE_PERM) and super().has_view_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.has_perm(TRACE_PERM) and super().has_delete_permission(request, obj)
 
     @admin.display(description="pipeline", ordering="pipeline_name")
     def searched(self, obj):

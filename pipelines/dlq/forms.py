@@ -28,7 +28,12 @@ class RedriveForm(forms.Form):
         required=False, max_length=1024, label="Other queue URL", widget=forms.TextInput(attrs={"size": 70})
     )
     max_messages = forms.IntegerField(
-        required=False, min_value=1, label="Max messages", help_text="Empty: all of them."
+        required=False,
+        min_value=1,
+        max_value=service.MAX_MESSAGES,
+        label="Max messages",
+        help_text="Empty: all of them.",
+        error_messages={"max_value": service.MAX_MESSAGES_TEXT},
     )
     rate = forms.IntegerField(
         required=False,
@@ -50,9 +55,12 @@ class RedriveForm(forms.Form):
     )
     token = forms.CharField(widget=forms.HiddenInput)
 
-    def __init__(self, *args, pipeline: Pipeline, **kwargs):
+    def __init__(self, *args, pipeline: Pipeline, can_read_bodies: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.pipeline = pipeline
+        if not can_read_bodies:
+            # Match counts of a body filter tell what the bodies say: only readers of bodies may filter on them.
+            self.fields["filter_kind"].choices = [c for c in FILTER_CHOICES if c[0] != FilterKind.BODY]
         self.fields["destination"].choices = [
             ("source", f"The source queue: {pipeline.queue_name or pipeline.queue_url}"),
             ("other", "Another queue (URL)"),
@@ -90,7 +98,12 @@ class BulkRedriveForm(forms.Form):
     """Options of the "Redrive DLQ" action on several pipelines (each to its own source queue)."""
 
     max_messages = forms.IntegerField(
-        required=False, min_value=1, label="Max messages per DLQ", help_text="Empty: all of them."
+        required=False,
+        min_value=1,
+        max_value=service.MAX_MESSAGES,
+        label="Max messages per DLQ",
+        help_text="Empty: all of them.",
+        error_messages={"max_value": service.MAX_MESSAGES_TEXT},
     )
     rate = forms.IntegerField(required=False, min_value=1, max_value=service.MAX_RATE, label="Rate (messages/s)")
     token = forms.CharField(widget=forms.HiddenInput)

@@ -30,6 +30,11 @@ from pipelines.registry.discovery import DiscoveryError, parse_queue_url
 log = logging.getLogger(__name__)
 #: StartMessageMoveTask's ceiling for MaxNumberOfMessagesPerSecond.
 MAX_RATE = 500
+#: The largest "max messages" a task takes (an empty maximum moves them all); it also fits the task's column.
+MAX_MESSAGES = 10_000_000
+MAX_MESSAGES_TEXT = f"At most {MAX_MESSAGES:,} messages per task; leave it empty to move all of them."
+#: Who may read message bodies, and so filter on them.
+BODIES_PERM = "pipelines.view_message_bodies"
 
 
 def choose_engine(
@@ -76,6 +81,8 @@ def plan_redrive(
     flt.validate()
     if max_messages is not None and max_messages < 1:
         raise RedriveError("The maximum number of messages must be at least 1.")
+    if max_messages is not None and max_messages > MAX_MESSAGES:
+        raise RedriveError(MAX_MESSAGES_TEXT)
     if rate is not None and not 1 <= rate <= MAX_RATE:
         raise RedriveError(f"The rate must be between 1 and {MAX_RATE} messages per second.")
     dlq = dlq_info(pipeline)
@@ -145,7 +152,11 @@ def start_redrive(
     token: str = "",
 ) -> tuple[RedriveTask, bool]:
     """Check, record and enqueue a redrive. Returns (task, created); created is False when `token`
-    was already used (a double-submitted form) and the task is the one it started."""
+    was already used (a double-submitted form) and the task is the one it started.
+
+    A body filter needs a user who may read bodies: its match counts say what the bodies contain."""
+    if flt.kind == FilterKind.BODY and _username(user) and not user.has_perm(BODIES_PERM):
+        raise RedriveError("Filtering on message bodies needs the permission to view message bodies.")
     if token:
         existing = RedriveTask.objects.filter(request_token=token).first()
         if existing is not None:

@@ -158,7 +158,7 @@ class DlqViews:
         pipeline = self._pipeline(request, pk)
         self._require_redrive(request)
         if request.method == "POST" and "confirm" in request.POST:
-            form = RedriveForm(request.POST, pipeline=pipeline)
+            form = RedriveForm(request.POST, pipeline=pipeline, can_read_bodies=request.user.has_perm(BODIES_PERM))
             if form.is_valid():
                 d = form.cleaned_data
                 try:
@@ -188,7 +188,7 @@ class DlqViews:
             initial = {"token": new_token(), "destination": "source"}
             if ids:
                 initial.update(filter_kind=FilterKind.MESSAGE_IDS, ids="\n".join(ids))
-            form = RedriveForm(initial=initial, pipeline=pipeline)
+            form = RedriveForm(initial=initial, pipeline=pipeline, can_read_bodies=request.user.has_perm(BODIES_PERM))
         info, problem = self._info(pipeline)
         engine, reason = service.choose_engine(pipeline.account)
         return self._render(

@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from pipelines import aws
 from pipelines.dlq import peek, runner, service, worker
+from pipelines.dlq.filters import Filter
 from pipelines.models import AwsAccount, Pipeline, RedriveTask, TraceLookup
 from tests.redrive_support import counts, fill, read_all
 
@@ -43,6 +44,11 @@ def operator(as_user):
 @pytest.fixture
 def reader(as_user):
     return as_user("reader", "view_pipeline", "view_message_bodies")
+
+
+@pytest.fixture
+def body_operator(as_user):
+    return as_user("body-operator", "view_pipeline", "redrive_dlq", "view_message_bodies")
 
 
 @pytest.fixture
@@ -195,8 +201,8 @@ def test_it_needs_the_csrf_token(as_user, orders):
 # --- redrive through the pages ---------------------------------------------------------------------------------
 
 
-def test_it_confirms_with_depth_destination_and_options(operator, orders):
-    page = text(operator.get(url("dlq_redrive", orders.pk)))
+def test_it_confirms_with_depth_destination_and_options(body_operator, orders):
+    page = text(body_operator.get(url("dlq_redrive", orders.pk)))
     assert "25</strong> visible" in page and "The source queue: orders" in page
     for label in ("Max messages", "Rate (messages/s)", "Dry run", "Filter", "Request ids", "Body contains"):
         assert label in page
@@ -256,9 +262,9 @@ def test_it_lists_what_a_dry_run_would_move(operator, orders, target, eager, dja
         ({"filter_kind": "body", "filter_value": ""}, "Give the text the message bodies must contain"),
     ],
 )
-def test_it_shows_bad_input_as_a_message_and_starts_nothing(operator, orders, target, emulator, extra, message):
+def test_it_shows_bad_input_as_a_message_and_starts_nothing(body_operator, orders, target, emulator, extra, message):
     data = start_form(**{k: v.format(emulator=emulator.url) for k, v in extra.items()})
-    res = operator.post(url("dlq_redrive", orders.pk), data, follow=True)
+    res = body_operator.post(url("dlq_redrive", orders.pk), data, follow=True)
     assert res.status_code == 200 and message in text(res)
     assert not RedriveTask.objects.exists() and counts(target, orders.dlq_url)["visible"] == 25
 
@@ -367,3 +373,53 @@ def test_it_keeps_a_read_only_history(admin_client, orders):
     page = text(admin_client.get(reverse("admin:pipelines_redrivetask_changelist")))
     assert f'href="{url("dlq_task", orders.pk, task.pk)}"' in page and "Cancelled" in page
     assert admin_client.get(reverse("admin:pipelines_redrivetask_add")).status_code == 403
+
+
+# --- body filters need the permission to read bodies ----------------------------------------------------------
+
+
+def test_it_offers_the_body_filter_only_to_those_who_may_read_bodies(operator, as_user, orders):
+    assert "Body contains" not in text(operator.get(url("dlq_redrive", orders.pk)))
+    both = as_user("both", "view_pipeline", "redrive_dlq", "view_message_bodies")
+    assert "Body contains" in text(both.get(url("dlq_redrive", orders.pk)))
+
+
+def test_it_refuses_a_body_filter_dry_run_from_a_user_who_may_not_read_bodies(operator, orders, target):
+    data = start_form(dry_run="on", filter_kind="body", filter_value="password=hunter2")
+    res = operator.post(url("dlq_redrive", orders.pk), data, follow=True)
+    assert res.status_code == 200 and "Select a valid choice" in text(res)
+    assert not RedriveTask.objects.exists()
+
+
+def test_it_refuses_a_body_filter_in_the_service_without_the_permission(as_user, orders):
+    user = staff("redriver", "view_pipeline", "redrive_dlq")
+    with pytest.raises(service.RedriveError, match="view message bodies"):
+        service.start_redrive(orders, user, flt=Filter("body", value="password=hunter2"), dry_run=True)
+    assert not RedriveTask.objects.exists()
+    reader = staff("bodyreader", "view_pipeline", "redrive_dlq", "view_message_bodies")
+    task, created = service.start_redrive(orders, reader, flt=Filter("body", value="password"), dry_run=True)
+    assert created and task.filter_kind == "body"
+
+
+# --- a huge maximum is a message, not a server error -------------------------------------------------------------
+
+
+def test_it_refuses_an_absurd_maximum_on_the_redrive_page(operator, orders, target):
+    res = operator.post(url("dlq_redrive", orders.pk), start_form(max_messages=str(10**20)), follow=True)
+    assert res.status_code == 200 and "At most 10,000,000 messages per task" in text(res)
+    assert not RedriveTask.objects.exists() and counts(target, orders.dlq_url)["visible"] == 25
+
+
+def test_it_refuses_an_absurd_maximum_in_the_redrive_action(as_user, orders):
+    client = as_user("lead", "view_pipeline", "change_pipeline", "redrive_dlq")
+    changelist = reverse("admin:pipelines_pipeline_changelist")
+    data = {"action": "redrive_dlq", "_selected_action": [orders.pk], "confirm": "1", "token": "bulk-1"}
+    res = client.post(changelist, {**data, "max_messages": str(10**20), "rate": ""}, follow=True)
+    assert res.status_code == 200 and "At most 10,000,000 messages per task" in text(res)
+    assert not RedriveTask.objects.exists()
+
+
+def test_it_refuses_an_absurd_maximum_in_the_service(orders):
+    with pytest.raises(service.RedriveError, match="At most 10,000,000"):
+        service.start_redrive(orders, max_messages=10**20)
+    assert not RedriveTask.objects.exists()
