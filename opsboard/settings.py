@@ -244,7 +244,8 @@ def _networks(name: str) -> tuple[str, ...]:
 
 
 # Prometheus /metrics: a bearer token and/or the client addresses allowed to scrape (matched against
-# the connecting address). With neither set, only loopback may scrape, so a fresh install leaks nothing.
+# the connecting address). With neither set, nobody may scrape, so a fresh install leaks nothing; loopback
+# is not trusted by default, since a reverse proxy on the same host connects from it.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="").strip()
 if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
     raise ImproperlyConfigured(

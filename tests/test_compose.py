@@ -76,3 +76,24 @@ def test_the_image_leaves_the_demo_and_the_emulator_out():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "emulator" not in re.sub(r"#.*", "", dockerfile) and "opsboard_demo" not in dockerfile
     assert "COPY pipelines ./pipelines" in dockerfile
+
+
+def published_addresses(service):
+    """The host address each published port binds, `${VAR:-default}` read as its default ('' = every interface)."""
+    out = []
+    for port in service.get("ports", []):
+        text = re.sub(r"\$\{[A-Z0-9_]+:?-([^}]*)\}", r"\1", str(port))
+        parts = text.rsplit(":", 2)
+        out.append(parts[0] if len(parts) == 3 else "")
+    return out
+
+
+def test_it_publishes_ports_on_loopback_only_unless_told_otherwise():
+    services = compose()["services"]
+    for name, service in services.items():
+        for address in published_addresses(service):
+            assert address == "127.0.0.1", f"{name} publishes a port on {address or 'every interface'}"
+    (web_port,) = services["web"]["ports"]
+    variable = re.match(r"\$\{([A-Z0-9_]+):-127\.0\.0\.1\}:8000:8000$", web_port)
+    assert variable, "the web port's address should be overridable"
+    assert variable.group(1) in documented_variables()

@@ -7,7 +7,9 @@ collector over the database, in a fresh registry per request: the values are sha
 process through the database, whereas the process-global registry is per process and holds
 whatever else the process registered. The response costs the same few queries however many
 pipelines there are. Access: a bearer token, an address allow-list, or both (settings
-METRICS_TOKEN, METRICS_ALLOWED_IPS); with neither, loopback only.
+METRICS_TOKEN, METRICS_ALLOWED_IPS); with neither, nobody. Loopback is not trusted by default: a
+reverse proxy on the same host connects from loopback and need not add a forwarding header
+(nginx's default adds none), so every client it relays would look local.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from pipelines.alerting.history import TREND_MINUTES
 from pipelines.models import UNRESOLVED, CycleKind, Health, Incident, Pipeline, PollCounter, PollCycle, Severity
 
 log = logging.getLogger(__name__)
-LOOPBACK = ("127.0.0.0/8", "::1/128")
 #: Headers a reverse proxy adds. Behind a proxy every client shares the proxy's address, so an
 #: address allow-list cannot tell them apart: such requests must use the token.
 FORWARDING_HEADERS = (
@@ -64,10 +65,8 @@ def client_address(request: HttpRequest) -> ipaddress.IPv4Address | ipaddress.IP
 
 
 def allowed_networks() -> tuple[str, ...]:
-    """What the address check admits: the configured list; loopback when nothing at all is configured."""
-    if settings.METRICS_ALLOWED_IPS:
-        return tuple(settings.METRICS_ALLOWED_IPS)
-    return () if settings.METRICS_TOKEN else LOOPBACK
+    """What the address check admits: the configured list (empty: no address check)."""
+    return tuple(settings.METRICS_ALLOWED_IPS or ())
 
 
 def _text(body: str, status: int) -> HttpResponse:
@@ -77,6 +76,12 @@ def _text(body: str, status: int) -> HttpResponse:
 def refuse(request: HttpRequest) -> HttpResponse | None:
     """The response refusing this request, or None when it may read the metrics."""
     networks = allowed_networks()
+    if not networks and not settings.METRICS_TOKEN:
+        return _text(
+            "Metrics are served to no one until a source is configured: set METRICS_ALLOWED_IPS "
+            "(127.0.0.1 for a scraper on this machine that connects directly) or METRICS_TOKEN.",
+            403,
+        )
     if networks:
         if any(request.META.get(h) for h in FORWARDING_HEADERS):
             return _text(
@@ -86,9 +91,8 @@ def refuse(request: HttpRequest) -> HttpResponse | None:
             )
         addr = client_address(request)
         if addr is None or not any(addr in net for net in _networks(networks)):
-            which = "METRICS_ALLOWED_IPS" if settings.METRICS_ALLOWED_IPS else "loopback (the default)"
             return _text(
-                f"Metrics are not served to {addr or 'this client'}: only to {which}. "
+                f"Metrics are not served to {addr or 'this client'}: only to METRICS_ALLOWED_IPS. "
                 "Set METRICS_ALLOWED_IPS or METRICS_TOKEN to scrape from elsewhere.",
                 403,
             )

@@ -1,13 +1,15 @@
 """Prometheus /metrics and /healthz: what a scraper reads, who may read it, and what a probe is told."""
 
 import json
+import signal
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections
+from django.db import DatabaseError, connection, connections
 from django.db.utils import load_backend
 from django.test.utils import CaptureQueriesContext
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
@@ -31,13 +33,15 @@ from pipelines.ui import healthz
 from tests.test_settings import PROD, run_manage
 
 TOKEN = "scrape-token-0123456789abcdef"
+LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 
 @pytest.fixture(autouse=True)
 def metrics_defaults(settings):
-    """No protection configured, whatever the environment says: loopback only."""
+    """Whatever the environment says: no token, and loopback configured explicitly as the one source
+    (a Prometheus on this machine that connects directly), which is what the test client is."""
     settings.METRICS_TOKEN = ""
-    settings.METRICS_ALLOWED_IPS = ()
+    settings.METRICS_ALLOWED_IPS = LOOPBACK
     return settings
 
 
@@ -249,13 +253,24 @@ def test_it_costs_the_same_few_queries_for_many_pipelines(client, db, django_ass
 # --- /metrics: protection --------------------------------------------------------------------------
 
 
-def test_it_serves_only_loopback_when_nothing_is_configured(client, db):
+def test_it_serves_no_one_when_nothing_is_configured(client, db, metrics_defaults):
+    metrics_defaults.METRICS_ALLOWED_IPS = ()
+    # A reverse proxy on the same host that adds no forwarding header (nginx's default) connects from
+    # loopback: were loopback trusted by default, every client it relays could read the metrics.
+    for addr in ("127.0.0.1", "::1", "::ffff:127.0.0.1", "192.0.2.10"):
+        refused = client.get("/metrics", REMOTE_ADDR=addr)
+        assert refused.status_code == 403 and b"opsboard_" not in refused.content
+        assert "METRICS_ALLOWED_IPS" in refused.content.decode() and "METRICS_TOKEN" in refused.content.decode()
+
+
+def test_it_serves_loopback_when_loopback_is_the_configured_source(client, db, metrics_defaults):
+    metrics_defaults.METRICS_ALLOWED_IPS = LOOPBACK
     assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
     assert client.get("/metrics", REMOTE_ADDR="::1").status_code == 200
     assert client.get("/metrics", REMOTE_ADDR="::ffff:127.0.0.1").status_code == 200
     refused = client.get("/metrics", REMOTE_ADDR="192.0.2.10")
     assert refused.status_code == 403
-    assert "only to loopback" in refused.content.decode() and "METRICS_ALLOWED_IPS" in refused.content.decode()
+    assert "only to METRICS_ALLOWED_IPS" in refused.content.decode()
     # A reverse proxy on the same machine connects from loopback: what it relays is not local.
     relayed = client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.7")
     assert relayed.status_code == 403 and "came through a proxy" in relayed.content.decode()
@@ -265,6 +280,7 @@ def test_it_serves_only_loopback_when_nothing_is_configured(client, db):
 
 def test_it_requires_the_bearer_token_when_one_is_set(client, db, metrics_defaults):
     metrics_defaults.METRICS_TOKEN = TOKEN
+    metrics_defaults.METRICS_ALLOWED_IPS = ()
     missing = client.get("/metrics")
     assert missing.status_code == 401 and missing["WWW-Authenticate"].startswith("Bearer ")
     wrong = client.get("/metrics", HTTP_AUTHORIZATION="Bearer not-the-token")
@@ -292,7 +308,7 @@ def test_it_admits_only_the_allowed_addresses(client, db, metrics_defaults):
     refused = client.get("/metrics", REMOTE_ADDR="192.168.1.6")
     assert refused.status_code == 403
     assert refused.content.decode().startswith("Metrics are not served to 192.168.1.6: only to METRICS_ALLOWED_IPS.")
-    # An explicit list replaces the loopback default.
+    # Loopback is admitted only when the list names it.
     assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 403
     assert client.get("/metrics", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="10.0.0.2").status_code == 403
 
@@ -351,9 +367,11 @@ def health(client, path="/healthz"):
     return response.status_code, json.loads(response.content)
 
 
-def test_it_reports_healthy(client, polled, django_assert_max_num_queries):
-    with django_assert_max_num_queries(3):
+def test_it_reports_healthy(client, polled):
+    with CaptureQueriesContext(connection) as queries:
         status, body = health(client)
+    # Three queries; the savepoints that scope the statement timeout exist only inside a test's transaction.
+    assert len([q for q in queries if not q["sql"].upper().startswith(("SAVEPOINT", "RELEASE"))]) <= 3
     assert status == 200 and body["status"] == "ok"
     assert {k: v["status"] for k, v in body["checks"].items()} == {"database": "ok", "broker": "ok", "collection": "ok"}
     assert body["checks"]["collection"]["last_fast_cycle_age_seconds"] < 60
@@ -472,3 +490,124 @@ def test_healthz_answers_a_probe_addressed_by_ip_that_allowed_hosts_does_not_lis
     assert client.get("/admin/login/", HTTP_HOST="10.0.3.17").status_code == 400  # the rest stays guarded
     response = client.get("/healthz?checks=database", HTTP_HOST="10.0.3.17")
     assert response.status_code == 200 and response.json()["status"] == "ok"
+
+
+@contextmanager
+def give_up_after(seconds):
+    def interrupt(signum, frame):
+        raise TimeoutError(f"still waiting after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP server on loopback that accepts connections and never answers: a hung broker or database."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(2)
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+@pytest.mark.parametrize("scheme", ["redis", "amqp"])
+def test_it_fails_fast_when_the_broker_accepts_and_never_answers(client, polled, settings, silent_server, scheme):
+    settings.CELERY_BROKER_URL = f"{scheme}://127.0.0.1:{silent_server}/0"
+    started = time.monotonic()
+    with give_up_after(8):  # a hung probe is interrupted, so the test fails rather than hangs
+        status, body = health(client)
+    assert time.monotonic() - started < 5  # not the minute it took, ending in a 500
+    assert status == 503 and body["checks"]["broker"]["status"] == "fail"
+    assert body["checks"]["database"]["status"] == "ok" and body["checks"]["collection"]["status"] == "ok"
+
+
+def test_hung_probes_do_not_starve_other_requests(live_server, settings, silent_server):
+    settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{silent_server}/0"
+    import urllib.error
+    import urllib.request
+
+    def get(path):
+        try:
+            with urllib.request.urlopen(live_server.url + path, timeout=15) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    started = time.monotonic()
+    probes = [threading.Thread(target=get, args=("/healthz?checks=broker",)) for _ in range(3)]
+    for probe in probes:
+        probe.start()
+    for probe in probes:
+        probe.join()
+    assert get("/healthz?checks=broker") == 503
+    assert get("/admin/login/") == 200
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.django_db
+def test_healthz_refuses_a_host_name_that_allowed_hosts_does_not_list(client, settings):
+    settings.ALLOWED_HOSTS = ["ops.example.com"]
+    assert client.get("/healthz?checks=database", HTTP_HOST="attacker.example").status_code == 400
+    assert client.get("/healthz?checks=database", HTTP_HOST="ops.example.com").status_code == 200
+    assert client.get("/healthz?checks=database", HTTP_HOST="[2001:db8::17]:8000").status_code == 200
+
+
+def test_it_fails_fast_when_a_table_it_reads_is_locked(client, db):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs a second session holding a lock (Postgres)")
+    locker = load_backend(connection.settings_dict["ENGINE"]).DatabaseWrapper(
+        dict(connection.settings_dict), alias="locker"
+    )
+    with locker.cursor() as cursor:
+        cursor.execute("BEGIN")
+        cursor.execute(f"LOCK TABLE {Pipeline._meta.db_table} IN ACCESS EXCLUSIVE MODE")
+    try:
+        started = time.monotonic()
+        with give_up_after(8):
+            status, body = health(client, "/healthz?checks=database,collection")
+        assert time.monotonic() - started < 5
+        assert status == 503 and body["checks"]["collection"]["status"] == "fail"
+        assert body["checks"]["database"]["status"] == "ok"
+    finally:
+        with locker.cursor() as cursor:
+            cursor.execute("ROLLBACK")
+        locker.close()
+    assert health(client, "/healthz?checks=database,collection")[0] == 200
+
+
+def test_a_slow_statement_in_a_check_is_cut_off(db, monkeypatch):
+    monkeypatch.setattr(healthz, "DATABASE_TIMEOUT", 0.3)
+    slow = (
+        "SELECT pg_sleep(5)"
+        if connection.vendor == "postgresql"
+        else "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000000) SELECT count(*) FROM n"
+    )
+    started = time.monotonic()
+    with pytest.raises(DatabaseError), give_up_after(8), healthz.bounded_database(), connection.cursor() as cursor:
+        cursor.execute(slow)
+    assert time.monotonic() - started < 2
+    with connection.cursor() as cursor:  # the connection is still usable, without the bound
+        cursor.execute("SELECT 1")
