@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.db.models import Count, F
 from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
@@ -37,6 +38,8 @@ class AwsAccountAdmin(admin.ModelAdmin):
     list_filter = ("region",)
     readonly_fields = ("unsupported_statistics", "created_at")
     actions = ["import_queues_action"]
+    # An endpoint typed without a scheme is read as https (Django 6's default, chosen now).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     #: What a user who may not change an account sees instead of the field: the external ID is the
     #: shared secret of the role's trust policy, and an endpoint URL may carry credentials.
