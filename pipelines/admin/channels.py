@@ -38,7 +38,8 @@ def short_target(kind: str, target: str) -> str:
         text = ", ".join(channels.parse_addresses(target))
         return text if len(text) <= 60 else text[:59] + "…"
     parts = urlsplit(target)
-    return f"{parts.scheme}://{parts.netloc}/…" if parts.netloc else target[:40]
+    host = parts.netloc.rpartition("@")[2]  # never the user-info: it is a credential
+    return f"{parts.scheme}://{host}/…" if host else target[:40]
 
 
 class NotificationChannelForm(forms.ModelForm):
