@@ -111,6 +111,11 @@ def enqueue(task_id: int) -> None:
     transaction.on_commit(lambda: jobs.submit(jobs.RUN_REDRIVE, task_id))
 
 
+def already_requested(token: str) -> RedriveTask | None:
+    """The task a form with this token already started (a double submit), if any."""
+    return RedriveTask.objects.filter(request_token=token).first() if token else None
+
+
 def _username(user) -> str:
     return user.get_username() if user is not None and getattr(user, "is_authenticated", False) else ""
 
@@ -123,10 +128,8 @@ def _save_new(task: RedriveTask) -> tuple[RedriveTask, bool]:
             task.save()
         return task, True
     except IntegrityError:
-        if task.request_token:
-            existing = RedriveTask.objects.filter(request_token=task.request_token).first()
-            if existing is not None:
-                return existing, False
+        if existing := already_requested(task.request_token):
+            return existing, False
         active = RedriveTask.objects.filter(source_url=task.source_url, status__in=ACTIVE_REDRIVE_STATUSES).first()
         if active is None:
             raise
@@ -157,10 +160,8 @@ def start_redrive(
     A body filter needs a user who may read bodies: its match counts say what the bodies contain."""
     if flt.kind == FilterKind.BODY and _username(user) and not user.has_perm(BODIES_PERM):
         raise RedriveError("Filtering on message bodies needs the permission to view message bodies.")
-    if token:
-        existing = RedriveTask.objects.filter(request_token=token).first()
-        if existing is not None:
-            return existing, False
+    if existing := already_requested(token):
+        return existing, False
     plan = plan_redrive(pipeline, destination_url, flt=flt, max_messages=max_messages, rate=rate, dry_run=dry_run)
     task = RedriveTask(
         pipeline=pipeline,
@@ -189,10 +190,8 @@ def start_redrive(
 
 def start_delete(pipeline: Pipeline, user, message_ids: list[str], token: str = "") -> tuple[RedriveTask, bool]:
     """Delete the given messages from the DLQ (found by scanning it; the others stay)."""
-    if token:
-        existing = RedriveTask.objects.filter(request_token=token).first()
-        if existing is not None:
-            return existing, False
+    if existing := already_requested(token):
+        return existing, False
     flt = Filter(FilterKind.MESSAGE_IDS, ids=frozenset(message_ids))
     flt.validate()
     dlq = dlq_info(pipeline)
@@ -224,10 +223,8 @@ def start_delete(pipeline: Pipeline, user, message_ids: list[str], token: str = 
 
 def purge(pipeline: Pipeline, user=None, token: str = "") -> RedriveTask:
     """Purge the DLQ (one PurgeQueue call), recorded like any other task."""
-    if token:
-        existing = RedriveTask.objects.filter(request_token=token).first()
-        if existing is not None:
-            return existing
+    if existing := already_requested(token):
+        return existing
     dlq = dlq_info(pipeline)
     at = clock.now()
     task, _ = _save_new(
