@@ -6,9 +6,11 @@ defaults: a SQLite file and a filesystem Celery broker under ./var, so nothing b
 
 import importlib.util
 import ipaddress
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -64,6 +66,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "axes",
     "pipelines",
 ]
 # The demo (emulator, simulator, `manage.py demo`) comes with the emulator extra; a production
@@ -81,6 +84,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: it turns a lockout into the lockout page
 ]
 
 ROOT_URLCONF = "opsboard.urls"
@@ -151,6 +156,10 @@ STORAGES = {
 }
 
 LOGIN_URL = "admin:login"
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses logins while a lockout lasts
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 # --- Security (production defaults; `manage.py check --deploy` is clean with DEBUG off) --------
 SECURE_SSL_REDIRECT = _bool("SECURE_SSL_REDIRECT", default=not DEBUG)
@@ -164,6 +173,34 @@ if _bool("TRUST_X_FORWARDED_PROTO", default=not DEBUG):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Scripts and styles only from opsboard's own static files (no inline script, no eval); inline style
+# attributes are allowed because badges and charts colour themselves with them. Nothing may frame a page.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
+# Login throttling: after LOGIN_FAILURE_LIMIT wrong passwords for one user name from one address, that
+# pair is locked out for LOGIN_LOCKOUT_MINUTES (a lockout page, HTTP 429). A correct login resets the
+# count; `manage.py axes_reset` lifts every lockout. The address is the connecting one (REMOTE_ADDR).
+AXES_FAILURE_LIMIT = _env(env.int, "LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=_env(env.int, "LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "pipelines.ui.lockout.locked_out"
+AXES_VERBOSE = False
+if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_TIME <= timedelta(0):
+    raise ImproperlyConfigured("LOGIN_FAILURE_LIMIT and LOGIN_LOCKOUT_MINUTES must be positive whole numbers.")
 
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
@@ -233,10 +270,12 @@ if TRACE_DLQ_SCAN_MAX < 1:
     raise ImproperlyConfigured("TRACE_DLQ_SCAN_MAX must be a positive whole number (DLQ messages per lookup).")
 
 
-def _networks(name: str) -> tuple[str, ...]:
-    """Comma-separated IP addresses and CIDR ranges, each checked now rather than on the first request."""
+def _networks(name: str, raw: str | None = None) -> tuple[str, ...]:
+    """Comma-separated IP addresses and CIDR ranges (variable `name`, or `raw` when read already), each
+    checked now rather than on the first request."""
+    raw = env.str(name, default="") if raw is None else raw
     out = []
-    for item in filter(None, (part.strip() for part in env.str(name, default="").split(","))):
+    for item in filter(None, (part.strip() for part in raw.split(","))):
         try:
             out.append(str(ipaddress.ip_network(item)))
         except ValueError as exc:
@@ -267,6 +306,12 @@ if AWS_RETRY_MODE not in ("legacy", "standard", "adaptive"):
 AWS_MAX_ATTEMPTS = _env(env.int, "AWS_MAX_ATTEMPTS", default=3)
 AWS_CONNECT_TIMEOUT = _env(env.float, "AWS_CONNECT_TIMEOUT", default=5.0)
 AWS_READ_TIMEOUT = _env(env.float, "AWS_READ_TIMEOUT", default=20.0)
+
+# --- Outbound address policy (webhooks, an account's endpoint URL; see pipelines/outbound.py) --
+# opsboard refuses to connect to loopback, link-local (the metadata service), private, CGNAT,
+# unique-local, multicast, unspecified and reserved addresses, checked on the address connected to.
+# These comma-separated networks are let through anyway (an emulator, a receiver inside the network).
+OUTBOUND_ALLOWED_NETWORKS = _networks("OUTBOUND_ALLOWED_NETWORKS", env.str("OUTBOUND_ALLOWED_NETWORKS", default=""))
 
 LOGGING = {
     "version": 1,

@@ -51,7 +51,7 @@ def test_it_redrives_a_dlq_from_the_browser_with_live_progress(page, live_server
     def checkpoint_and_look(run):
         status = real_checkpoint(run)
         if run.task.moved == 20 and not shown:
-            page.wait_for_function("document.getElementById('rd-moved').textContent === '20'")
+            page.wait_for_function("() => document.getElementById('rd-moved').textContent === '20'")
             shown.append(page.inner_text("#rd-percent"))
             page.wait_for_timeout(600)  # the bar's width transition
             page.screenshot(path=str(SHOTS / "redrive-progress.png"), full_page=True)

@@ -120,7 +120,7 @@ def test_an_operator_follows_a_spike_from_the_overview_to_its_charts(page, live_
     page.screenshot(path=str(SHOTS / "pipeline-24h.png"), full_page=True)
     for r in ("1h", "7d", "30d"):
         page.click(f"#ob-ranges button[data-range='{r}']")
-        page.wait_for_function(f"document.body.dataset.loadedRange === '{r}'")
+        page.wait_for_function(f"() => document.body.dataset.loadedRange === '{r}'")
         assert int(page.get_attribute("#chart-backlog", "data-points")) > 0, r
     assert "from hourly rollups" in page.inner_text("#ob-source")
     page.screenshot(path=str(SHOTS / "pipeline-30d.png"), full_page=True)
@@ -128,5 +128,5 @@ def test_an_operator_follows_a_spike_from_the_overview_to_its_charts(page, live_
     page.fill("#ob-start", "2026-11-20T10:00")
     page.fill("#ob-end", "2026-11-19T10:00")
     page.click("#ob-ranges button[data-range='custom']")
-    page.wait_for_function("document.getElementById('ob-range-error').textContent.length > 0")
+    page.wait_for_function("() => document.getElementById('ob-range-error').textContent.length > 0")
     assert "start before it ends" in page.inner_text("#ob-range-error")

@@ -97,7 +97,7 @@ def test_a_new_york_operator_picks_the_last_local_hour_sees_its_data_and_can_sha
     page.fill("#ob-start", start)
     page.fill("#ob-end", end)
     page.click("#ob-ranges button[data-range='custom']")
-    page.wait_for_function("document.body.dataset.loadedQuery && document.body.dataset.loadedRange === 'custom'")
+    page.wait_for_function("() => document.body.dataset.loadedQuery && document.body.dataset.loadedRange === 'custom'")
     assert page.inner_text("#ob-range-error") == ""
     assert int(page.get_attribute("#chart-backlog", "data-points")) >= 50, "the last local hour has data"
 

@@ -1,5 +1,9 @@
 // Refreshes the overview's rows and its incident strip in place, keeping the filters.
 (function () {
+  // Choosing an account shows it at once (an inline handler would break the Content-Security-Policy).
+  document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
+    select.addEventListener("change", function () { select.form.submit(); });
+  });
   const table = document.getElementById("ob-overview");
   if (!table) return;
   const every = parseInt(table.dataset.refresh, 10) * 1000;
