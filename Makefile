@@ -36,13 +36,31 @@ browser:
 	  else echo "no /usr/bin/chromium and no root to install it: browser tests will be skipped"; fi; \
 	fi
 
+## promtool, for the tests of the Prometheus files in deploy/ (skipped, with the reason, where it cannot
+## be had): unpacked from Debian's prometheus package into the venv rather than installed, since
+## installing the package would start a Prometheus server on port 9090. Downloading needs no root;
+## refreshing the package lists does.
+PROMTOOL := $(VENV)/tools/bin/promtool
+tools:
+	@if [ ! -x $(PROMTOOL) ] && ! command -v promtool >/dev/null; then \
+	  if command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then \
+	    tmp=$$(mktemp -d); \
+	    ( (cd $$tmp && apt-get download prometheus >/dev/null 2>&1) \
+	      || ([ "$$(id -u)" = 0 ] && apt-get update -qq && cd $$tmp && apt-get download prometheus >/dev/null 2>&1) ) \
+	    && mkdir -p $(VENV)/tools \
+	    && dpkg-deb --fsys-tarfile $$tmp/prometheus_*.deb | tar -x -C $(VENV)/tools --strip-components=2 ./usr/bin/promtool \
+	    || echo "could not fetch Debian's prometheus package: the promtool tests will be skipped"; \
+	    rm -rf $$tmp; \
+	  else echo "no promtool and no apt-get to fetch it: the promtool tests will be skipped"; fi; \
+	fi
+
 ## Lint and format check (ruff, configured in pyproject.toml); CI runs it before the suite.
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 ## The whole suite: on Postgres/Redis when DATABASE_URL/CELERY_BROKER_URL say so, else embedded defaults.
-test: install browser
+test: install browser tools
 	$(PY) -m pytest
 
 ## Benchmarks print figures (they assert nothing): collection calls/time/cost, dashboard latency

@@ -133,9 +133,9 @@ PIPELINE_GAUGES: tuple[tuple[str, str, str], ...] = (
         "1 when the time to loss (or its absence) is known, 0 when the age or the retention is not.",
     ),
     (
-        "opsboard_pipeline_backlog_trend_messages_per_minute",
+        "opsboard_pipeline_backlog_trend_messages_per_second",
         "drain_rate",
-        "Backlog trend, messages per minute (negative: draining; 0: steady; docs/numbers.md); absent when unknown.",
+        "Backlog trend, messages per second (negative: draining; 0: steady; docs/numbers.md); absent when unknown.",
     ),
     (
         "opsboard_pipeline_lambda_invocations_recent",
@@ -166,6 +166,9 @@ PIPELINE_GAUGES: tuple[tuple[str, str, str], ...] = (
         "Fast cycles in a row that failed to read the pipeline's queues.",
     ),
 )
+#: Fields the model keeps in another unit than the metric's base unit: the divisor that converts them.
+#: The backlog trend is judged in messages per minute; Prometheus names rates per second.
+PER_BASE_UNIT = {"drain_rate": 60.0}
 PIPELINE_TIMES: tuple[tuple[str, str, str], ...] = (
     (
         "opsboard_pipeline_last_sync_timestamp_seconds",
@@ -211,7 +214,7 @@ class DatabaseCollector:
             for p in pipelines:
                 value = getattr(p, field)
                 if value is not None:
-                    family.add_metric(labels[p.pk], float(value))
+                    family.add_metric(labels[p.pk], float(value) / PER_BASE_UNIT.get(field, 1.0))
             yield family
         for name, field, doc in PIPELINE_TIMES:
             family = GaugeMetricFamily(name, doc, labels=PIPELINE_LABELS)

@@ -117,7 +117,8 @@ def test_it_exports_each_pipelines_latest_values(client, target, register, accou
     assert value(found, "opsboard_pipeline_oldest_message_age_seconds", **o) == 1200
     assert value(found, "opsboard_pipeline_time_to_loss_seconds", **o) == 7200
     assert value(found, "opsboard_pipeline_time_to_loss_seconds", **b) is None  # no loss in sight: no sample
-    assert value(found, "opsboard_pipeline_backlog_trend_messages_per_minute", **o) == -3.5
+    # The model keeps messages per minute; the metric is in the base unit, per second.
+    assert value(found, "opsboard_pipeline_backlog_trend_messages_per_second", **o) == pytest.approx(-3.5 / 60)
     assert value(found, "opsboard_pipeline_lambda_errors_recent", **o) == 4
     assert value(found, "opsboard_pipeline_lambda_throttles_recent", **o) == 2
     assert value(found, "opsboard_pipeline_lambda_invocations_recent", **o) == 90
