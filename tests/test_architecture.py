@@ -17,6 +17,7 @@ TOP_PACKAGES = ("pipelines", "opsboard", "opsboard_demo")
 #: Each unit's layer, lowest first. A unit may import units of a lower layer only; within a unit
 #: anything goes that makes no cycle. Units not listed take their package's entry.
 LAYERS = {
+    "pipelines.outbound": -1,  # the outbound address policy, below the AWS clients and the channels
     "pipelines.clock": 0,
     "pipelines.formatting": 0,
     "pipelines.jobs": 0,

@@ -43,7 +43,8 @@ def short_target(kind: str, target: str) -> str:
 
 
 class NotificationChannelForm(forms.ModelForm):
-    """Checks the target fits the kind (an http(s) URL, or valid addresses) before anything is saved."""
+    """Checks the target fits the kind (an http(s) URL, or valid addresses) before anything is saved, and
+    that a URL's host does not resolve to an address the outbound policy refuses."""
 
     class Meta:
         model = NotificationChannel
@@ -55,7 +56,8 @@ class NotificationChannelForm(forms.ModelForm):
         kind, target = cleaned.get("kind"), cleaned.get("target")
         if kind and target is not None:
             cleaned["target"] = target.strip()
-            for problem in channels.target_errors(kind, cleaned["target"]):
+            problems = channels.target_errors(kind, cleaned["target"])
+            for problem in problems or channels.address_errors(kind, cleaned["target"]):
                 self.add_error("target", problem)
         return cleaned
 

@@ -25,7 +25,7 @@ from pipelines.dlq.views import redrive_action
 from pipelines.formatting import count, duration, human_seconds
 from pipelines.models import AwsAccount, Pipeline
 from pipelines.registry.discovery import DiscoveryError, import_queues
-from pipelines.registry.forms import ImportQueuesForm, PipelineForm
+from pipelines.registry.forms import AwsAccountForm, ImportQueuesForm, PipelineForm
 from pipelines.registry.identity import discover_registration, reach_of
 from pipelines.registry.insights import insights_for
 from pipelines.ui import urls
@@ -33,6 +33,7 @@ from pipelines.ui import urls
 
 @admin.register(AwsAccount)
 class AwsAccountAdmin(admin.ModelAdmin):
+    form = AwsAccountForm
     list_display = ("name", "region", "access", "endpoint_url", "pipeline_count")
     search_fields = ("name", "role_arn")
     list_filter = ("region",)

@@ -2,7 +2,8 @@
 
 `KINDS` maps each `ChannelKind` to its class; `target_errors`, `render` and `send` pick the class
 by the channel's kind, so adding a kind is adding a class. Sending never raises: every failure
-becomes a `Result` with a sentence for the operator.
+becomes a `Result` with a sentence for the operator. Webhooks connect only through the outbound
+address policy (`pipelines.outbound`), and a failure shows the answer's status, never its body.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from http import HTTPStatus
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -25,7 +27,7 @@ from django.core.mail import EmailMessage, get_connection
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import validate_email
 
-from pipelines import clock
+from pipelines import clock, outbound
 from pipelines.alerting.messages import document, email_message, one_line, slack_message
 from pipelines.models import ChannelKind, Delivery, Incident, NotifyEvent
 
@@ -69,7 +71,34 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_opener = urllib.request.build_opener(_NoRedirects)
+class _PolicedConnect:
+    # http.client opens its socket through this hook: the outbound address policy checks the peer
+    # after connect, before TLS and before a byte of the request is written (so DNS rebinding loses).
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._create_connection = outbound.create_connection
+
+
+class _HTTPConnection(_PolicedConnect, http.client.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_PolicedConnect, http.client.HTTPSConnection):
+    pass
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req):
+        return self.do_open(_HTTPConnection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req):
+        return self.do_open(_HTTPSConnection, req)
+
+
+# The policed handlers replace urllib's own (build_opener drops a default whose subclass it is given).
+_opener = urllib.request.build_opener(_NoRedirects, _HTTPHandler, _HTTPSHandler)
 
 
 def post_json(url: str, body: dict) -> Result:
@@ -86,6 +115,8 @@ def post_json(url: str, body: dict) -> Result:
         with _opener.open(request, timeout=timeout) as response:
             response.read(65536)
             return Result(True, status=response.status)
+    except outbound.Refused as exc:  # retrying cannot help until the target or the allow-list changes
+        return Result(False, error=str(exc), final=True)
     except urllib.error.HTTPError as exc:
         return Result(False, status=exc.code, error=_http_error(exc))
     except urllib.error.URLError as exc:
@@ -95,14 +126,16 @@ def post_json(url: str, body: dict) -> Result:
 
 
 def _http_error(exc: urllib.error.HTTPError) -> str:
+    """The status and its reason, never the answer's body: whatever answered (perhaps not the webhook
+    the operator meant) must not get its content shown in opsboard."""
     if 300 <= exc.code < 400:
-        return f"HTTP {exc.code}: the webhook redirects to {exc.headers.get('Location', '?')}; use that URL instead."
+        location = _short(exc.headers.get("Location", "?"), 200)
+        return f"HTTP {exc.code}: the webhook redirects to {location}; use that URL instead."
     try:
-        text = exc.read(2048).decode("utf-8", "replace")
-    except Exception:  # the body is only there to help; a broken one must not hide the status
-        text = ""
-    text = _short(text, 200)
-    return f"HTTP {exc.code} {exc.reason}" + (f": {text}" if text else "")
+        reason = HTTPStatus(exc.code).phrase
+    except ValueError:  # a status code HTTP does not define: its reason, kept short
+        reason = _short(str(exc.reason or ""), 40)
+    return f"HTTP {exc.code} {reason}".rstrip()
 
 
 def _network_error(reason, host: str | None, timeout: float) -> str:
@@ -151,6 +184,10 @@ class Channel:
         """What is wrong with a target, as sentences for the operator; empty when it is usable."""
         raise NotImplementedError
 
+    def address_errors(self, target: str) -> list[str]:
+        """The outbound address policy's objection to where a usable target leads now; empty when none."""
+        return []
+
     def render(self, doc: dict) -> dict:
         """The payload a delivery stores and sends, from the event's document (`messages.document`)."""
         return doc
@@ -192,6 +229,9 @@ class WebhookChannel(Channel):
             return [f"Enter the webhook's full http:// or https:// URL, for example {self.example}."]
         return []
 
+    def address_errors(self, target: str) -> list[str]:
+        return outbound.url_errors(target)
+
     def send(self, delivery: Delivery) -> Result:
         body = {**delivery.payload, "delivery": delivery.pk, "sent_at": clock.now().isoformat()}
         return post_json(delivery.channel.target.strip(), body)
@@ -218,6 +258,14 @@ def target_errors(kind: str, target: str) -> list[str]:
     if kind not in KINDS:
         return [f"Unknown channel kind {kind!r}."]
     return KINDS[kind].target_errors((target or "").strip())
+
+
+def address_errors(kind: str, target: str) -> list[str]:
+    """Where a usable target's host resolves now, judged by the outbound address policy: the form's early,
+    clear error. Sending checks the address it actually connects to, and that is the check that counts."""
+    if kind not in KINDS:
+        return []
+    return KINDS[kind].address_errors((target or "").strip())
 
 
 def render(kind: str, incident: Incident | None, event: str, channel_name: str = "") -> dict:

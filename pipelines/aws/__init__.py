@@ -2,7 +2,9 @@
 
 Everything here takes a `Target` (plain data: region, optional role to assume, optional endpoint)
 and returns plain Python data, so the layers above never see boto3 and can be tested without AWS.
-Failures surface as `AwsError` with a sentence an operator can act on.
+Failures surface as `AwsError` with a sentence an operator can act on. A configured endpoint (the
+target's, or AWS_ENDPOINT_URL) is reached only through the outbound address policy
+(`pipelines.outbound`); a refusal is an AwsError whose code is `REFUSED`.
 
 Every HTTP attempt made through these clients is counted on the active `CallMeter`, which is how a
 sync cycle knows exactly which AWS calls it paid for (retries included).
@@ -15,6 +17,7 @@ from pipelines.aws.client import (
     COUNT_ATTRIBUTES,
     DENIED_CODES,
     MISSING_QUEUE_CODES,
+    REFUSED,
     THROTTLE_CODES,
     UNSUPPORTED,
     UNSUPPORTED_CODES,
@@ -61,6 +64,7 @@ __all__ = [
     "CallMeter",
     "DENIED_CODES",
     "MISSING_QUEUE_CODES",
+    "REFUSED",
     "THROTTLE_CODES",
     "Target",
     "UNSUPPORTED",

@@ -2,6 +2,12 @@
 
 Every HTTP attempt made through these clients is counted on the active `CallMeter`, which is how a
 sync cycle knows exactly which AWS calls it paid for (retries included).
+
+A client whose endpoint someone configured (an account's endpoint URL, or boto3's AWS_ENDPOINT_URL)
+connects through the outbound address policy (`pipelines.outbound`): its urllib3 connections check
+the peer after connect, before TLS and before the signed request is written, and a refusal ends the
+call as an AwsError at once. AWS's own endpoints are exempt: in a VPC they may rightly resolve to
+private interface-endpoint addresses.
 """
 
 from __future__ import annotations
@@ -17,20 +23,26 @@ from typing import Any
 
 import boto3
 import botocore.session
+from botocore.awsrequest import AWSHTTPConnection, AWSHTTPConnectionPool, AWSHTTPSConnection, AWSHTTPSConnectionPool
 from botocore.config import Config
+from botocore.configprovider import ConfiguredEndpointProvider
 from botocore.credentials import DeferredRefreshableCredentials
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    HTTPClientError,
     NoCredentialsError,
     NoRegionError,
     ParamValidationError,
     PartialCredentialsError,
     ReadTimeoutError,
 )
+from botocore.parsers import ResponseParserError
 from django.conf import settings
+
+from pipelines import outbound
 
 log = logging.getLogger(__name__)
 #: Attributes the fast cycle reads: the live backlog of a queue.
@@ -94,18 +106,42 @@ class AwsError(Exception):
         return self.code in DENIED_CODES
 
 
+class OutboundRefused(BotoCoreError):
+    """A connection to a configured endpoint that the outbound address policy refused."""
+
+    fmt = "{message}"
+
+
+#: The code an AwsError carries when the outbound address policy refused the endpoint's address.
+REFUSED = "OutboundRefused"
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _detail(err: dict, code: str, status: int | None) -> str:
+    """An AWS error's message, short. An answer that is no AWS error document (botocore then makes the
+    HTTP status its code and the body its message; an HTML page) shows only its status: what a custom
+    endpoint answered is not for the operator's screen, and may be another service's data."""
+    message = str(err.get("Message") or "")
+    if not code or code.isdigit() or message.lstrip().startswith("<"):
+        return f"HTTP {status} from the endpoint"
+    return _one_line(message.strip().splitlines()[0] if message.strip() else code)
+
+
 def translate(exc: Exception, doing: str) -> AwsError:
     """Turn a botocore exception into an AwsError whose message says what went wrong."""
     if isinstance(exc, AwsError):
         return exc
+    if isinstance(exc, OutboundRefused):
+        return AwsError(f"{doing}: {exc}", REFUSED)
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         code = str(err.get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        detail = str(err.get("Message") or code or "unknown error")
-        if detail.lstrip().startswith("<"):  # an HTML error page, not an AWS error document
-            detail = f"HTTP {status} from the endpoint"
-        detail = detail.strip().splitlines()[0][:300] if detail.strip() else detail
+        detail = _detail(err, code, status)
         if code in MISSING_QUEUE_CODES:
             return AwsError(f"{doing}: the queue does not exist (deleted, or a wrong URL).", code, status=status)
         if code in DENIED_CODES:
@@ -137,9 +173,11 @@ def translate(exc: Exception, doing: str) -> AwsError:
         return AwsError(f"{doing}: the AWS endpoint did not answer in time.", "ReadTimeout", transient=True)
     if isinstance(exc, ParamValidationError):
         return AwsError(f"{doing}: invalid request ({exc}).", "InvalidParameter")
+    if isinstance(exc, ResponseParserError):  # its text quotes the answer's body
+        return AwsError(f"{doing}: the endpoint's answer is not an AWS response.", "UnparsableResponse", transient=True)
     if isinstance(exc, BotoCoreError):
-        return AwsError(f"{doing}: {exc}.", type(exc).__name__, transient=True)
-    return AwsError(f"{doing}: {type(exc).__name__}: {exc}.", type(exc).__name__)
+        return AwsError(f"{doing}: {_one_line(exc, 300)}.", type(exc).__name__, transient=True)
+    return AwsError(f"{doing}: {type(exc).__name__}: {_one_line(exc, 300)}.", type(exc).__name__)
 
 
 @contextmanager
@@ -147,7 +185,7 @@ def calling(doing: str) -> Iterator[None]:
     """Translate anything raised inside into an AwsError that says what we were doing."""
     try:
         yield
-    except (ClientError, BotoCoreError, AwsError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError, AwsError) as exc:
         raise translate(exc, doing) from exc
 
 
@@ -207,11 +245,87 @@ def _client_config() -> Config:
     )
 
 
-def _session(target: Target) -> boto3.session.Session:
+class _PeerChecked:
+    """botocore's urllib3 connection with the outbound address policy applied to the connected socket:
+    after connect, before TLS, before a byte of the signed request (and its credentials) is written."""
+
+    def _new_conn(self):
+        sock = super()._new_conn()
+        outbound.check_socket(sock)
+        return sock
+
+
+class _HTTPConnection(_PeerChecked, AWSHTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_PeerChecked, AWSHTTPSConnection):
+    pass
+
+
+class _HTTPConnectionPool(AWSHTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSConnectionPool(AWSHTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+def _refusal_is_final(caught_exception: Exception | None = None, **_: Any) -> None:
+    """needs-retry handler: a connection the policy refused is a decision, not a network fault to retry.
+
+    botocore wraps what its http session raises in HTTPClientError, which its retry modes retry;
+    raising here ends the call at once, with the policy's sentence.
+    """
+    refused = caught_exception.kwargs.get("error") if isinstance(caught_exception, HTTPClientError) else None
+    if isinstance(refused, outbound.Refused):
+        raise OutboundRefused(message=str(refused)) from caught_exception
+
+
+def _police(c: Any) -> None:
+    """Make every connection of client `c` pass the outbound address policy.
+
+    botocore has no public hook for its connection classes: its http session keeps the urllib3 pool
+    classes in one dict that its pool managers (proxy ones included) share, updated here in place
+    before any connection exists. Should a botocore release move it, custom endpoints are refused
+    rather than reached unchecked.
+    """
+    http_session = getattr(getattr(c, "_endpoint", None), "http_session", None)
+    pools = getattr(http_session, "_pool_classes_by_scheme", None)
+    if not isinstance(pools, dict) or set(pools) != {"http", "https"}:
+        raise AwsError(
+            "opsboard cannot apply its outbound address policy to this botocore version's connections, "
+            "so it refuses configured endpoints; use a botocore version opsboard supports.",
+            "OutboundUnchecked",
+        )
+    pools.update(http=_HTTPConnectionPool, https=_HTTPSConnectionPool)
+    c.meta.events.register_first("needs-retry", _refusal_is_final)
+
+
+def _configured_endpoint(core: botocore.session.Session, service: str) -> bool:
+    """Whether boto3 sends `service`'s calls to an endpoint from its configuration (AWS_ENDPOINT_URL,
+    AWS_ENDPOINT_URL_<SERVICE>, endpoint_url in the config file), found the way botocore finds it."""
+    found = ConfiguredEndpointProvider(
+        full_config=core.full_config, scoped_config=core.get_scoped_config(), client_name=service
+    ).provide()
+    return bool(found)
+
+
+def _new_client(core: botocore.session.Session, target: Target, service: str) -> Any:
+    """A boto3 client on `core`, policed when its endpoint is a configured one rather than AWS's own."""
+    session = boto3.session.Session(botocore_session=core, region_name=target.region)
+    c = session.client(service, endpoint_url=target.endpoint_url or None, config=_client_config())
+    if target.endpoint_url or _configured_endpoint(core, service):
+        _police(c)
+    return c
+
+
+def _session(target: Target) -> botocore.session.Session:
+    """A botocore session for the target: the process's credentials, or the target's role assumed with them."""
+    core = botocore.session.get_session()
     if not target.role_arn:
-        return boto3.session.Session(region_name=target.region)
-    base = boto3.session.Session(region_name=target.region)
-    sts = base.client("sts", endpoint_url=target.endpoint_url or None, config=_client_config())
+        return core
+    sts = _new_client(botocore.session.get_session(), target, "sts")
 
     def assume() -> dict[str, str]:
         params = {"RoleArn": target.role_arn, "RoleSessionName": "opsboard"}
@@ -226,16 +340,15 @@ def _session(target: Target) -> boto3.session.Session:
             "expiry_time": creds["Expiration"].isoformat(),
         }
 
-    core = botocore.session.get_session()
     core._credentials = DeferredRefreshableCredentials(refresh_using=assume, method="sts-assume-role")
-    return boto3.session.Session(botocore_session=core, region_name=target.region)
+    return core
 
 
 def client(target: Target, service: str) -> Any:
     """A cached, thread-safe boto3 client for one service of one target.
 
     The endpoint is the target's own, else boto3's (which honours AWS_ENDPOINT_URL and the
-    AWS_ENDPOINT_URL_<SERVICE> variables), else AWS.
+    AWS_ENDPOINT_URL_<SERVICE> variables), else AWS; the first two pass the outbound address policy.
     """
     key = (target, service)
     c = _clients.get(key)
@@ -243,7 +356,7 @@ def client(target: Target, service: str) -> Any:
         with _clients_lock:
             c = _clients.get(key)
             if c is None:
-                c = _session(target).client(service, endpoint_url=target.endpoint_url or None, config=_client_config())
+                c = _new_client(_session(target), target, service)
                 c.meta.events.register("before-send", _count_attempt)
                 _clients[key] = c
     return c
@@ -293,5 +406,5 @@ def calling_optional(doing: str, operation: str) -> Iterator[None]:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             raise AwsError(f"{doing}: this endpoint does not support {operation}.", UNSUPPORTED, status=status) from exc
         raise translate(exc, doing) from exc
-    except (BotoCoreError, AwsError) as exc:
+    except (BotoCoreError, ResponseParserError, AwsError) as exc:
         raise translate(exc, doing) from exc

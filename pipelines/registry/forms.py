@@ -1,13 +1,30 @@
 """Admin forms: registering a pipeline discovers it from AWS before anything is saved, and refuses a
-URL of another account or host and a queue another pipeline already has (see `identity`)."""
+URL of another account or host and a queue another pipeline already has (see `identity`); an
+account's endpoint URL must not lead where the outbound address policy forbids."""
 
 from __future__ import annotations
 
 from django import forms
 
+from pipelines import outbound
 from pipelines.models import ApiKind, Pipeline
 from pipelines.registry.discovery import DiscoveryError
 from pipelines.registry.identity import discover_registration
+
+
+class AwsAccountForm(forms.ModelForm):
+    """Refuses, at save time, an endpoint URL whose host resolves to an address the outbound policy
+    forbids. Every connection is checked again (a host's answer can change); this is the clear early word.
+
+    A base for `modelform_factory(AwsAccount, form=AwsAccountForm, …)`, as the admin builds it (with an
+    endpoint typed without a scheme read as https)."""
+
+    def clean_endpoint_url(self):
+        url = self.cleaned_data.get("endpoint_url") or ""
+        problems = outbound.url_errors(url) if url else []
+        if problems:
+            raise forms.ValidationError(problems)
+        return url
 
 
 class PipelineForm(forms.ModelForm):

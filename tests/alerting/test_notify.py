@@ -347,8 +347,7 @@ def test_a_500_is_retried_after_a_minute_and_then_succeeds(pipeline, hook, clock
     assert delivery.status == DeliveryStatus.PENDING and delivery.attempt_count == 1
     first = delivery.attempts[0]
     assert first["ok"] is False and first["status"] == 500 and first["at"] == T.isoformat()
-    assert first["error"].startswith("HTTP 500 Internal Server Error: upstream exploded xxx")
-    assert len(first["error"]) < 260  # the body is cut short
+    assert first["error"] == "HTTP 500 Internal Server Error"  # the answer's body is never shown
     assert delivery.last_error == first["error"] and delivery.next_attempt_at == T + timedelta(minutes=1)
 
     clock[0] = T + timedelta(seconds=59)
@@ -536,7 +535,7 @@ def test_deliveries_are_readable_and_retried_now(
     assert delivery.status == DeliveryStatus.FAILED
 
     listing = admin_client.get(DELIVERIES).content.decode()
-    assert "Failed" in listing and "HTTP 502 Bad Gateway: bad gateway" in listing
+    assert "Failed" in listing and "HTTP 502 Bad Gateway" in listing and "bad gateway" not in listing
     detail = admin_client.get(reverse("admin:pipelines_delivery_change", args=[delivery.pk])).content.decode()
     assert "HTTP status" in detail and "<td>502</td>" in detail and "&quot;event&quot;: &quot;opened&quot;" in detail
     assert admin_client.get(reverse("admin:pipelines_delivery_add")).status_code == 403

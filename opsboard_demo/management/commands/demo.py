@@ -36,6 +36,8 @@ from pipelines.registry.discovery import DiscoveryError
 REGION = "us-east-1"
 #: How often the demo checks that its emulator, worker and web server are still running.
 WATCH_SECONDS = 3
+#: The emulator and the webhook receiver listen here, which the outbound address policy refuses by default.
+LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 
 class Command(BaseCommand):
@@ -72,6 +74,7 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, on_signal)
         try:
+            self._allow_loopback()
             endpoint = self._endpoint()
             account = self._account(endpoint)
             self._clear_broker()
@@ -107,6 +110,13 @@ class Command(BaseCommand):
         self.stdout.write("demo stopped")
 
     # --- pieces -----------------------------------------------------------------------------
+
+    def _allow_loopback(self) -> None:
+        """Let this process, and the web server, worker and beat it starts (they inherit the environment),
+        reach the emulator and the receiver on loopback, on top of what OUTBOUND_ALLOWED_NETWORKS allows."""
+        allowed = tuple(dict.fromkeys([*settings.OUTBOUND_ALLOWED_NETWORKS, *LOOPBACK]))
+        settings.OUTBOUND_ALLOWED_NETWORKS = allowed
+        os.environ["OUTBOUND_ALLOWED_NETWORKS"] = ",".join(allowed)
 
     def _endpoint(self) -> str:
         configured = os.environ.get("AWS_ENDPOINT_URL", "")
