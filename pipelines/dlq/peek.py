@@ -52,6 +52,10 @@ STOP_DELAYED = "delayed"  # messages were delayed
 STOP_ERROR = "error"  # a call failed
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
 @dataclass
 class PeekedMessage:
     """A DLQ message as the browser shows it."""
@@ -62,7 +66,10 @@ class PeekedMessage:
     receive_count: int
     group_id: str
     request_id: str | None
+    #: (name, data type, value): a string attribute's value, or "binary, N bytes".
     attributes: list[tuple[str, str, str]]
+    #: Each attribute's value size in bytes, by name.
+    attribute_sizes: dict[str, int] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -82,14 +89,28 @@ class PeekedMessage:
         return text if len(text) <= limit else text[:limit] + f"\n… (truncated; {self.size:,} bytes in all)"
 
     def masked_preview(self) -> str:
-        """The message's shape without its content: JSON keys, or text with letters and digits masked."""
+        """The body's kind and size, nothing of its content: no keys, no characters, not even its
+        punctuation (`password=hunter2` would show its shape)."""
         value = self.json
+        size = _count(self.size, "byte", "bytes")
         if isinstance(value, dict):
-            return "{" + ", ".join(f'"{k}": •••' for k in list(value)[:12]) + (", …" if len(value) > 12 else "") + "}"
+            return f"JSON object, {_count(len(value), 'key', 'keys')}, {size}"
         if isinstance(value, list):
-            return f"[ {len(value)} item(s) ]"
-        masked = "".join("•" if c.isalnum() else c for c in self.body[:80])
-        return masked + ("…" if len(self.body) > 80 else "")
+            return f"JSON array, {_count(len(value), 'item', 'items')}, {size}"
+        return f"Text, {size}"
+
+    def masked_attributes(self, shown: str = "") -> list[dict[str, Any]]:
+        """The attributes for those who may not read bodies: names, types and sizes; the value only of
+        the attribute named `shown` (the pipeline's request-id attribute, which the page shows anyway)."""
+        return [
+            {
+                "name": name,
+                "type": kind,
+                "value": value if shown and name == shown else None,
+                "size": _count(self.attribute_sizes.get(name, 0), "byte", "bytes"),
+            }
+            for name, kind, value in self.attributes
+        ]
 
 
 def _timestamp(ms: str | None) -> datetime | None:
@@ -99,19 +120,22 @@ def _timestamp(ms: str | None) -> datetime | None:
         return None
 
 
-def _display_attributes(message: dict[str, Any]) -> list[tuple[str, str, str]]:
-    out = []
+def _display_attributes(message: dict[str, Any]) -> tuple[list[tuple[str, str, str]], dict[str, int]]:
+    out, sizes = [], {}
     for name, attr in sorted((message.get("MessageAttributes") or {}).items()):
         if "StringValue" in attr:
             value = attr["StringValue"]
+            sizes[name] = len(value.encode())
         else:
-            value = f"binary, {len(attr.get('BinaryValue') or b'')} bytes"
+            sizes[name] = len(attr.get("BinaryValue") or b"")
+            value = f"binary, {sizes[name]} bytes"
         out.append((name, attr.get("DataType", ""), value))
-    return out
+    return out, sizes
 
 
 def peeked(message: dict[str, Any], request_id_attribute: str) -> PeekedMessage:
     system = message.get("Attributes") or {}
+    attributes, sizes = _display_attributes(message)
     return PeekedMessage(
         id=message["MessageId"],
         body=message.get("Body") or "",
@@ -119,7 +143,8 @@ def peeked(message: dict[str, Any], request_id_attribute: str) -> PeekedMessage:
         receive_count=int(system.get("ApproximateReceiveCount") or 0),
         group_id=system.get("MessageGroupId", ""),
         request_id=attribute_value(message, request_id_attribute) if request_id_attribute else None,
-        attributes=_display_attributes(message),
+        attributes=attributes,
+        attribute_sizes=sizes,
     )
 
 

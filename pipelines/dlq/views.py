@@ -18,9 +18,10 @@ from pipelines import clock
 from pipelines.dlq import filters, peek, progress, queues, service
 from pipelines.dlq.forms import BulkRedriveForm, RedriveForm, new_token
 from pipelines.dlq.queues import RedriveError
-from pipelines.models import FilterKind, Pipeline, RedriveTask
+from pipelines.models import AuditAction, AuditEntry, FilterKind, Pipeline, RedriveTask
 
 REDRIVE_PERM = "pipelines.redrive_dlq"
+PEEK_PERM = "pipelines.peek_dlq"
 BODIES_PERM = "pipelines.view_message_bodies"
 TRACE_PERM = "pipelines.lookup_trace"
 HISTORY_ROWS = 20
@@ -40,9 +41,15 @@ def trace_url(pipeline: Pipeline, m: peek.PeekedMessage, at: datetime) -> str:
     return f"{reverse('admin:trace')}?{urlencode(params)}"
 
 
-def display_message(m: peek.PeekedMessage, bodies: bool, trace: str = "") -> dict:
-    """What the page shows of a peeked message; the body only to those allowed to read it, and a link
-    to its trace (`trace`) only to those allowed to trace."""
+def display_message(m: peek.PeekedMessage, bodies: bool, trace: str = "", request_id_attribute: str = "") -> dict:
+    """What the page shows of a peeked message: its body and attribute values only to those allowed to
+    read bodies (others see kinds and sizes, and the request-id attribute's value), and a link to its
+    trace (`trace`) only to those allowed to trace."""
+    attributes = (
+        [{"name": n, "type": t, "value": v, "size": ""} for n, t, v in m.attributes]
+        if bodies
+        else m.masked_attributes(request_id_attribute)
+    )
     return {
         "trace_url": trace,
         "id": m.id,
@@ -50,9 +57,8 @@ def display_message(m: peek.PeekedMessage, bodies: bool, trace: str = "") -> dic
         "receive_count": m.receive_count,
         "group_id": m.group_id,
         "request_id": m.request_id,
-        "attributes": m.attributes,
+        "attributes": attributes,
         "size": m.size,
-        "is_json": m.json is not None,
         "body": m.pretty_body() if bodies else None,
         "preview": None if bodies else m.masked_preview(),
     }
@@ -88,6 +94,7 @@ class DlqViews:
             "title": title,
             "pipeline": pipeline,
             "can_redrive": request.user.has_perm(REDRIVE_PERM),
+            "can_peek": request.user.has_perm(PEEK_PERM),
             "can_bodies": request.user.has_perm(BODIES_PERM),
             **context,
         }
@@ -112,25 +119,48 @@ class DlqViews:
         else:
             messages.error(request, str(exc))
 
+    def _peek(self, request, pipeline: Pipeline, count: int) -> list[dict] | None:
+        """Receive up to `count` messages to show them, and audit it, failed or not."""
+        bodies, can_trace, at = request.user.has_perm(BODIES_PERM), request.user.has_perm(TRACE_PERM), clock.now()
+        try:
+            result = peek.scan(pipeline, count)
+        except RedriveError as exc:  # no DLQ: nothing was received
+            result = peek.Scan(stopped=peek.STOP_ERROR, error=str(exc))
+        AuditEntry.record(
+            AuditAction.DLQ_PEEK,
+            request.user,
+            pipeline,
+            remote_addr=request.META.get("REMOTE_ADDR"),
+            queue_url=pipeline.dlq_url,
+            count_asked=count,
+            received=result.examined,
+            message_ids=[m.id for m in result.messages],
+            bodies_shown=bodies and bool(result.messages) and not result.error,
+            error=result.error,
+        )
+        if result.error:
+            messages.error(request, result.error)
+            return None
+        return [
+            display_message(m, bodies, trace_url(pipeline, m, at) if can_trace else "", pipeline.request_id_attribute)
+            for m in result.messages
+        ]
+
     # --- pages ---
 
     def dlq(self, request, pk: int):
-        """The DLQ: depth, the active task, history, and a peek at messages (POST: it is a receive)."""
+        """The DLQ: depth, the active task, history, and a peek at messages (POST: it is a receive, so
+        it needs its own permission and is audited)."""
         pipeline = self._pipeline(request, pk)
         peeked, count = None, 10
         if request.method == "POST":
+            if not request.user.has_perm(PEEK_PERM):
+                raise PermissionDenied
             try:
                 count = max(1, min(peek.PEEK_MAX, int(request.POST.get("count") or 10)))
             except ValueError:
                 count = 10
-            bodies, can_trace, at = request.user.has_perm(BODIES_PERM), request.user.has_perm(TRACE_PERM), clock.now()
-            try:
-                peeked = [
-                    display_message(m, bodies, trace_url(pipeline, m, at) if can_trace else "")
-                    for m in peek.peek(pipeline, count)
-                ]
-            except RedriveError as exc:
-                messages.error(request, str(exc))
+            peeked = self._peek(request, pipeline, count)
         info, problem = self._info(pipeline) if pipeline.dlq_url else (None, "")
         history = []
         if pipeline.dlq_url:

@@ -16,6 +16,7 @@ from pipelines.models.alerting import (
     NotifyEvent,
     RuleKind,
 )
+from pipelines.models.audit import AuditAction, AuditEntry, AuditThrough
 from pipelines.models.dlq import (
     ACTIVE_REDRIVE_STATUSES,
     DRY_RUN_SAMPLE,
@@ -36,6 +37,9 @@ __all__ = [
     "UNRESOLVED",
     "AlertRule",
     "ApiKind",
+    "AuditAction",
+    "AuditEntry",
+    "AuditThrough",
     "AwsAccount",
     "ChannelKind",
     "CycleKind",

@@ -200,6 +200,8 @@ class Pipeline(models.Model):
         ordering = ["name"]
         permissions = [
             ("redrive_dlq", "Can redrive a dead-letter queue"),
+            # A peek receives: it raises receive counts and hides the messages a while, so it is audited.
+            ("peek_dlq", "Can peek at a dead-letter queue (receives its messages)"),
             ("view_message_bodies", "Can view message bodies"),
             ("lookup_trace", "Can look up a request trace"),
         ]

@@ -4,7 +4,8 @@ Each DLQ is scanned whole (`dlq.peek.scan`: every message received once, held wh
 on, made visible again at the end), within one budget per lookup: `settings.TRACE_DLQ_SCAN_MAX`
 messages and `SCAN_SECONDS`, shared by the DLQs searched in turn — those of pipelines whose logs
 name the id first, as the likeliest, then the others. A DLQ the budget does not reach is listed
-as not searched.
+as not searched. So is every DLQ when the user may not peek at DLQs (`allowed` False): the lookup
+then searches logs only, and says why the DLQs were not searched.
 
 What the search established (`outcome`) is one of: the message was found; it is absent (every
 DLQ that could hold it was examined whole); there is no DLQ to hold it; or unknown, with the
@@ -26,6 +27,8 @@ from pipelines.dlq import peek
 SCAN_SECONDS = peek.SCAN_SECONDS
 #: Why a DLQ was not searched at all: the lookup's budget was used up before it.
 STOP_BUDGET = "budget"
+#: Why a DLQ was not searched at all: the user who ran the lookup may not peek at DLQs.
+STOP_PERMISSION = "permission"
 
 FOUND, ABSENT, NO_DLQ, UNKNOWN = "found", "absent", "none", "unknown"
 
@@ -66,6 +69,7 @@ def _info(pipeline, mentioned: bool) -> dict[str, Any]:
     """One DLQ's row in "what was searched"; the counts are filled in by the scan."""
     return {
         "pipeline": pipeline.name,
+        "pipeline_id": pipeline.pk,
         "queue_url": pipeline.dlq_url,
         "mentioned": mentioned,  # the pipeline's logs name the id
         "searched": False,
@@ -79,11 +83,15 @@ def _info(pipeline, mentioned: bool) -> dict[str, Any]:
 
 
 def search(
-    candidates: Iterable[tuple[Any, set[str], bool]], limit: int | None = None, seconds: float = SCAN_SECONDS
+    candidates: Iterable[tuple[Any, set[str], bool]],
+    limit: int | None = None,
+    seconds: float = SCAN_SECONDS,
+    allowed: bool = True,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Scan the DLQs of `candidates` — (pipeline, ids to match, whether its logs name the id) — for a
     message whose id or request-id attribute is one of the ids. Returns (one row per DLQ, the
-    timeline entries of the messages found)."""
+    timeline entries of the messages found). Without `allowed` nothing is received: every DLQ is
+    listed as not searched, for want of the permission."""
     budget = cap() if limit is None else limit
     deadline = peek.monotonic() + seconds
     ordered = sorted((c for c in candidates if c[0].dlq_url), key=lambda c: not c[2])  # stable: mentioned first
@@ -92,6 +100,9 @@ def search(
     for pipeline, ids, mentioned in ordered:
         row = _info(pipeline, mentioned)
         rows.append(row)
+        if not allowed:
+            row["stopped"] = STOP_PERMISSION
+            continue
         remaining = deadline - peek.monotonic()
         if budget <= 0 or remaining <= 0:
             row["stopped"] = STOP_BUDGET
@@ -119,6 +130,11 @@ def shortfall(row: dict[str, Any], limit: int, seconds: float = SCAN_SECONDS) ->
     stopped = row.get("stopped", "")
     if stopped == peek.STOP_ERROR:
         return f"the DLQ could not be read ({row['error']})"
+    if stopped == STOP_PERMISSION:
+        return (
+            "the DLQ was not searched: the user who ran the lookup lacks the “Can peek at a dead-letter queue” "
+            "permission (searching a DLQ receives its messages)"
+        )
     if stopped == STOP_BUDGET:
         return (
             f"the DLQ was not searched: the lookup's budget ({limit:,} messages, {seconds:g} s) was used up by "

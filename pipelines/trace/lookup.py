@@ -16,8 +16,10 @@ How a lookup runs (`lookup`):
    between START and END so tracebacks show in full.
 4. The DLQs are scanned whole, within one budget per lookup (`dlqs.py`), for a message whose
    request-id attribute or message id matches: every DLQ, those of pipelines whose logs name the
-   id first. Scanning is a receive (see `dlq.peek`). Only a DLQ examined whole lets the verdict
-   say the message is not there; otherwise it says that is unknown, and why.
+   id first. Scanning is a receive (see `dlq.peek`), so it needs the permission to peek: without
+   it (`scan_dlqs` False) no DLQ is received from and each is listed as not searched, and why. Only
+   a DLQ examined whole lets the verdict say the message is not there; otherwise it says that is
+   unknown, and why.
 
 The parsing helpers are in `logs.py`, pure and tested without AWS.
 """
@@ -316,10 +318,12 @@ def lookup(
     *,
     max_calls: int = MAX_CALLS,
     page_size: int | None = None,
+    scan_dlqs: bool = True,
 ) -> dict[str, Any]:
     """Trace `ident` through `pipelines` between `start` and `end`; plain data (stored as the summary).
 
-    Every pipeline's DLQ is searched, within the per-lookup budget (`dlqs.search`).
+    Every pipeline's DLQ is searched, within the per-lookup budget (`dlqs.search`), when `scan_dlqs`
+    (the user may peek at DLQs); otherwise none is, and the verdict says the DLQ was not searched.
     """
     ident = clean_id(ident)
     search = Search(int(start.timestamp() * 1000), int(end.timestamp() * 1000), max_calls, page_size)
@@ -346,7 +350,7 @@ def lookup(
             access_all.extend(access)
             attempts_all.extend(a for a in attempts if a["kind"] == "invocation")
         limit = dlqs.cap()
-        rows, found = dlqs.search(candidates, limit)
+        rows, found = dlqs.search(candidates, limit, allowed=scan_dlqs)
     timeline.extend(found)
     # The DLQs that could hold the message: those of the pipelines whose logs name the id, if any.
     named = any(c[2] for c in candidates)
@@ -371,6 +375,7 @@ def lookup(
         "dlq_cap": limit,
         "dlq_seconds": dlqs.SCAN_SECONDS,
         "dlq_state": outcome.state,
+        "dlq_allowed": scan_dlqs,
         "pipelines": [p.name for p in pipelines],
         "window": [start.isoformat(timespec="seconds"), end.isoformat(timespec="seconds")],
         "log_calls": search.calls,

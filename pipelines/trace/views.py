@@ -1,9 +1,10 @@
 """The trace page: look up one request by its id, and the history of lookups.
 
 A lookup changes things (it records a TraceLookup, and scanning a DLQ raises its messages' receive
-counts), so it runs only when the form is POSTed; the answer is then shown at `?lookup=<pk>`, a
-read-only address. A GET with `id`, `pipeline` and `hours` only fills the form in: links from the
-DLQ page, the pipeline page and the lookup history point there, and the operator presses Trace.
+counts, so it needs the permission to peek and is written to the audit trail), so it runs only when
+the form is POSTed; the answer is then shown at `?lookup=<pk>`, a read-only address. A GET with
+`id`, `pipeline` and `hours` only fills the form in: links from the DLQ page, the pipeline page and
+the lookup history point there, and the operator presses Trace.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from pipelines import clock
-from pipelines.models import Pipeline, TraceLookup, TraceVerdict
+from pipelines.models import AuditAction, AuditEntry, AuditThrough, Pipeline, TraceLookup, TraceVerdict
 from pipelines.trace import logs, lookup
 
 TRACE_PERM = "pipelines.lookup_trace"
+#: Scanning a DLQ receives its messages, as a peek does: the same permission.
+PEEK_PERM = "pipelines.peek_dlq"
 HISTORY_PERM = "pipelines.view_tracelookup"
 MAX_HOURS = 14 * 24  # SQS keeps messages at most 14 days: older traces have nothing left to find
 
@@ -55,12 +58,26 @@ def rerun_url(entry: TraceLookup) -> str:
     return f"{reverse('admin:trace')}?{urlencode(params)}"
 
 
-def run_lookup(user, ident: str, pipeline: Pipeline | None, hours: int, **options) -> TraceLookup:
-    """Run a lookup and store it; the tests call this as the view does."""
+def may_scan_dlqs(user) -> bool:
+    """Whether a lookup run by `user` may receive DLQ messages; None is a process acting for itself."""
+    return user is None or user.has_perm(PEEK_PERM)
+
+
+def run_lookup(
+    user,
+    ident: str,
+    pipeline: Pipeline | None,
+    hours: int,
+    *,
+    remote_addr: str | None = None,
+    through: AuditThrough = AuditThrough.UI,
+    **options,
+) -> TraceLookup:
+    """Run a lookup and store it, and audit each DLQ it received from; the tests call this as the view does."""
     start, end = lookup.default_window(clock.now(), hours)
     pipelines = [pipeline] if pipeline else list(Pipeline.objects.filter(enabled=True).select_related("account"))
-    result = lookup.lookup(ident, pipelines, start, end, **options)
-    return TraceLookup.objects.create(
+    result = lookup.lookup(ident, pipelines, start, end, scan_dlqs=may_scan_dlqs(user), **options)
+    entry = TraceLookup.objects.create(
         user=user if getattr(user, "pk", None) else None,
         username=getattr(user, "username", ""),
         ident=result["id"],
@@ -72,6 +89,24 @@ def run_lookup(user, ident: str, pipeline: Pipeline | None, hours: int, **option
         summary=result,
         calls_made=result["total_calls"],
     )
+    by_pk = {p.pk: p for p in pipelines}
+    for row in result["dlqs"]:
+        if row["searched"]:  # received from (a scan that failed at once may have received nothing)
+            AuditEntry.record(
+                AuditAction.TRACE_DLQ_SCAN,
+                user,
+                by_pk.get(row["pipeline_id"]),
+                remote_addr=remote_addr,
+                through=through,
+                queue_url=row["queue_url"],
+                lookup=entry.pk,
+                ident=entry.ident,
+                received=row["examined"],
+                complete=row["complete"],
+                found=any(e.get("queue_url") == row["queue_url"] for e in result["timeline"] if e["kind"] == "dlq"),
+                error=row["error"],
+            )
+    return entry
 
 
 def _prefill(params) -> dict:
@@ -102,7 +137,13 @@ def trace_page(request, admin_site):
         form = TraceForm(request.POST)
         if form.is_valid():
             data = form.cleaned_data
-            entry = run_lookup(request.user, data["id"], data["pipeline"], data["hours"] or lookup.DEFAULT_HOURS)
+            entry = run_lookup(
+                request.user,
+                data["id"],
+                data["pipeline"],
+                data["hours"] or lookup.DEFAULT_HOURS,
+                remote_addr=request.META.get("REMOTE_ADDR"),
+            )
             return redirect(f"{reverse('admin:trace')}?{urlencode({'lookup': entry.pk})}")
     elif "lookup" in request.GET:
         entry = _stored(request, request.GET["lookup"])
@@ -115,6 +156,7 @@ def trace_page(request, admin_site):
         "form": form,
         "entry": entry,
         "prefilled": entry is None and bool(request.GET.get("id")),
+        "can_peek": may_scan_dlqs(request.user),
         "result": entry.summary if entry else None,
         "verdict": TraceVerdict(entry.verdict) if entry else None,
         "history": TraceLookup.objects.filter(user=request.user)[:10] if request.user.pk else [],

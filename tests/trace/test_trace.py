@@ -258,7 +258,7 @@ def test_it_stores_each_lookup_and_links_to_rerun_it(orders, target):
     rid = str(uuid.uuid4())
     access(target, orders, rid)
     invocation(target, orders, rid, "m-5")
-    user = staff("tracer", "lookup_trace", "view_tracelookup")
+    user = staff("tracer", "lookup_trace", "peek_dlq", "view_tracelookup")
     c = client_for(user)
     page = c.post(reverse("admin:trace"), {"id": rid, "pipeline": orders.pk, "hours": 24}, follow=True)
     body = text(page)

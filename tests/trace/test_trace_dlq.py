@@ -160,7 +160,7 @@ def test_it_runs_a_posted_lookup_and_states_the_dlq_cap_on_the_page(orders, targ
     rid = str(uuid.uuid4())
     failed_three_times(target, orders, rid)
     fill(target, orders.dlq_url, 60)
-    c = client_for(staff("tracer", "lookup_trace"))
+    c = client_for(staff("tracer", "lookup_trace", "peek_dlq"))
     res = c.post(reverse("admin:trace"), {"id": rid, "pipeline": orders.pk, "hours": 24})
     entry = TraceLookup.objects.get()
     assert res.status_code == 302 and res["Location"] == f"{reverse('admin:trace')}?lookup={entry.pk}"

@@ -1,5 +1,6 @@
 """Who may see and do what in the admin beyond the stock permissions: importing registers pipelines,
-stored trace lookups need the trace permission, and secrets are masked for those who cannot change them."""
+stored trace lookups need the trace permission, secrets are masked for those who cannot change them,
+and the audit trail is read-only for everyone."""
 
 import re
 
@@ -8,7 +9,7 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 
-from pipelines.models import AwsAccount, Delivery, NotificationChannel, Pipeline, TraceLookup
+from pipelines.models import AuditAction, AuditEntry, AwsAccount, Delivery, NotificationChannel, Pipeline, TraceLookup
 
 
 def staff(username: str, *perms: str) -> User:
@@ -162,3 +163,48 @@ def test_it_masks_the_external_id_for_a_user_who_cannot_change_the_account(as_us
     assert "pa55word" not in text(viewer.get(reverse("admin:pipelines_awsaccount_changelist")))
     editor = as_user("editor", "view_awsaccount", "change_awsaccount")
     assert "ext-secret-4242" in text(editor.get(reverse("admin:pipelines_awsaccount_change", args=[account.pk])))
+
+
+# --- the audit trail is read-only, superusers included ----------------------------------------------------------
+
+
+@pytest.fixture
+def audit_entry(db):
+    owner = User.objects.create_user("peeker", "peeker@example.com", "pw-for-tests-1")
+    return AuditEntry.record(
+        AuditAction.DLQ_PEEK, owner, remote_addr="::ffff:10.1.2.3", queue_url="https://q/orders-dlq", received=3
+    )
+
+
+def test_it_lets_nobody_add_change_or_delete_an_audit_entry(admin_client, audit_entry):
+    assert audit_entry.remote_addr == "10.1.2.3"
+    change = reverse("admin:pipelines_auditentry_change", args=[audit_entry.pk])
+    delete = reverse("admin:pipelines_auditentry_delete", args=[audit_entry.pk])
+    changelist = reverse("admin:pipelines_auditentry_changelist")
+    assert admin_client.get(reverse("admin:pipelines_auditentry_add")).status_code == 403
+    assert admin_client.post(reverse("admin:pipelines_auditentry_add"), {"action": "dlq_peek"}).status_code == 403
+    assert admin_client.post(change, {"username": "someone-else"}).status_code == 403
+    assert admin_client.get(delete).status_code == 403 and admin_client.post(delete, {"post": "yes"}).status_code == 403
+    bulk = admin_client.post(
+        changelist, {"action": "delete_selected", "_selected_action": [audit_entry.pk], "post": "yes"}
+    )
+    assert bulk.status_code in (200, 302)
+    assert AuditEntry.objects.get().username == "peeker"  # still there, unchanged
+    page = text(admin_client.get(change))
+    assert admin_client.get(change).status_code == 200 and 'name="_save"' not in page and "Delete" not in page
+
+
+def test_it_shows_the_audit_trail_to_a_user_with_view_auditentry_only(as_user, audit_entry):
+    changelist = reverse("admin:pipelines_auditentry_changelist")
+    assert as_user("nobody", "view_pipeline").get(changelist).status_code == 403
+    auditor = as_user("auditor", "view_auditentry")
+    page = text(auditor.get(changelist))
+    assert "Peeked at a DLQ" in page and "peeker" in page and "10.1.2.3" in page and "received: 3" in page
+    assert "0 results" in text(auditor.get(changelist, {"q": "nobody-like-this"}))
+    assert "0 results" not in text(auditor.get(changelist, {"q": "peeker"}))
+    assert 'value="delete_selected"' not in page
+
+
+def test_it_names_the_peek_permission_clearly_on_the_permission_page(admin_client):
+    page = text(admin_client.get(reverse("admin:auth_group_add")))
+    assert "Pipelines | pipeline | Can peek at a dead-letter queue (receives its messages)" in page

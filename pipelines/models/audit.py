@@ -1,0 +1,95 @@
+"""The audit trail: who did what to which pipeline, from where, written by opsboard as it happens.
+
+One row per audited act. `action` says what was done (one enum, grown as more acts are audited:
+redrives, deletions, purges, acknowledgements, API calls), `through` how (the admin UI today), and
+`detail` the act's own facts (queue URL, counts, errors) as plain JSON. Rows are never edited; the
+user and pipeline names are copied so a row still reads right after either is deleted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+
+from pipelines import clock
+from pipelines.models.registry import Pipeline
+
+
+class AuditAction(models.TextChoices):
+    """What an audited act was."""
+
+    #: Messages received from a DLQ to show them on its page.
+    DLQ_PEEK = "dlq_peek", "Peeked at a DLQ"
+    #: A DLQ received whole (or in part) by a trace lookup looking for one request.
+    TRACE_DLQ_SCAN = "trace_dlq_scan", "Scanned a DLQ for a trace"
+
+
+class AuditThrough(models.TextChoices):
+    """How the act reached opsboard."""
+
+    UI = "ui", "Admin UI"
+
+
+def remote_address(value: str | None) -> str | None:
+    """The connecting address as it is stored: REMOTE_ADDR only, IPv4-mapped IPv6 unwrapped; None when
+    there is none (a Unix socket). Forwarding headers are not read: with no trusted-proxy setting
+    they are whatever the client sent (the /metrics allow-list refuses them for the same reason)."""
+    try:
+        addr = ipaddress.ip_address((value or "").split("%")[0])
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
+class AuditEntry(models.Model):
+    """One audited act (read-only history)."""
+
+    at = models.DateTimeField(default=clock.now, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(max_length=150, blank=True, help_text="Kept when the user is deleted.")
+    action = models.CharField(max_length=32, choices=AuditAction.choices)
+    pipeline = models.ForeignKey(Pipeline, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    pipeline_name = models.CharField(max_length=100, blank=True, help_text="Kept when the pipeline is deleted.")
+    detail = models.JSONField(default=dict, blank=True)
+    remote_addr = models.GenericIPAddressField(
+        "remote address", null=True, blank=True, help_text="The connecting address (a proxy's, behind one)."
+    )
+    through = models.CharField(max_length=16, choices=AuditThrough.choices, default=AuditThrough.UI)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit trail"
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} by {self.username or 'a process'} ({self.pipeline_name or '–'})"
+
+    @classmethod
+    def record(
+        cls,
+        action: AuditAction,
+        user,
+        pipeline: Pipeline | None = None,
+        *,
+        remote_addr: str | None = None,
+        through: AuditThrough = AuditThrough.UI,
+        **detail: Any,
+    ) -> AuditEntry:
+        """Write one entry; `user` None (or anonymous) is a process acting for itself."""
+        return cls.objects.create(
+            user=user if getattr(user, "pk", None) else None,
+            username=getattr(user, "username", "") or "",
+            action=action,
+            pipeline=pipeline,
+            pipeline_name=pipeline.name if pipeline else "",
+            detail=detail,
+            remote_addr=remote_address(remote_addr),
+            through=through,
+        )
