@@ -59,8 +59,9 @@ class RedriveForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.pipeline = pipeline
         if not can_read_bodies:
-            # Match counts of a body filter tell what the bodies say: only readers of bodies may filter on them.
-            self.fields["filter_kind"].choices = [c for c in FILTER_CHOICES if c[0] != FilterKind.BODY]
+            # Match counts of a body or attribute-value filter tell what the messages say (attribute values
+            # are masked like bodies): only readers of bodies may filter on them.
+            self.fields["filter_kind"].choices = [c for c in FILTER_CHOICES if c[0] not in service.CONTENT_FILTERS]
         self.fields["destination"].choices = [
             ("source", f"The source queue: {pipeline.queue_name or pipeline.queue_url}"),
             ("other", "Another queue (URL)"),

@@ -35,6 +35,8 @@ MAX_MESSAGES = 10_000_000
 MAX_MESSAGES_TEXT = f"At most {MAX_MESSAGES:,} messages per task; leave it empty to move all of them."
 #: Who may read message bodies, and so filter on them.
 BODIES_PERM = "pipelines.view_message_bodies"
+#: Filters whose match counts reveal message content: bodies, and attribute values (masked like bodies).
+CONTENT_FILTERS = (FilterKind.BODY, FilterKind.ATTRIBUTE)
 
 
 def choose_engine(
@@ -157,9 +159,12 @@ def start_redrive(
     """Check, record and enqueue a redrive. Returns (task, created); created is False when `token`
     was already used (a double-submitted form) and the task is the one it started.
 
-    A body filter needs a user who may read bodies: its match counts say what the bodies contain."""
-    if flt.kind == FilterKind.BODY and _username(user) and not user.has_perm(BODIES_PERM):
-        raise RedriveError("Filtering on message bodies needs the permission to view message bodies.")
+    A body or attribute-value filter needs a user who may read bodies: its match counts say what the
+    messages contain."""
+    if flt.kind in CONTENT_FILTERS and _username(user) and not user.has_perm(BODIES_PERM):
+        raise RedriveError(
+            "Filtering on message bodies or attribute values needs the permission to view message bodies."
+        )
     if existing := already_requested(token):
         return existing, False
     plan = plan_redrive(pipeline, destination_url, flt=flt, max_messages=max_messages, rate=rate, dry_run=dry_run)

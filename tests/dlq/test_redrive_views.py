@@ -243,13 +243,14 @@ def test_it_redrives_by_request_id_from_the_form(operator, orders, target, eager
     assert counts(target, orders.dlq_url)["visible"] == 23
 
 
-def test_it_lists_what_a_dry_run_would_move(operator, orders, target, eager, django_capture_on_commit_callbacks):
+def test_it_lists_what_a_dry_run_would_move(as_user, orders, target, eager, django_capture_on_commit_callbacks):
+    lead = as_user("lead", "view_pipeline", "redrive_dlq", "peek_dlq", "view_message_bodies")
     with django_capture_on_commit_callbacks(execute=True):
-        res = operator.post(
+        res = lead.post(
             url("dlq_redrive", orders.pk),
             start_form(dry_run="on", filter_kind="attribute", filter_attribute="attempt", filter_value="2"),
         )
-    page = text(operator.get(res["Location"]))
+    page = text(lead.get(res["Location"]))
     assert "Dry run: 6 of 25 sampled message(s) would move; nothing was moved." in page
     assert "Sampled messages: 6 of 25 would move" in page and "req-00002" in page
     assert counts(target, orders.queue_url)["visible"] == 0
@@ -395,6 +396,18 @@ def test_it_refuses_a_body_filter_dry_run_from_a_user_who_may_not_read_bodies(op
     data = start_form(dry_run="on", filter_kind="body", filter_value="password=hunter2")
     res = operator.post(url("dlq_redrive", orders.pk), data, follow=True)
     assert res.status_code == 200 and "Select a valid choice" in text(res)
+    assert not RedriveTask.objects.exists()
+
+
+def test_it_refuses_an_attribute_value_filter_from_a_user_who_may_not_read_bodies(operator, as_user, orders):
+    # Attribute values are masked like bodies, so a dry run's match count must not reveal them either.
+    assert "Attribute equals" not in text(operator.get(url("dlq_redrive", orders.pk)))
+    data = start_form(dry_run="on", filter_kind="attribute", filter_attribute="tenant", filter_value="acme")
+    res = operator.post(url("dlq_redrive", orders.pk), data, follow=True)
+    assert res.status_code == 200 and "Select a valid choice" in text(res)
+    user = staff("redriver2", "view_pipeline", "redrive_dlq")
+    with pytest.raises(service.RedriveError, match="attribute values needs the permission"):
+        service.start_redrive(orders, user, flt=Filter("attribute", "tenant", "acme"), dry_run=True)
     assert not RedriveTask.objects.exists()
 
 
