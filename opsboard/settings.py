@@ -241,6 +241,7 @@ METRICS_OVERLAP_SECONDS = _env(env.int, "METRICS_OVERLAP_SECONDS", default=600)
 COLLECT_CONCURRENCY = _env(env.int, "COLLECT_CONCURRENCY", default=16)
 RAW_RETENTION_DAYS = _env(env.int, "RAW_RETENTION_DAYS", default=15)
 ROLLUP_RETENTION_DAYS = _env(env.int, "ROLLUP_RETENTION_DAYS", default=455)
+AUDIT_RETENTION_DAYS = _env(env.int, "AUDIT_RETENTION_DAYS", default=365)
 MAINTENANCE_BATCH_ROWS = _env(env.int, "MAINTENANCE_BATCH_ROWS", default=20000)
 SQS_PRICE_PER_MILLION = _env(env.float, "SQS_PRICE_PER_MILLION", default=0.40)
 CLOUDWATCH_PRICE_PER_THOUSAND_METRICS = _env(env.float, "CLOUDWATCH_PRICE_PER_THOUSAND_METRICS", default=0.01)
@@ -252,6 +253,10 @@ for _name in ("FAST_INTERVAL_SECONDS", "METRICS_INTERVAL_SECONDS", "COLLECT_CONC
 ALERT_RENOTIFY_MINUTES = _env(env.int, "ALERT_RENOTIFY_MINUTES", default=60)
 ALERT_DELIVERY_ATTEMPTS = _env(env.int, "ALERT_DELIVERY_ATTEMPTS", default=6)
 ALERT_WEBHOOK_TIMEOUT = _env(env.float, "ALERT_WEBHOOK_TIMEOUT", default=5.0)
+# PagerDuty channels send to the Events API v2; Opsgenie channels to the Alert API (US instance here,
+# a channel whose key is written eu:KEY uses the EU one).
+PAGERDUTY_EVENTS_URL = _env(env.str, "PAGERDUTY_EVENTS_URL", default="https://events.pagerduty.com/v2/enqueue")
+OPSGENIE_API_URL = _env(env.str, "OPSGENIE_API_URL", default="https://api.opsgenie.com").rstrip("/")
 # Email for notification channels: smtp+tls://user:password@host:587 (STARTTLS) or
 # smtp+ssl://…:465; the default prints messages to the worker's log.
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))

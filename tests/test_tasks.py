@@ -111,7 +111,7 @@ def test_metrics_and_maintenance_tasks_run(register, account, settings):
     assert tasks.metrics_cycle_account.apply(args=[account.pk]).get()["failed"] == 0
     assert PollCycle.objects.filter(kind="metrics").count() == 1
     result = tasks.maintenance.apply().get()
-    assert set(result) == {"rolled_up", "samples", "rollups", "stale_alerts"}
+    assert set(result) == {"rolled_up", "samples", "rollups", "audit", "stale_alerts"}
 
 
 def test_beat_schedules_both_cadences(settings):

@@ -19,7 +19,7 @@ from django.db.models.functions import TruncHour
 from pipelines import clock
 from pipelines.collection import retention
 from pipelines.collection.store import floor_hour, upsert_samples
-from pipelines.models import MetricRollup, MetricSample, Pipeline
+from pipelines.models import AuditEntry, MetricRollup, MetricSample, Pipeline
 
 # How each field is aggregated over an hour: levels are averaged, counts summed, ages and peaks maxed.
 AGGREGATES = {
@@ -109,7 +109,8 @@ def _delete_older(model, field: str, cutoff, batch: int, budget: int) -> int:
 
 
 def prune(at=None, batch: int | None = None, budget: int = 1_000_000) -> dict[str, int]:
-    """Delete minute rows older than RAW_RETENTION_DAYS and hourly rows older than ROLLUP_RETENTION_DAYS."""
+    """Delete minute rows older than RAW_RETENTION_DAYS, hourly rows older than ROLLUP_RETENTION_DAYS and
+    audit entries older than AUDIT_RETENTION_DAYS."""
     at = at or clock.now()
     batch = batch or settings.MAINTENANCE_BATCH_ROWS
     return {
@@ -119,6 +120,7 @@ def prune(at=None, batch: int | None = None, budget: int = 1_000_000) -> dict[st
         "rollups": _delete_older(
             MetricRollup, "hour", at - timedelta(days=settings.ROLLUP_RETENTION_DAYS), batch, budget
         ),
+        "audit": _delete_older(AuditEntry, "at", at - timedelta(days=settings.AUDIT_RETENTION_DAYS), batch, budget),
     }
 
 

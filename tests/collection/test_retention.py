@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 from pipelines.collection import retention
-from pipelines.models import AwsAccount, MetricRollup, MetricSample, Pipeline
+from pipelines.models import AuditEntry, AwsAccount, MetricRollup, MetricSample, Pipeline
 
 UTC = UTC
 
@@ -46,6 +46,7 @@ def test_it_rolls_minutes_up_into_hours(db):
 def test_it_prunes_past_retention_in_batches(db, settings):
     settings.RAW_RETENTION_DAYS = 15
     settings.ROLLUP_RETENTION_DAYS = 455
+    settings.AUDIT_RETENTION_DAYS = 365
     p = make_pipeline()
     at = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
     MetricSample.objects.bulk_create(
@@ -58,7 +59,10 @@ def test_it_prunes_past_retention_in_batches(db, settings):
             MetricRollup(pipeline=p, hour=at - timedelta(days=100)),
         ]
     )
-    assert retention.prune(at=at, batch=10) == {"samples": 25, "rollups": 1}
+    AuditEntry.objects.bulk_create([AuditEntry(action="dlq_peek", username="ops") for _ in range(3)])
+    AuditEntry.objects.filter(pk__in=AuditEntry.objects.values("pk")[:2]).update(at=at - timedelta(days=366))
+    assert retention.prune(at=at, batch=10) == {"samples": 25, "rollups": 1, "audit": 2}
+    assert AuditEntry.objects.count() == 1
     assert MetricSample.objects.count() == 1 and MetricRollup.objects.count() == 1
     # A budget bounds one run; the next run finishes the job.
     MetricSample.objects.bulk_create(
