@@ -65,7 +65,8 @@ test: install browser tools
 
 ## Benchmarks print figures (they assert nothing): collection calls/time/cost, dashboard latency
 ## (needs Postgres on 127.0.0.1:5432; loads 8.6 million rows once), redrive throughput, alert lead time
-## (real time: about 16 minutes), alert evaluation cost (Postgres).
+## (real time: about 16 minutes), alert evaluation cost (Postgres), 50 operators on the overview through
+## gunicorn for 60 s (Postgres on 127.0.0.1:5432 when it answers, else SQLite).
 bench: install
 	$(PY) bench/collect_bench.py
 
@@ -80,6 +81,9 @@ bench-alerts: install
 
 bench-alerts-eval: install
 	$(PY) bench/alert_eval_bench.py
+
+bench-load: install
+	$(PY) bench/load_overview.py
 
 ## The web server alone, and a worker with beat, with the environment as it is (.env: SECRET_KEY, or DEBUG=true).
 run: $(RUN_STAMP)

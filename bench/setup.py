@@ -13,6 +13,7 @@ It offers:
   of a SQLite database file in it;
 - `recreate_postgres` and `ensure_postgres`: a Postgres database dropped and created afresh, or
   created only when the server does not have it;
+- `postgres_reachable`: whether the Postgres server a URL names accepts a connection now;
 - `configure_django`: the test settings (dummy AWS credentials) pointed at the bench database, with
   DEBUG off, then `django.setup()`;
 - `migrate`: the schema, quietly;
@@ -160,3 +161,22 @@ def time_limit(seconds: int) -> Iterator[None]:
 
 def yes(ok: bool) -> str:
     return "yes" if ok else "NO"
+
+
+def postgres_reachable(url: str, timeout: float = 2.0) -> bool:
+    """Whether the Postgres server the URL names accepts a connection now (trust auth, as in CI)."""
+    try:
+        import psycopg
+
+        parts = urlsplit(url)
+        psycopg.connect(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 5432,
+            user=parts.username or "postgres",
+            password=parts.password or None,
+            dbname="postgres",
+            connect_timeout=timeout,
+        ).close()
+        return True
+    except Exception:
+        return False
