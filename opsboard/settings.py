@@ -125,6 +125,9 @@ else:
     # A server that accepts the connection and never completes it must not hold a request (or /healthz)
     # for long; `?connect_timeout=N` in DATABASE_URL overrides.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+    # A reused connection is checked before each request or task, so one dropped by a database restart
+    # between cycles is replaced instead of failing the next cycle.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

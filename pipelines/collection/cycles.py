@@ -18,12 +18,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from pipelines import aws, clock
 from pipelines.alerting import evaluate, history, rules
 from pipelines.collection.cloudwatch import METRICS, build_queries, fetch, plan_metrics
-from pipelines.collection.store import CycleReport, floor_minute, pool_map, record_cycle, upsert_samples
+from pipelines.collection.store import (
+    CycleReport,
+    database_lost,
+    floor_minute,
+    pool_map,
+    record_cycle,
+    upsert_samples,
+)
 from pipelines.models import AwsAccount, CycleKind, MetricSample, Pipeline
 
 #: The longest gap the metrics cycle closes by itself; older gaps are for `sync_metrics --backfill`.
@@ -86,21 +93,26 @@ def run_fast_cycle(
         else:
             p.last_sync_at, p.last_error, p.consecutive_failures = at, "", 0
             ok.append(p)
-    with transaction.atomic():
-        report.samples_written = upsert_samples(MetricSample, "minute", rows)
-        Pipeline.objects.bulk_update(
-            ok,
-            ["backlog", "in_flight", "delayed", "dlq_depth", "last_sync_at", "last_error", "consecutive_failures"],
-            batch_size=500,
-        )
-        Pipeline.objects.bulk_update(
-            failed,
-            ["backlog", "in_flight", "delayed", "dlq_depth", "last_error", "last_error_at", "consecutive_failures"],
-            batch_size=500,
-        )
-        recent = history.refresh(pipes, at)
-    evaluation = evaluate.evaluate_after_sync(pipes, at, recent, rules.FAST, failed=[p.pk for p in failed])
-    report.alerts = evaluation.as_dict() if evaluation else {"errors": ["alert evaluation failed (see the log)"]}
+    try:
+        with transaction.atomic():
+            report.samples_written = upsert_samples(MetricSample, "minute", rows)
+            Pipeline.objects.bulk_update(
+                ok,
+                ["backlog", "in_flight", "delayed", "dlq_depth", "last_sync_at", "last_error", "consecutive_failures"],
+                batch_size=500,
+            )
+            Pipeline.objects.bulk_update(
+                failed,
+                ["backlog", "in_flight", "delayed", "dlq_depth", "last_error", "last_error_at", "consecutive_failures"],
+                batch_size=500,
+            )
+            recent = history.refresh(pipes, at)
+    except DatabaseError as exc:
+        report.samples_written = 0
+        database_lost(report, pipes, exc)
+    else:
+        evaluation = evaluate.evaluate_after_sync(pipes, at, recent, rules.FAST, failed=[p.pk for p in failed])
+        report.alerts = evaluation.as_dict() if evaluation else {"errors": ["alert evaluation failed (see the log)"]}
     record_cycle(report, account, started, meter)
     return report
 
@@ -165,12 +177,16 @@ def run_metrics_cycle(
     points = max(1, int((end - start).total_seconds() // 60))
     with aws.metering() as meter:
         rows, errors = fetch(account, queries, start, end, points)
-    report.samples_written = store_metrics(pipes, specs_by_pipe, rows, errors, end, report)
-    recent = history.refresh(pipes, at)  # ages, errors and throttles just arrived
-    evaluation = evaluate.evaluate_after_sync(
-        pipes, at, recent, rules.METRICS, failed=[p.pk for p in pipes if p.name in report.errors]
-    )
-    report.alerts = evaluation.as_dict() if evaluation else {"errors": ["alert evaluation failed (see the log)"]}
+    try:
+        report.samples_written = store_metrics(pipes, specs_by_pipe, rows, errors, end, report)
+        recent = history.refresh(pipes, at)  # ages, errors and throttles just arrived
+    except DatabaseError as exc:
+        database_lost(report, pipes, exc)
+    else:
+        evaluation = evaluate.evaluate_after_sync(
+            pipes, at, recent, rules.METRICS, failed=[p.pk for p in pipes if p.name in report.errors]
+        )
+        report.alerts = evaluation.as_dict() if evaluation else {"errors": ["alert evaluation failed (see the log)"]}
     record_cycle(report, account, started, meter)
     return report
 

@@ -8,6 +8,7 @@ per-account counters `/metrics` exports.
 from __future__ import annotations
 
 import contextvars
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,11 +17,13 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 
 from pipelines import aws, clock
 from pipelines.models import AwsAccount, PollCounter, PollCycle
+
+log = logging.getLogger(__name__)
 
 
 def floor_minute(t: datetime) -> datetime:
@@ -65,6 +68,18 @@ class CycleReport:
             "skipped": self.skipped,
             "alerts": self.alerts,
         }
+
+
+def database_lost(report: CycleReport, pipes: Iterable[Any], exc: DatabaseError) -> None:
+    """The database failed while a cycle stored what it read (a restart, a dropped connection): every
+    pipeline of the cycle counts as failed (the samples are written in one transaction, so none of a
+    failed write is kept), and the broken connection is dropped so the cycle's record is written on a
+    fresh one. The next cycle reads again; its upserts leave one row per pipeline and minute."""
+    log.warning("%s cycle for %s: the database failed while storing: %s", report.kind, report.account, exc)
+    reason = f"the database failed while storing ({type(exc).__name__}); the next cycle reads again"
+    report.errors.update({p.name: reason for p in pipes})
+    if not connection.in_atomic_block:
+        connection.close()
 
 
 def record_cycle(report: CycleReport, account: AwsAccount | None, started: datetime, meter: aws.CallMeter) -> None:

@@ -4,6 +4,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import OperationalError
 
 from pipelines import aws
 from pipelines.collection import backfill, cloudwatch, cycles, store
@@ -73,6 +74,26 @@ def test_it_upserts_instead_of_duplicating(target, register, account):
     rows = list(MetricSample.objects.filter(pipeline=p))
     assert len(rows) == 1 and rows[0].visible == 5
     assert rows[0].minute == datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("run", ["fast", "metrics"])
+def test_a_cycle_whose_database_fails_while_storing_is_recorded_as_failed(register, account, monkeypatch, run):
+    p = register("orders")
+
+    def cut(*args, **kwargs):
+        raise OperationalError("terminating connection due to administrator command")
+
+    monkeypatch.setattr(cycles.history, "refresh", cut)
+    report = getattr(cycles, f"run_{run}_cycle")(account)
+    assert report.errors == {
+        "orders": "the database failed while storing (OperationalError); the next cycle reads again"
+    }
+    cycle = PollCycle.objects.get()
+    assert (cycle.kind, cycle.failed) == (run, 1) and "the database failed" in cycle.errors[0]
+    if run == "fast":  # its writes are one transaction: none of them is kept
+        assert not MetricSample.objects.exists()
+        p.refresh_from_db()
+        assert p.last_sync_at is None
 
 
 def test_it_polls_only_pipelines_that_are_due(register, account):

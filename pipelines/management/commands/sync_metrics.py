@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 from django.utils.dateparse import parse_date, parse_datetime
 
 from pipelines import clock
@@ -83,9 +84,15 @@ class Command(BaseCommand):
         else:
             if opts["since"] or opts["until"]:
                 raise CommandError("--since and --until only go with --backfill.")
-            reports = cycles.sync_pipelines(
-                pipelines, fast=not opts["metrics_only"], metrics=not opts["fast_only"], at=at
-            )
+            try:
+                reports = cycles.sync_pipelines(
+                    pipelines, fast=not opts["metrics_only"], metrics=not opts["fast_only"], at=at
+                )
+            except DatabaseError as exc:
+                raise CommandError(
+                    f"The database failed during the cycle ({type(exc).__name__}: {str(exc).strip()[:200]}); "
+                    "what was read is not stored. Run the command again once the database answers."
+                ) from None
         failed = {name: why for r in reports for name, why in r.errors.items()}
         if opts["json"]:
             self.stdout.write(
