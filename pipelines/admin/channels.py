@@ -1,11 +1,14 @@
-"""Admin for notification channels (with a test action) and their deliveries."""
+"""Admin for notification channels (with a test action) and their deliveries.
+
+Secrets — webhook URLs, routing and API keys, signing secrets — are masked by each channel kind
+(`channels.mask_target`, `channels.scrub`) for anyone who may not change the channel."""
 
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.urls import NoReverseMatch, reverse
@@ -13,43 +16,23 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from pipelines import clock
-from pipelines.admin.support import ReadOnly, badge, error_text, mask_url
+from pipelines.admin.support import ReadOnly, badge, error_text
 from pipelines.alerting import channels, deliveries
 from pipelines.models import ChannelKind, Delivery, DeliveryStatus, NotificationChannel, NotifyEvent
 
 
-def shown_target(kind: str, target: str) -> str:
-    """A target for someone who may not change it: email addresses as they are, a webhook URL masked."""
-    return target if kind == ChannelKind.EMAIL else mask_url(target)
-
-
-def scrub(text: str, channel: NotificationChannel) -> str:
-    """`text` with the channel's webhook URL (its secret) masked, wherever an error or payload repeats it."""
-    target = (channel.target or "").strip()
-    if channel.kind == ChannelKind.EMAIL or not target or not text:
-        return text
-    return text.replace(target, mask_url(target))
-
-
-def short_target(kind: str, target: str) -> str:
-    """Enough of a target to recognise it. Webhook URLs carry their secret in the path: show the host."""
-    target = (target or "").strip()
-    if kind == ChannelKind.EMAIL:
-        text = ", ".join(channels.parse_addresses(target))
-        return text if len(text) <= 60 else text[:59] + "…"
-    parts = urlsplit(target)
-    host = parts.netloc.rpartition("@")[2]  # never the user-info: it is a credential
-    return f"{parts.scheme}://{host}/…" if host else target[:40]
-
-
 class NotificationChannelForm(forms.ModelForm):
-    """Checks the target fits the kind (an http(s) URL, or valid addresses) before anything is saved, and
-    that a URL's host does not resolve to an address the outbound policy refuses."""
+    """Checks the target fits the kind (an http(s) URL, valid addresses, a routing or API key) before
+    anything is saved, and that where it leads does not resolve to an address the outbound policy refuses.
+    A JSON webhook's secret left empty is generated on save (clearing it makes a new one)."""
 
     class Meta:
         model = NotificationChannel
         fields = "__all__"
-        widgets = {"target": forms.Textarea(attrs={"rows": 3, "cols": 80})}
+        widgets = {
+            "target": forms.Textarea(attrs={"rows": 3, "cols": 80}),
+            "signing_secret": forms.TextInput(attrs={"size": 60, "autocomplete": "off"}),
+        }
 
     def clean(self):
         cleaned = super().clean()
@@ -59,6 +42,8 @@ class NotificationChannelForm(forms.ModelForm):
             problems = channels.target_errors(kind, cleaned["target"])
             for problem in problems or channels.address_errors(kind, cleaned["target"]):
                 self.add_error("target", problem)
+        if kind and kind not in (ChannelKind.WEBHOOK, ChannelKind.PAGERDUTY):
+            cleaned["signing_secret"] = ""  # no other kind uses one: do not keep a stray secret
         return cleaned
 
 
@@ -81,20 +66,33 @@ class NotificationChannelAdmin(admin.ModelAdmin):
     search_fields = ("name",)
     filter_horizontal = ("pipelines",)
     actions = ["send_test_action"]
-    fields = ("name", "kind", "target", "enabled", "min_severity", "send_resolved", "pipelines")
+    fields = ("name", "kind", "target", "signing_secret", "enabled", "min_severity", "send_resolved", "pipelines")
+    MASKED = {"target": "target_masked", "signing_secret": "secret_masked"}
 
     def get_fields(self, request, obj=None):
-        fields = super().get_fields(request, obj)
+        fields = list(super().get_fields(request, obj))
         if obj is not None and not self.has_change_permission(request, obj):
-            return tuple("target_masked" if f == "target" else f for f in fields)
-        return fields
+            fields = [self.MASKED.get(f, f) for f in fields]
+        if obj is not None and obj.kind == ChannelKind.PAGERDUTY:
+            secret = "secret_masked" if "secret_masked" in fields else "signing_secret"
+            fields.insert(fields.index(secret) + 1, "inbound_url")
+        return tuple(fields)
 
     def get_readonly_fields(self, request, obj=None):
-        return (*super().get_readonly_fields(request, obj), "target_masked")
+        return (*super().get_readonly_fields(request, obj), "target_masked", "secret_masked", "inbound_url")
 
     @admin.display(description="target")
     def target_masked(self, obj):
-        return shown_target(obj.kind, obj.target)
+        return channels.mask_target(obj.kind, obj.target)
+
+    @admin.display(description="secret")
+    def secret_masked(self, obj):
+        return channels.mask_secret(obj.kind, obj.signing_secret) or "–"
+
+    @admin.display(description="PagerDuty webhook URL")
+    def inbound_url(self, obj):
+        """Where a PagerDuty v3 webhook subscription sends incident.acknowledged (with the secret above)."""
+        return settings.SITE_URL + reverse("pagerduty_webhook", args=[obj.pk])
 
     def get_search_results(self, request, queryset, search_term):
         terms = search_term.split()
@@ -117,7 +115,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
 
     @admin.display(description="target")
     def target_short(self, obj):
-        return short_target(obj.kind, obj.target)
+        return channels.short_target(obj.kind, obj.target)
 
     @admin.display(description="routing", ordering="_pipelines")
     def routing(self, obj):
@@ -204,11 +202,11 @@ class DeliveryAdmin(ReadOnly, admin.ModelAdmin):
 
     @admin.display(description="last error")
     def error_short(self, obj):
-        return error_text(scrub(obj.last_error, obj.channel))
+        return error_text(channels.scrub(obj.last_error, obj.channel))
 
     @admin.display(description="last error")
     def last_error_shown(self, obj):
-        return scrub(obj.last_error, obj.channel)
+        return channels.scrub(obj.last_error, obj.channel)
 
     @admin.display(description="attempts")
     def attempts_table(self, obj):
@@ -223,7 +221,7 @@ class DeliveryAdmin(ReadOnly, admin.ModelAdmin):
                     "ok" if a.get("ok") else "failed",
                     a.get("status") if a.get("status") is not None else "–",
                     f"{a.get('ms', 0)} ms",
-                    scrub(a.get("error", ""), obj.channel),
+                    channels.scrub(a.get("error", ""), obj.channel),
                 )
                 for a in obj.attempts
             ),
@@ -238,7 +236,7 @@ class DeliveryAdmin(ReadOnly, admin.ModelAdmin):
     def payload_pretty(self, obj):
         return format_html(
             '<pre style="white-space:pre-wrap">{}</pre>',
-            scrub(json.dumps(obj.payload, indent=2, ensure_ascii=False), obj.channel),
+            channels.scrub(json.dumps(obj.payload, indent=2, ensure_ascii=False), obj.channel),
         )
 
     @admin.action(description="Retry now", permissions=["retry"])

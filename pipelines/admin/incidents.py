@@ -12,6 +12,7 @@ from django.utils.safestring import mark_safe
 
 from pipelines import clock
 from pipelines.admin.support import ReadOnly, badge, error_text
+from pipelines.alerting import incidents
 from pipelines.alerting.rules import RULES
 from pipelines.formatting import ago, human_seconds, plural
 from pipelines.models import (
@@ -289,11 +290,11 @@ class IncidentAdmin(admin.ModelAdmin):
         first = [f for f in self.fieldsets[0][1]["fields"] if f != "buttons"]
         return ((None, {"fields": first}), *self.fieldsets[1:])
 
-    def _transition(self, request, queryset, change: str, done_verb: str, rest_state: str) -> None:
-        """Apply a compare-and-set change (Incident.acknowledge or .resolve) and report the counts."""
+    def _transition(self, request, queryset, change, done_verb: str, rest_state: str) -> None:
+        """Apply a compare-and-set change (acknowledge or resolve, which tell the channels) and report the counts."""
         who = request.user.get_username()
         chosen = list(queryset)
-        done = sum(1 for i in chosen if getattr(i, change)(by=who))
+        done = sum(1 for i in chosen if change(i, by=who))
         rest = len(chosen) - done
         self.message_user(
             request,
@@ -303,8 +304,8 @@ class IncidentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Acknowledge", permissions=["change"])
     def acknowledge_incidents(self, request, queryset):
-        self._transition(request, queryset, "acknowledge", "Acknowledged", "not open")
+        self._transition(request, queryset, incidents.acknowledge, "Acknowledged", "not open")
 
     @admin.action(description="Resolve", permissions=["change"])
     def resolve_incidents(self, request, queryset):
-        self._transition(request, queryset, "resolve", "Resolved", "already resolved")
+        self._transition(request, queryset, incidents.resolve, "Resolved", "already resolved")

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from pipelines import clock, jobs
-from pipelines.alerting.channels import render, send
+from pipelines.alerting.channels import always_resolving_kinds, kinds_for, render, send
 from pipelines.alerting.messages import worst
 from pipelines.models import Delivery, DeliveryStatus, Incident, NotificationChannel, NotifyEvent, Severity
 
@@ -35,19 +35,23 @@ DUE = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
 
 
 def routed_channels(incident: Incident, event: str):
-    """Enabled channels that take this incident: its pipeline (or all), its severity, resolves if asked.
+    """Enabled channels that take this incident: its pipeline (or all), its severity, resolves if asked,
+    of a kind that is told about this event (paging services: acknowledgements, no reminders).
 
-    For a resolve the incident's worst severity counts, so a channel told about a critical incident
-    hears that it ended even if it eased to a warning first."""
-    severity = worst(incident.severity, incident.peak_severity) if event == NotifyEvent.RESOLVED else incident.severity
+    For a resolve or an acknowledgement the incident's worst severity counts, so a channel told about a
+    critical incident hears that it ended even if it eased to a warning first. Paging services always
+    hear a resolve (their own incident would stay open otherwise)."""
+    ending = event in (NotifyEvent.RESOLVED, NotifyEvent.ACKNOWLEDGED)
+    severity = worst(incident.severity, incident.peak_severity) if ending else incident.severity
     rank = Severity(severity).rank
     channels = NotificationChannel.objects.filter(
         Q(pipelines__isnull=True) | Q(pipelines=incident.pipeline_id),
         enabled=True,
+        kind__in=kinds_for(event),
         min_severity__in=[s.value for s in Severity if s.rank >= rank],
     )
     if event == NotifyEvent.RESOLVED:
-        channels = channels.filter(send_resolved=True)
+        channels = channels.filter(Q(send_resolved=True) | Q(kind__in=always_resolving_kinds()))
     return channels.distinct()
 
 

@@ -45,6 +45,27 @@ def _notify(incident: Incident, event: str) -> None:
     deliveries.enqueue(incident, event)
 
 
+def acknowledge(incident: Incident, by: str) -> bool:
+    """Open → acknowledged by `by` (a person, or "PagerDuty"), and the paging channels told, in one
+    transaction. Compare-and-set: False (and nothing sent) if it was not open."""
+    with transaction.atomic():
+        if not incident.acknowledge(by=by):
+            return False
+        _notify(incident, NotifyEvent.ACKNOWLEDGED)
+    return True
+
+
+def resolve(incident: Incident, by: str) -> bool:
+    """Open or acknowledged → resolved by `by` (a person), and the channels that take resolves told (a
+    paging service's own incident would stay open otherwise), in one transaction. Compare-and-set:
+    False (and nothing sent) if it was resolved already."""
+    with transaction.atomic():
+        if not incident.resolve(by=by):
+            return False
+        _notify(incident, NotifyEvent.RESOLVED)
+    return True
+
+
 @dataclass
 class EvalReport:
     """What one evaluation did (counts per transition)."""

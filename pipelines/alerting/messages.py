@@ -23,6 +23,14 @@ def pipeline_url(pipeline_id: int) -> str:
         return settings.SITE_URL + "/admin/"
 
 
+def trace_url(pipeline_id: int) -> str:
+    """The trace page with the pipeline chosen (a GET only fills the form in)."""
+    try:
+        return settings.SITE_URL + reverse("admin:trace") + f"?pipeline={pipeline_id}"
+    except NoReverseMatch:
+        return pipeline_url(pipeline_id)
+
+
 def incident_url(incident: Incident) -> str:
     """The incident's admin page; its pipeline's dashboard where incidents have no admin page."""
     try:
@@ -55,6 +63,9 @@ def headline(incident: Incident | None, event: str, channel_name: str = "") -> s
         return f"resolved {name}: {rule} after {human_seconds(incident.duration.total_seconds())}"
     if event == NotifyEvent.ESCALATED:
         return f"escalated to {severity} {what}"
+    if event == NotifyEvent.ACKNOWLEDGED:
+        by = f" by {incident.acknowledged_by}" if incident.acknowledged_by else ""
+        return f"acknowledged{by}: {severity} {what}"
     if event == NotifyEvent.REMINDER:
         return (
             f"still {incident.get_status_display().lower()} after "

@@ -7,6 +7,7 @@ index backs the first.
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -157,14 +158,33 @@ class ChannelKind(models.TextChoices):
     EMAIL = "email", "Email"
     WEBHOOK = "webhook", "JSON webhook"
     SLACK = "slack", "Slack incoming webhook"
+    PAGERDUTY = "pagerduty", "PagerDuty (Events API v2)"
+    OPSGENIE = "opsgenie", "Opsgenie"
+    TEAMS = "teams", "Microsoft Teams (Workflows webhook)"
+
+
+def new_signing_secret() -> str:
+    return secrets.token_urlsafe(32)
 
 
 class NotificationChannel(models.Model):
-    """Where incident notifications go: email addresses, a JSON webhook or a Slack incoming webhook."""
+    """Where incident notifications go: email, a JSON webhook, Slack, Teams, PagerDuty or Opsgenie."""
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=16, choices=ChannelKind.choices)
-    target = models.TextField(help_text="Email: addresses, one per line or comma-separated. Webhooks: the URL.")
+    target = models.TextField(
+        help_text="Email: addresses, one per line or comma-separated. Webhooks (JSON, Slack, Teams): the URL. "
+        "PagerDuty: the integration's routing key (32 characters). Opsgenie: the API integration's key, "
+        "prefixed eu: for the EU instance (eu:KEY)."
+    )
+    signing_secret = models.CharField(
+        "secret",
+        max_length=200,
+        blank=True,
+        help_text="JSON webhook: the key opsboard signs each POST with (X-Opsboard-Signature); leave it empty "
+        "to have a new one generated. PagerDuty: the secret of the v3 webhook subscription that tells "
+        "opsboard about acknowledgements (empty: none accepted). Other kinds: unused.",
+    )
     enabled = models.BooleanField(default=True)
     min_severity = models.CharField(
         "minimum severity",
@@ -188,11 +208,20 @@ class NotificationChannel(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs):
+        # A JSON webhook always signs: a new channel, or one whose secret was cleared, gets a fresh key.
+        if self.kind == ChannelKind.WEBHOOK and not self.signing_secret:
+            self.signing_secret = new_signing_secret()
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "signing_secret"}
+        super().save(*args, **kwargs)
+
 
 class NotifyEvent(models.TextChoices):
     OPENED = "opened", "Opened"
     ESCALATED = "escalated", "Escalated"
     REMINDER = "reminder", "Still open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
     RESOLVED = "resolved", "Resolved"
     TEST = "test", "Test"
 

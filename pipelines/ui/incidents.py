@@ -26,6 +26,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from pipelines import clock
 from pipelines.alerting.incidents import RESOLVE_AFTER, RESOLVE_HOLD, hold_ends
+from pipelines.alerting.incidents import acknowledge as acknowledge_incident
+from pipelines.alerting.incidents import resolve as resolve_incident
 from pipelines.formatting import ago, human_seconds
 from pipelines.models import UNRESOLVED, Incident, IncidentStatus, Pipeline, Severity
 from pipelines.ui.access import account_filter
@@ -259,12 +261,12 @@ def _act(request, incident_id: int, verb: str):
     who = request.user.get_username()
     title = f"#{incident.pk} {incident.pipeline.name} · {incident.get_rule_display()}"
     if verb == "acknowledge":
-        if incident.acknowledge(by=who):
+        if acknowledge_incident(incident, by=who):
             messages.success(request, f"Acknowledged: {title}.")
         else:
             incident.refresh_from_db(fields=["status", "acknowledged_by", "resolved_by"])
             messages.info(request, _why_not(incident))
-    elif incident.resolve(by=who):
+    elif resolve_incident(incident, by=who):
         firing = incident.rule in {rule for _, _, rule in incident.pipeline.findings()}
         until = hold_ends(incident) if firing else None
         held = (

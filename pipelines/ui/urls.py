@@ -1,5 +1,5 @@
 """The operator UI's URL map, in one place: the admin site's own pages, the pages under each
-pipeline, and the two endpoints at the site root.
+pipeline, and the endpoints at the site root.
 
 The paths are part of the product: bookmarks and links in sent notifications point at them, so
 they do not change when the code behind them moves.
@@ -11,7 +11,7 @@ from django.urls import path
 
 from pipelines.dlq.views import DlqViews
 from pipelines.trace.views import trace_page
-from pipelines.ui import healthz, incidents, overview, pipeline_page, prometheus
+from pipelines.ui import healthz, incidents, overview, pagerduty, pipeline_page, prometheus
 
 
 def site_urls(site) -> list:
@@ -51,8 +51,9 @@ def pipeline_urls(model_admin) -> list:
     ]
 
 
-#: At the site root, outside the admin: Prometheus scrapes and load-balancer probes.
+#: At the site root, outside the admin: Prometheus scrapes, load-balancer probes and PagerDuty's webhooks.
 root_urls = [
     path("metrics", prometheus.metrics, name="metrics"),
     path("healthz", healthz.healthz, name="healthz"),
+    path("integrations/pagerduty/<int:channel_id>/", pagerduty.webhook, name="pagerduty_webhook"),
 ]
