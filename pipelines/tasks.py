@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready
 from django.conf import settings
 
@@ -125,5 +126,12 @@ def deliver_notification(delivery_id: int) -> str | None:
 
 @shared_task(ignore_result=True, soft_time_limit=55, time_limit=58)
 def deliver_due_notifications() -> int:
-    """The beat sweep: retries, and deliveries whose task never reached a worker."""
+    """The beat sweep: notifications held by a silence that has ended, retries, and deliveries whose
+    task never reached a worker."""
+    try:
+        deliveries.release_held()
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception:  # the retries below must run even so
+        log.exception("releasing held notifications failed")
     return deliveries.deliver_due()

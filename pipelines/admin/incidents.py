@@ -1,4 +1,5 @@
-"""Admin for incidents (list, acknowledge, resolve) and the per-pipeline rule overrides inline."""
+"""Admin for incidents (list, acknowledge, resolve; which are silenced and until when) and the
+per-pipeline rule overrides inline."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Case, IntegerField, Value, When
 from django.forms.models import BaseInlineFormSet
+from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
 from pipelines import clock
 from pipelines.admin.support import ReadOnly, badge, error_text
-from pipelines.alerting import incidents
+from pipelines.alerting import incidents, silences
 from pipelines.alerting.rules import RULES
 from pipelines.formatting import ago, human_seconds, plural
 from pipelines.models import (
@@ -118,6 +121,17 @@ class DeliveryInline(ReadOnly, admin.TabularInline):
         return error_text(obj.last_error, 119)
 
 
+def silence_action(hours: int):
+    """An incident-list action that opens the silence form for the selected incidents' pipeline and
+    rule, ending `hours` from now; the operator gives the reason there and saves (nothing is made yet)."""
+
+    def action(modeladmin, request, queryset):
+        return modeladmin.silence_for(request, queryset, hours)
+
+    action.__name__ = f"silence_{hours}h"
+    return admin.action(description=f"Silence for {hours} h…", permissions=["silence"])(action)
+
+
 LIFECYCLE = (
     "opened_at",
     "last_seen_at",
@@ -143,6 +157,7 @@ class IncidentAdmin(admin.ModelAdmin):
         "lasted",
         "acknowledged",
         "notifications",
+        "silenced",
     )
     list_display_links = ("number",)
     list_filter = (
@@ -155,7 +170,7 @@ class IncidentAdmin(admin.ModelAdmin):
     list_select_related = ("pipeline",)
     search_fields = ("pipeline__name", "summary")
     date_hierarchy = "opened_at"
-    actions = ["acknowledge_incidents", "resolve_incidents"]
+    actions = ["acknowledge_incidents", "resolve_incidents", silence_action(1), silence_action(4), silence_action(24)]
     inlines = [DeliveryInline]
     fieldsets = (
         (
@@ -174,7 +189,7 @@ class IncidentAdmin(admin.ModelAdmin):
             },
         ),
         ("Lifecycle", {"fields": LIFECYCLE}),
-        ("Notifications", {"fields": ("notifications", "last_notified_at")}),
+        ("Notifications", {"fields": ("notifications", "last_notified_at", "silenced", "held")}),
     )
     readonly_fields = (
         "pipeline_link",
@@ -188,6 +203,8 @@ class IncidentAdmin(admin.ModelAdmin):
         *LIFECYCLE,
         "notifications",
         "last_notified_at",
+        "silenced",
+        "held",
     )
 
     def get_ordering(self, request):
@@ -206,9 +223,37 @@ class IncidentAdmin(admin.ModelAdmin):
         extra = {"show_save": False, "show_save_and_continue": False, "show_save_and_add_another": False}
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
 
+    def get_changelist_instance(self, request):
+        """The page's incidents with what silences each, read once for the page (not once per row)."""
+        cl = super().get_changelist_instance(request)
+        rows = [i for i in cl.result_list if i.is_unresolved]
+        at = clock.now()
+        covers = silences.load(at, {i.pipeline_id for i in rows}) if rows else None
+        for i in rows:
+            cover = covers.find(i.pipeline_id, i.pipeline.account_id, i.rule)
+            i.silenced_label = cover.label(at) if cover else ""
+        return cl
+
     @admin.display(description="#", ordering="pk")
     def number(self, obj):
         return f"#{obj.pk}"
+
+    @admin.display(description="silenced")
+    def silenced(self, obj):
+        if not obj.is_unresolved:
+            return ""
+        label = getattr(obj, "silenced_label", None)
+        if label is None:  # the incident's own page
+            cover = silences.covering(obj)
+            label = cover.label() if cover else ""
+        return label
+
+    @admin.display(description="held notification")
+    def held(self, obj):
+        if not obj.held_event:
+            return "none"
+        since = f"{obj.held_since:%Y-%m-%d %H:%M} UTC" if obj.held_since else "?"
+        return f"{obj.get_held_event_display()}, held since {since}; sent when the silence ends if it is still open"
 
     @admin.display(description="pipeline", ordering="pipeline__name")
     def pipeline_link(self, obj):
@@ -305,6 +350,23 @@ class IncidentAdmin(admin.ModelAdmin):
     @admin.action(description="Acknowledge", permissions=["change"])
     def acknowledge_incidents(self, request, queryset):
         self._transition(request, queryset, incidents.acknowledge, "Acknowledged", "not open")
+
+    def has_silence_permission(self, request):
+        return request.user.has_perm("pipelines.add_silence")
+
+    def silence_for(self, request, queryset, hours: int):
+        pairs = set(queryset.values_list("pipeline_id", "rule"))
+        if len(pairs) != 1:
+            self.message_user(
+                request,
+                "Choose incidents of one pipeline and one rule: a silence names one of each "
+                "(or add a silence by hand under Silences).",
+                messages.WARNING,
+            )
+            return None
+        [(pipeline_id, rule)] = pairs
+        query = urlencode({"pipeline": pipeline_id, "rule": rule, "hours": hours})
+        return HttpResponseRedirect(f"{reverse('admin:pipelines_silence_add')}?{query}")
 
     @admin.action(description="Resolve", permissions=["change"])
     def resolve_incidents(self, request, queryset):

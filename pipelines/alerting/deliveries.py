@@ -7,6 +7,15 @@ transaction commits. `deliver` claims a delivery with compare-and-set, so two wo
 twice, makes one attempt and records it. Failures are retried with exponential backoff by the beat
 sweep (`deliver_due`) until ALERT_DELIVERY_ATTEMPTS. Sending never raises: a dead channel records
 its error, and the other channels and the evaluation carry on.
+
+Silences and maintenance windows (`silences.covering`) hold notifications: an opened, escalated or
+reminder event of a covered incident makes no delivery but is recorded on the incident
+(`held_event`, the most important one held: opened, then escalated, then a reminder; `held_since`).
+An acknowledgement or a resolve goes to the channels only if they were told the incident opened: when
+its opening is held, nobody heard of it, so nobody hears that it ended. `release_held` (run by the
+beat sweep every minute) sends the held event of each incident whose silence has ended and that is
+still open, once, by compare-and-set on the hold; an acknowledged or resolved incident's hold is
+dropped without a message (someone is on it, or it is over).
 """
 
 from __future__ import annotations
@@ -18,12 +27,22 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 
 from pipelines import clock, jobs
+from pipelines.alerting import silences
 from pipelines.alerting.channels import always_resolving_kinds, kinds_for, render, send
 from pipelines.alerting.messages import worst
-from pipelines.models import Delivery, DeliveryStatus, Incident, NotificationChannel, NotifyEvent, Severity
+from pipelines.models import (
+    Delivery,
+    DeliveryStatus,
+    Incident,
+    IncidentStatus,
+    NotificationChannel,
+    NotifyEvent,
+    Severity,
+)
 
 log = logging.getLogger(__name__)
 #: A delivery in "sending" whose worker died becomes due again after this (next_attempt_at is the lease).
@@ -32,6 +51,8 @@ MAX_BACKOFF_MINUTES = 60
 #: The beat sweep starts no new send after this many seconds, well inside its 60 s slot.
 SWEEP_SECONDS = 45
 DUE = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
+#: What a silence holds, most important first: when several are held, the first one is sent at its end.
+HELD_EVENTS = (NotifyEvent.OPENED, NotifyEvent.ESCALATED, NotifyEvent.REMINDER)
 
 
 def routed_channels(incident: Incident, event: str):
@@ -59,12 +80,18 @@ def enqueue(incident: Incident, event: str) -> list[Delivery]:
     """Record a pending delivery per routed channel and have a worker send them after the commit.
 
     One query when no channel routes the incident. Never raises for a broker that is down: the
-    deliveries stay pending and the beat sweep sends them."""
+    deliveries stay pending and the beat sweep sends them. A silenced incident's opening, escalation
+    or reminder is held instead (see the module's docstring)."""
     event = NotifyEvent(event)
     channels = list(routed_channels(incident, event))
     if not channels:
         return []
     at, rendered, deliveries = clock.now(), {}, []
+    if event in HELD_EVENTS and silences.covering(incident, at) is not None:
+        hold(incident, event, at)
+        return []
+    if event in (NotifyEvent.ACKNOWLEDGED, NotifyEvent.RESOLVED) and never_told(incident):
+        return []
     for channel in channels:
         if channel.kind not in rendered:
             rendered[channel.kind] = render(channel.kind, incident, event)
@@ -81,6 +108,51 @@ def enqueue(incident: Incident, event: str) -> list[Delivery]:
     ids = [d.pk for d in deliveries]
     transaction.on_commit(lambda: dispatch(ids), robust=True)
     return deliveries
+
+
+def hold(incident: Incident, event: str, at: datetime) -> bool:
+    """Record a held event on the incident unless a more important one is held already (one update)."""
+    weaker = ["", *HELD_EVENTS[HELD_EVENTS.index(event) + 1 :]]
+    held = Incident.objects.filter(pk=incident.pk, held_event__in=weaker).update(
+        held_event=event, held_since=Coalesce(F("held_since"), Value(at))
+    )
+    if held:
+        incident.held_event, incident.held_since = event, incident.held_since or at
+    log.info("incident %s is silenced: its %s notification is held", incident.pk, event)
+    return bool(held)
+
+
+def never_told(incident: Incident) -> bool:
+    """True when the incident's opening was held: no channel heard of it (read afresh, not from memory)."""
+    return Incident.objects.filter(pk=incident.pk, held_event=NotifyEvent.OPENED).exists()
+
+
+def release_held(at: datetime | None = None) -> int:
+    """Send the held notification of each incident whose silence has ended. Returns how many were sent."""
+    at = at or clock.now()
+    sent = 0
+    for incident in Incident.objects.exclude(held_event="").select_related("pipeline"):
+        if silences.covering(incident, at) is None and release(incident, at):
+            sent += 1
+    return sent
+
+
+def release(incident: Incident, at: datetime) -> bool:
+    """End one incident's hold: if it is still open, send the held event, exactly once however many
+    workers try (compare-and-set on the hold, in the transaction that queues the deliveries). True
+    when this call sent it. An acknowledged or resolved incident's hold is just dropped."""
+    held = Incident.objects.filter(pk=incident.pk, held_event=incident.held_event, held_since=incident.held_since)
+    cleared = {"held_event": "", "held_since": None}
+    with transaction.atomic():
+        if held.filter(status=IncidentStatus.OPEN).update(
+            **cleared, last_notified_at=at, notifications=F("notifications") + 1
+        ):
+            event = incident.held_event
+            incident.refresh_from_db()
+            enqueue(incident, event)
+            return True
+    held.exclude(status=IncidentStatus.OPEN).update(**cleared)
+    return False
 
 
 def dispatch(ids: Iterable[int]) -> None:

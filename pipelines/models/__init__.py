@@ -28,6 +28,7 @@ from pipelines.models.dlq import (
 )
 from pipelines.models.history import CycleKind, Lock, MetricFields, MetricRollup, MetricSample, PollCounter, PollCycle
 from pipelines.models.registry import ApiKind, AwsAccount, Pipeline, validate_region
+from pipelines.models.silences import MaintenanceWindow, Silence, SilenceState, Weekday, validate_time_zone
 from pipelines.models.status import Health, Severity
 from pipelines.models.trace import TraceLookup, TraceVerdict
 
@@ -51,6 +52,7 @@ __all__ = [
     "Incident",
     "IncidentStatus",
     "Lock",
+    "MaintenanceWindow",
     "MetricFields",
     "MetricRollup",
     "MetricSample",
@@ -64,7 +66,11 @@ __all__ = [
     "RedriveTask",
     "RuleKind",
     "Severity",
+    "Silence",
+    "SilenceState",
     "TraceLookup",
     "TraceVerdict",
+    "Weekday",
     "validate_region",
+    "validate_time_zone",
 ]

@@ -72,6 +72,15 @@ class IncidentStatus(models.TextChoices):
 UNRESOLVED = (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)
 
 
+class NotifyEvent(models.TextChoices):
+    OPENED = "opened", "Opened"
+    ESCALATED = "escalated", "Escalated"
+    REMINDER = "reminder", "Still open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    RESOLVED = "resolved", "Resolved"
+    TEST = "test", "Test"
+
+
 class Incident(models.Model):
     """One stretch of time a rule fired on a pipeline: opened, maybe acknowledged, resolved.
 
@@ -95,6 +104,16 @@ class Incident(models.Model):
     last_notified_at = models.DateTimeField(null=True, blank=True)
     notifications = models.PositiveIntegerField(default=0, help_text="Notification rounds so far.")
     peak_severity = models.CharField(max_length=16, choices=Severity.choices, blank=True)
+    # A silence or maintenance window holds notifications: the event to send when it ends (opened beats
+    # escalated beats a reminder) and when holding began. Empty: nothing held.
+    held_event = models.CharField(
+        "held notification",
+        max_length=16,
+        choices=NotifyEvent.choices,
+        blank=True,
+        help_text="Sent when the silence ends.",
+    )
+    held_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-opened_at", "-pk"]
@@ -215,15 +234,6 @@ class NotificationChannel(models.Model):
             if kwargs.get("update_fields") is not None:
                 kwargs["update_fields"] = {*kwargs["update_fields"], "signing_secret"}
         super().save(*args, **kwargs)
-
-
-class NotifyEvent(models.TextChoices):
-    OPENED = "opened", "Opened"
-    ESCALATED = "escalated", "Escalated"
-    REMINDER = "reminder", "Still open"
-    ACKNOWLEDGED = "acknowledged", "Acknowledged"
-    RESOLVED = "resolved", "Resolved"
-    TEST = "test", "Test"
 
 
 class DeliveryStatus(models.TextChoices):

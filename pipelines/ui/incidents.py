@@ -6,7 +6,8 @@ them ("someone is on it": reminders stop) and may resolve them by hand. Both but
 need `pipelines.change_incident` and go through the model's compare-and-set methods, so two operators
 pressing the same button at once each get a sentence, never an error. Seeing incidents needs
 `pipelines.view_incident`; without it the strip, the row badges and the panel are left out and cost no
-query.
+query. An incident a silence or maintenance window covers says so: "silenced until 14:00 UTC (reason, by
+whom)" (`alerting.silences`, read once per page whatever the number of incidents).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from pipelines import clock
+from pipelines.alerting import silences
 from pipelines.alerting.incidents import RESOLVE_AFTER, RESOLVE_HOLD, hold_ends
 from pipelines.alerting.incidents import acknowledge as acknowledge_incident
 from pipelines.alerting.incidents import resolve as resolve_incident
@@ -49,6 +51,7 @@ STRIP_FIELDS = (
     "acknowledged_by",
     "last_seen_at",
     "pipeline__health_reasons",
+    "pipeline__account_id",
 )
 
 
@@ -65,6 +68,7 @@ class Item:
     quiet: str = ""  # the rule no longer fires: since when, and when the incident resolves
     hold: str = ""  # the rule still fires: what resolving it by hand does
     hold_short: str = ""
+    silenced: str = ""  # a silence or maintenance window covers it: until when, why, by whom
 
 
 @dataclass
@@ -98,6 +102,7 @@ class Unresolved(NamedTuple):
     acknowledged_by: str
     last_seen_at: datetime
     findings: list  # the pipeline's stored findings: [severity, summary, rule]
+    account_id: int | None = None
 
     @property
     def firing(self) -> bool:
@@ -176,7 +181,12 @@ def _quiet(i: Incident, at, firing: bool) -> str:
     return f"quiet since {ago(i.last_seen_at, at)}; resolves {when} if it stays quiet"
 
 
-def _item(i: Incident, at, dashboard_url: str, firing: bool = True) -> Item:
+def _silenced(covers: silences.Covers | None, i, account_id: int | None, at) -> str:
+    cover = covers.find(i.pipeline_id, account_id, i.rule) if covers else None
+    return cover.label(at) if cover is not None else ""
+
+
+def _item(i: Incident, at, dashboard_url: str, firing: bool = True, silenced: str = "") -> Item:
     return Item(
         incident=i,
         pipeline_url=dashboard_url.format(pk=i.pipeline_id),
@@ -187,6 +197,7 @@ def _item(i: Incident, at, dashboard_url: str, firing: bool = True) -> Item:
         quiet=_quiet(i, at, firing),
         hold=HOLD_NOTE if firing and i.is_unresolved else "",
         hold_short=HOLD_SHORT if firing and i.is_unresolved else "",
+        silenced=silenced,
     )
 
 
@@ -201,8 +212,10 @@ def overview_strip(request, incidents: list[Unresolved] | None, next_url: str) -
         return None
     at, url = clock.now(), _dashboard_url()
     ordered = worst_first(incidents)
+    shown = ordered[:STRIP_MAX]
+    covers = silences.load(at, {i.pipeline_id for i in shown}) if shown else None
     return Box(
-        items=[_item(i.incident(), at, url, i.firing) for i in ordered[:STRIP_MAX]],
+        items=[_item(i.incident(), at, url, i.firing, _silenced(covers, i, i.account_id, at)) for i in shown],
         more=max(len(ordered) - STRIP_MAX, 0),
         panel=False,
         can_change=request.user.has_perm(CHANGE_PERM),
@@ -220,8 +233,9 @@ def pipeline_panel(request, pipeline: Pipeline) -> Box | None:
     open_ = worst_first(list(mine.filter(status__in=UNRESOLVED)))
     firing = {rule for _, _, rule in pipeline.findings()}
     recent = mine.filter(status=IncidentStatus.RESOLVED).order_by("-resolved_at", "-pk")[:RECENT_RESOLVED]
+    covers = silences.load(at, [pipeline.pk]) if open_ else None
     return Box(
-        items=[_item(i, at, url, i.rule in firing) for i in open_],
+        items=[_item(i, at, url, i.rule in firing, _silenced(covers, i, pipeline.account_id, at)) for i in open_],
         recent=[_item(i, at, url) for i in recent],
         panel=True,
         can_change=request.user.has_perm(CHANGE_PERM),

@@ -1,0 +1,170 @@
+"""Admin for silences (list by state, add with clear errors, "Expire now") and maintenance windows.
+
+Adding or changing either needs the model permissions (`pipelines.add_silence`, …); a user with only
+the view permission sees them read-only. Every change is a POST (admin forms and actions).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count
+
+from pipelines import clock
+from pipelines.admin.support import badge
+from pipelines.alerting import silences
+from pipelines.formatting import plural
+from pipelines.models import MaintenanceWindow, Silence, SilenceState, Weekday
+
+DEFAULT_LENGTH = timedelta(hours=1)
+MAX_HOURS = 24 * 366
+
+
+class SilenceForm(forms.ModelForm):
+    """Refuses an end before the start, an end already past (it would silence nothing), no reason, and
+    a pipeline with an account it is not in (it would match nothing), each as a sentence on its field."""
+
+    class Meta:
+        model = Silence
+        fields = ("pipeline", "account", "rule", "starts_at", "ends_at", "reason")
+        error_messages = {
+            "reason": {"required": "Give a reason: it shows on every incident this silence covers."},
+            "ends_at": {"required": "Say when the silence ends."},
+        }
+
+    def clean(self):
+        data = super().clean()
+        starts, ends = data.get("starts_at"), data.get("ends_at")
+        if starts and ends and ends <= starts:
+            self.add_error("ends_at", "The end must be after the start.")
+        elif ends and "ends_at" in self.changed_data and ends <= clock.now():
+            self.add_error("ends_at", "The end is in the past: this silence would silence nothing.")
+        pipeline, account = data.get("pipeline"), data.get("account")
+        if pipeline and account and pipeline.account_id != account.pk:
+            self.add_error(
+                "account", f"{pipeline.name} is in account {pipeline.account}, not {account}: leave the account empty."
+            )
+        return data
+
+
+class SilenceStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return SilenceState.choices
+
+    def queryset(self, request, queryset):
+        at = clock.now()
+        if self.value() == SilenceState.ACTIVE:
+            return queryset.filter(starts_at__lte=at, ends_at__gt=at)
+        if self.value() == SilenceState.UPCOMING:
+            return queryset.filter(starts_at__gt=at)
+        if self.value() == SilenceState.EXPIRED:
+            return queryset.filter(ends_at__lte=at)
+        return queryset
+
+
+@admin.register(Silence)
+class SilenceAdmin(admin.ModelAdmin):
+    form = SilenceForm
+    list_display = ("number", "covers", "state_badge", "starts_at", "ends_at", "reason", "created_by")
+    list_display_links = ("number",)
+    list_filter = (SilenceStateFilter, "rule", "account", ("pipeline", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("pipeline", "account")
+    search_fields = ("reason", "created_by", "pipeline__name")
+    readonly_fields = ("created_by", "created_at")
+    actions = ["expire_now"]
+
+    def get_changeform_initial_data(self, request):
+        """A start now and an end an hour on, or `?hours=4` on (the incident list's "Silence for" actions
+        come here with the pipeline and rule filled in: the operator gives the reason and saves)."""
+        at = clock.now().replace(second=0, microsecond=0)
+        initial = super().get_changeform_initial_data(request)
+        hours = str(initial.pop("hours", ""))
+        length = timedelta(hours=int(hours)) if hours.isdigit() and 0 < int(hours) <= MAX_HOURS else DEFAULT_LENGTH
+        return {**initial, "starts_at": at, "ends_at": at + length}
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user.get_username()
+        super().save_model(request, obj, form, change)
+
+    @admin.display(description="#", ordering="pk")
+    def number(self, obj):
+        return f"#{obj.pk}"
+
+    @admin.display(description="covers")
+    def covers(self, obj):
+        return obj.matchers
+
+    @admin.display(description="state")
+    def state_badge(self, obj):
+        return badge(obj.state())
+
+    @admin.action(description="Expire now", permissions=["change"])
+    def expire_now(self, request, queryset):
+        at = clock.now()
+        done = sum(1 for s in queryset if s.expire(at))
+        rest = queryset.count() - done
+        note = f"; {plural(rest, 'was', 'were')} over already" if rest else ""
+        self.message_user(
+            request,
+            f"Expired {done} silence(s){note}. Held notifications of incidents still open go out within a minute.",
+            messages.SUCCESS if done else messages.WARNING,
+        )
+
+
+class MaintenanceWindowForm(forms.ModelForm):
+    weekdays = forms.TypedMultipleChoiceField(
+        choices=Weekday.choices,
+        coerce=int,
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Choose at least one weekday."},
+    )
+
+    class Meta:
+        model = MaintenanceWindow
+        fields = ("name", "pipelines", "weekdays", "start_time", "duration_minutes", "time_zone", "reason", "enabled")
+        error_messages = {"reason": {"required": "Give a reason: it shows on every incident the window covers."}}
+
+
+@admin.register(MaintenanceWindow)
+class MaintenanceWindowAdmin(admin.ModelAdmin):
+    form = MaintenanceWindowForm
+    list_display = ("name", "schedule", "pipeline_count", "now_state", "enabled", "reason")
+    list_filter = ("enabled",)
+    search_fields = ("name", "reason")
+    filter_horizontal = ("pipelines",)
+    readonly_fields = ("created_by", "created_at")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_pipelines=Count("pipelines"))
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user.get_username()
+        super().save_model(request, obj, form, change)
+
+    def _read_only(self, request, obj) -> bool:
+        return obj is not None and not self.has_change_permission(request, obj)
+
+    def get_fields(self, request, obj=None):
+        # A read-only page shows the schedule in words rather than the stored list of weekday numbers.
+        fields = [f for f in super().get_fields(request, obj) if f != "schedule"]
+        return ["schedule" if f == "weekdays" else f for f in fields] if self._read_only(request, obj) else fields
+
+    def get_readonly_fields(self, request, obj=None):
+        extra = ("schedule",) if self._read_only(request, obj) else ()
+        return (*super().get_readonly_fields(request, obj), *extra)
+
+    @admin.display(description="pipelines", ordering="_pipelines")
+    def pipeline_count(self, obj):
+        return obj._pipelines
+
+    @admin.display(description="now")
+    def now_state(self, obj):
+        span = silences.occurrence(obj, clock.now()) if obj.enabled else None
+        return f"in effect until {span[1]:%H:%M} UTC" if span else "–"
