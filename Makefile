@@ -85,6 +85,9 @@ bench-alerts-eval: install
 bench-load: install
 	$(PY) bench/load_overview.py
 
+bench-slo: install
+	$(PY) bench/slo_bench.py
+
 ## The web server alone, and a worker with beat, with the environment as it is (.env: SECRET_KEY, or DEBUG=true).
 run: $(RUN_STAMP)
 	$(PY) manage.py runserver $(PORT)

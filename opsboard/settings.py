@@ -248,6 +248,14 @@ AUDIT_RETENTION_DAYS = _env(env.int, "AUDIT_RETENTION_DAYS", default=365)
 MAINTENANCE_BATCH_ROWS = _env(env.int, "MAINTENANCE_BATCH_ROWS", default=20000)
 SQS_PRICE_PER_MILLION = _env(env.float, "SQS_PRICE_PER_MILLION", default=0.40)
 CLOUDWATCH_PRICE_PER_THOUSAND_METRICS = _env(env.float, "CLOUDWATCH_PRICE_PER_THOUSAND_METRICS", default=0.01)
+# What each pipeline costs in AWS: a price table of the same shape as pipelines/spend/prices.json
+# replaces the shipped one (newer prices, more regions, negotiated rates).
+SPEND_PRICES_FILE = _env(env.str, "SPEND_PRICES_FILE", default="")
+if SPEND_PRICES_FILE and not Path(SPEND_PRICES_FILE).is_file():
+    raise ImproperlyConfigured(
+        f"SPEND_PRICES_FILE names {SPEND_PRICES_FILE!r}, which is not a file: give the path of a JSON price "
+        "table shaped like pipelines/spend/prices.json, or unset it."
+    )
 for _name in ("FAST_INTERVAL_SECONDS", "METRICS_INTERVAL_SECONDS", "COLLECT_CONCURRENCY", "RAW_RETENTION_DAYS"):
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name} must be a positive whole number.")
@@ -269,6 +277,17 @@ SITE_URL = env.str("SITE_URL", default="http://localhost:8000").rstrip("/")
 for _name in ("ALERT_RENOTIFY_MINUTES", "ALERT_DELIVERY_ATTEMPTS"):
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name} must be a positive whole number.")
+# Service-level objectives (pipelines/slo/): the defaults a pipeline's own objectives override.
+SLO_WINDOW_DAYS = _env(env.int, "SLO_WINDOW_DAYS", default=28)
+SLO_FRESHNESS_TARGET = _env(env.float, "SLO_FRESHNESS_TARGET", default=99.5)
+SLO_DLQ_MAX_PERCENT = _env(env.float, "SLO_DLQ_MAX_PERCENT", default=1.0)
+if not 1 <= SLO_WINDOW_DAYS <= 90:
+    raise ImproperlyConfigured("SLO_WINDOW_DAYS must be a whole number of days from 1 to 90.")
+if not 50 <= SLO_FRESHNESS_TARGET < 100 or not 0 < SLO_DLQ_MAX_PERCENT <= 50:
+    raise ImproperlyConfigured(
+        "SLO_FRESHNESS_TARGET must be a percentage from 50 to below 100 (e.g. 99.5), and SLO_DLQ_MAX_PERCENT "
+        "one above 0 and at most 50 (e.g. 1)."
+    )
 
 # --- Trace ------------------------------------------------------------------------------------
 # DLQ messages one trace lookup may examine, across all the DLQs it searches. Past it the page says

@@ -23,6 +23,8 @@ LAYERS = {
     "pipelines.jobs": 0,
     "pipelines.aws": 0,
     "pipelines.models": 1,
+    "pipelines.slo": 1.5,  # SLOs from the history tables; the rule table's burn-rate rules use them
+    "pipelines.spend": 1.5,  # what pipelines cost, from the history; the registry's insights read it
     "pipelines.registry": 2,
     "pipelines.alerting": 2,
     "pipelines.collection": 3,  # runs the rule table after each sync

@@ -262,6 +262,14 @@ class PipelineAdmin(admin.ModelAdmin):
             "Polling and thresholds",
             {"fields": ("poll_interval", "backlog_threshold", "oldest_age_sla", "dlq_threshold")},
         ),
+        (
+            "Service-level objectives",
+            {
+                "fields": ("slo_freshness_target", "slo_dlq_max_percent"),
+                "description": "Over a rolling window (SLO_WINDOW_DAYS); empty fields take the settings' defaults. "
+                "Freshness is judged against the oldest-message SLA above.",
+            },
+        ),
         ("Status", {"fields": SYNC_STATE}),
         (
             "Insights",
@@ -281,7 +289,7 @@ class PipelineAdmin(admin.ModelAdmin):
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:  # adding: nothing to show yet but what the operator gives
-            return self.fieldsets[:3]
+            return self.fieldsets[:4]
         return self.fieldsets
 
     def get_inlines(self, request, obj):

@@ -15,7 +15,8 @@ is switched off, or no longer applies to the pipeline, drops its finding at once
 An incident a person resolved while its rule still fired stays resolved for RESOLVE_HOLD: the
 finding keeps showing in the health, but no new incident opens (and pages) unless it gets worse.
 
-Costs per evaluation: four reads (stored findings, overrides, unresolved and hand-resolved incidents), one bulk
+Costs per evaluation: four reads (stored findings, overrides, unresolved and hand-resolved incidents), three
+more for the SLO burn-rate rules' windows when their source is evaluated (slo/windows.py), one bulk
 write for the incidents still firing and one for the findings that changed, and one transaction per incident
 that opens, escalates, is re-notified or resolves.
 """
@@ -33,6 +34,8 @@ from pipelines.alerting.history import Row, Trend
 from pipelines.alerting.incidents import EvalReport, apply_finding, held_closed, resolve_disabled
 from pipelines.alerting.rules import CLOCK, FAST, RULES, Context
 from pipelines.models import UNRESOLVED, AlertRule, Incident, Pipeline, RuleKind
+from pipelines.slo import burn, windows
+from pipelines.slo.compute import BURN_WINDOWS
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +66,13 @@ def evaluate(
     overrides = {(r.pipeline_id, r.kind): r for r in AlertRule.objects.filter(pipeline_id__in=ids)}
     current = {(i.pipeline_id, i.rule): i for i in Incident.objects.filter(pipeline_id__in=ids, status__in=UNRESOLVED)}
     held = held_closed(ids, at)
+    slo = windows.load(ids, at, BURN_WINDOWS) if any(source in RULES[k].sources for k in burn.PAIRS) else {}
     changed: list[Pipeline] = []  # whose findings (and so health) this evaluation changed
     for p in pipes:
         p.health_reasons = stored.get(p.pk, p.health_reasons)
         trend, rows = history.get(p.pk, (None, []))
         backlog_limit = RULES[RuleKind.BACKLOG].config(p, overrides.get((p.pk, RuleKind.BACKLOG))).threshold
-        ctx = Context(p, rows, trend, at, backlog_limit)
+        ctx = Context(p, rows, trend, at, backlog_limit, slo.get(p.pk))
         findings = {rule: (severity, summary) for severity, summary, rule in p.findings() if rule}
         for kind, rule in RULES.items():
             cfg = rule.config(p, overrides.get((p.pk, kind)))

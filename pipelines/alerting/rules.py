@@ -24,6 +24,8 @@ from pipelines.models import (
     RuleKind,
     Severity,
 )
+from pipelines.slo import burn
+from pipelines.slo.compute import Counts
 
 FAST, METRICS, CLOCK = "fast", "metrics", "clock"  # what triggers an evaluation
 CRITICAL_FACTOR = 5  # a count or rate this many times its threshold is critical
@@ -62,6 +64,7 @@ class Context:
     trend: Trend | None
     at: datetime
     backlog_limit: float | None = None  # the backlog rule's effective threshold (the forecast aims at it)
+    slo: dict[int, Counts] | None = None  # SLO counts per window in minutes (slo.windows.load)
 
 
 @dataclass(frozen=True)
@@ -300,6 +303,30 @@ def check_forecast(c: Context, cfg: Config) -> Finding | None:
     return Finding(Severity.WARNING, text, round(minutes, 1), cfg.threshold)
 
 
+def check_slo_burn(kind: RuleKind) -> Callable[[Context, Config], Finding | None]:
+    """A multi-window burn-rate pair (slo/burn.py); the threshold is the burn rate on both windows."""
+
+    def check(c: Context, cfg: Config) -> Finding | None:
+        found = burn.check(c.pipeline, c.slo, burn.PAIRS[kind], cfg.threshold)
+        return found and Finding(found.severity, found.summary, round(found.burn, 2), cfg.threshold)
+
+    return check
+
+
+def _slo_rule(pair: burn.Pair) -> RuleDef:
+    return RuleDef(
+        pair.kind,
+        (METRICS,),
+        lambda p: pair.factor,
+        None,
+        lambda t, m: (
+            f"an SLO's error budget burning {t:g}× over {burn.span(pair.long)} and {burn.span(pair.short)} "
+            f"({pair.severity.label.lower()})"
+        ),
+        check_slo_burn(pair.kind),
+    )
+
+
 def _has_consumer(p: Pipeline) -> bool:
     return bool(p.function_name)
 
@@ -404,5 +431,6 @@ RULES: dict[RuleKind, RuleDef] = {
             ),
             check_stale,
         ),
+        *(_slo_rule(pair) for pair in burn.PAIRS.values()),
     ]
 }

@@ -13,13 +13,14 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Avg, Count, Max, Min, Sum
+from django.db.models import Avg, Count, F, Max, Min, Q, Sum
 from django.db.models.functions import TruncHour
 
 from pipelines import clock
 from pipelines.collection import retention
 from pipelines.collection.store import floor_hour, upsert_samples
 from pipelines.models import AuditEntry, MetricRollup, MetricSample, Pipeline
+from pipelines.slo.windows import arrivals_by_hour
 
 # How each field is aggregated over an hour: levels are averaged, counts summed, ages and peaks maxed.
 AGGREGATES = {
@@ -81,11 +82,18 @@ def rollup_range(start, end) -> int:
             samples=Count("id"),
             visible_max=Max("visible"),
             **{f"agg_{name}": fn(name) for name, fn in AGGREGATES.items()},
+            # What the SLOs read (pipelines/slo/): measured and late minutes against the SLA as it is now.
+            age_minutes=Count("id", filter=Q(oldest_age__isnull=False)),
+            late_minutes=Count("id", filter=Q(oldest_age__gte=F("pipeline__oldest_age_sla"))),
+            dlq_minutes=Count("id", filter=Q(dlq_visible__isnull=False)),
         )
     )
+    arrivals = arrivals_by_hour(start, end)
 
     def values(r):
         out = {"samples": r["samples"], "visible_max": r["visible_max"]}
+        out.update({k: r[k] for k in ("age_minutes", "late_minutes", "dlq_minutes")})
+        out["dlq_arrivals"] = arrivals.get((r["pipeline_id"], r["h"]), 0) if r["dlq_minutes"] else None
         for name in AGGREGATES:
             v = r[f"agg_{name}"]
             out[name] = None if v is None else (float(v) if name in FLOAT_FIELDS else int(round(v)))

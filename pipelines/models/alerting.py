@@ -30,6 +30,10 @@ class RuleKind(models.TextChoices):
     API_LATENCY = "api_latency", "API latency above baseline"
     STALE = "stale", "Syncs failing"
     FORECAST = "forecast", "Backlog forecast"
+    # The SRE workbook's multi-window, multi-burn-rate pairs on the SLOs (pipelines/slo/burn.py).
+    SLO_FAST = "slo_fast", "SLO budget burning fast (1 h and 5 min)"
+    SLO_MEDIUM = "slo_medium", "SLO budget burning (6 h and 30 min)"
+    SLO_SLOW = "slo_slow", "SLO budget burning slowly (3 days and 6 h)"
 
 
 class AlertRule(models.Model):

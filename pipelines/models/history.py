@@ -65,6 +65,11 @@ class MetricRollup(MetricFields):
     hour = models.DateTimeField()
     samples = models.PositiveIntegerField(default=0)
     visible_max = models.IntegerField(null=True)
+    # What the SLOs read (pipelines/slo/); null on hours rolled up before they existed: unknown, not good.
+    age_minutes = models.PositiveSmallIntegerField(null=True, help_text="Minutes with an oldest-message age.")
+    late_minutes = models.PositiveSmallIntegerField(null=True, help_text="Minutes whose oldest age reached the SLA.")
+    dlq_minutes = models.PositiveSmallIntegerField(null=True, help_text="Minutes with a DLQ count.")
+    dlq_arrivals = models.IntegerField(null=True, help_text="Increases of the DLQ's visible count, summed.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["pipeline", "hour"], name="uniq_rollup_pipeline_hour")]

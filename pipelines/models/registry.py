@@ -135,6 +135,22 @@ class Pipeline(models.Model):
         "oldest-message SLA (s)", default=900, help_text="Oldest message age before a warning."
     )
     dlq_threshold = models.PositiveIntegerField("DLQ depth threshold", default=1)
+    # Service-level objectives over a rolling SLO_WINDOW_DAYS (pipelines/slo/). Empty: the settings' defaults.
+    slo_freshness_target = models.FloatField(
+        "freshness objective (%)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(50), MaxValueValidator(99.999)],
+        help_text="Share of measured minutes in which the oldest message is younger than the SLA. "
+        "Empty: SLO_FRESHNESS_TARGET.",
+    )
+    slo_dlq_max_percent = models.FloatField(
+        "delivery objective: DLQ at most (%)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.001), MaxValueValidator(50)],
+        help_text="Share of the messages sent to the queue that may reach the DLQ. Empty: SLO_DLQ_MAX_PERCENT.",
+    )
     enabled = models.BooleanField(default=True)
 
     # Discovered from AWS (read-only in the admin).
@@ -151,6 +167,12 @@ class Pipeline(models.Model):
     function_arn = models.CharField("function ARN", max_length=1024, blank=True)
     function_timeout = models.PositiveIntegerField("function timeout (s)", null=True, blank=True)
     reserved_concurrency = models.PositiveIntegerField(null=True, blank=True)
+    function_memory_mb = models.PositiveIntegerField(
+        "function memory (MB)", null=True, blank=True, help_text="Discovered; prices the consumer's duration."
+    )
+    function_architecture = models.CharField(
+        "function architecture", max_length=16, blank=True, help_text="Discovered: x86_64 or arm64."
+    )
     batch_size = models.PositiveIntegerField(null=True, blank=True)
     maximum_concurrency = models.PositiveIntegerField("MaximumConcurrency", null=True, blank=True)
     report_batch_item_failures = models.BooleanField("ReportBatchItemFailures", null=True, blank=True)

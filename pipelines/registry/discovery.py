@@ -2,8 +2,8 @@
 
 The queue's ARN, FIFO flag, visibility timeout and retention; its dead-letter queue from the
 RedrivePolicy (URL, ARN, maxReceiveCount, retention); and its consumer Lambda from the
-event-source mappings on the queue ARN (function, timeout, reserved concurrency, BatchSize,
-MaximumConcurrency, ReportBatchItemFailures, mapping state).
+event-source mappings on the queue ARN (function, timeout, memory and architecture, which price its
+duration, reserved concurrency, BatchSize, MaximumConcurrency, ReportBatchItemFailures, mapping state).
 
 `discover` returns plain data (a dict of Pipeline field names plus warnings); nothing is stored
 unless the whole queue part succeeded, so a failed registration leaves nothing half-discovered.
@@ -41,6 +41,8 @@ CONSUMER_FIELDS = {
     "function_arn": "",
     "function_timeout": None,
     "reserved_concurrency": None,
+    "function_memory_mb": None,
+    "function_architecture": "",
     "batch_size": None,
     "maximum_concurrency": None,
     "report_batch_item_failures": None,
@@ -295,6 +297,9 @@ def _discover_consumer(target: aws.Target, queue_arn: str, result: Discovery) ->
         result.fields.update(
             function_name=conf.get("FunctionName") or result.fields["function_name"],
             function_timeout=_int(conf.get("Timeout")),
+            function_memory_mb=_int(conf.get("MemorySize")),
+            # Older functions report no Architectures: they run on x86_64, AWS's default.
+            function_architecture=((conf.get("Architectures") or ["x86_64"])[0])[:16],
         )
         result.fields["reserved_concurrency"] = aws.function_reserved_concurrency(target, function_arn)
     except aws.AwsError as exc:

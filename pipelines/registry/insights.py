@@ -23,7 +23,11 @@ What is judged (severity, worst first):
 - ReportBatchItemFailures off (warning; not judged at batch size 1): one bad message makes the whole
   batch retry, and the good ones ride along to the DLQ;
 - the API's SQS integration does not pass $context.requestId (info): request traces cannot link API
-  calls to messages.
+  calls to messages;
+- spend anomaly (warning): the cost per 1,000 messages of the pipeline's own traffic (Lambda, SQS,
+  API) more than doubled week over week — longer durations after a deploy, or a retry storm. Judged
+  only from the week-over-week figures the caller passes (`pipelines.spend.history.week_over_week`,
+  None when either week lacks data), so this module still makes no queries.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from django.db.models import TextChoices
 
 from pipelines.formatting import duration
 from pipelines.models import Pipeline, Severity
+from pipelines.spend.history import Spend, week_over_week
 
 #: AWS's guidance for SQS event sources.
 MIN_RECEIVE_COUNT = 5
@@ -41,6 +46,8 @@ VISIBILITY_FACTOR = 6
 MAX_RETENTION = 14 * 86400
 #: Mapping states in which nothing is polled (Creating/Enabling/Updating are on their way to polling).
 STOPPED_STATES = ("Disabled", "Disabling", "Deleting")
+#: The spend anomaly: this week's cost per 1,000 messages above this multiple of last week's.
+SPEND_GROWTH = 2.0
 
 
 class InsightCode(TextChoices):
@@ -53,6 +60,7 @@ class InsightCode(TextChoices):
     NO_MAX_CONCURRENCY = "no_max_concurrency", "No MaximumConcurrency"
     NO_BATCH_ITEM_FAILURES = "no_batch_item_failures", "ReportBatchItemFailures off"
     API_REQUEST_ID = "api_request_id", "API does not pass the request id"
+    SPEND_ANOMALY = "spend_anomaly", "Cost per 1,000 messages up week over week"
 
 
 @dataclass(frozen=True)
@@ -275,9 +283,30 @@ CHECKS = (
 )
 
 
-def insights_for(p: Pipeline) -> list[Insight]:
-    """Every configuration problem of `p`, worst first; none before discovery has run."""
+def spend_anomaly(weeks: tuple[float, float] | None) -> Insight | None:
+    """(last week's, this week's) cost per 1,000 messages → an insight when it more than doubled."""
+    if weeks is None:
+        return None
+    was, now = weeks
+    if was <= 0 or now <= SPEND_GROWTH * was:
+        return None
+    return Insight(
+        InsightCode.SPEND_ANOMALY,
+        Severity.WARNING,
+        f"Cost per 1,000 messages up {now / was:.1f}× week over week (was ${was:.4f}, now ${now:.4f}): "
+        "check durations or retries",
+        "Compare the Lambda duration and the received/deleted ratio with last week's: a slower deploy "
+        "or a retry storm (throttles, failing batches) bills every message again",
+    )
+
+
+def insights_for(p: Pipeline, spend: Spend | None = None) -> list[Insight]:
+    """Every configuration problem of `p`, worst first; none before discovery has run.
+
+    `spend`, when the caller has read it, adds the spend anomaly."""
     if p.discovered_at is None:
         return []
     found = [i for check in CHECKS if (i := check(p)) is not None]
+    if spend is not None and (anomaly := spend_anomaly(week_over_week(spend))) is not None:
+        found.append(anomaly)
     return sorted(found, key=lambda i: i.severity.rank)  # stable: checks keep their order within a severity

@@ -18,7 +18,8 @@ from pipelines import clock
 from pipelines.alerting.history import Trend, stored_trend
 from pipelines.formatting import ago, count
 from pipelines.models import AwsAccount, Health, Pipeline, RuleKind, Severity
-from pipelines.ui import incidents
+from pipelines.slo.windows import budgets_left
+from pipelines.ui import incidents, spend
 from pipelines.ui.access import account_filter, require_view
 
 REFRESH_SECONDS = 30
@@ -51,6 +52,8 @@ OVERVIEW_FIELDS = (
     "function_name",
     "last_error",
     "metrics_error",
+    "slo_freshness_target",
+    "slo_dlq_max_percent",
 )
 
 
@@ -63,6 +66,9 @@ def _overview_context(request) -> dict:
     if account_id is not None:
         pipes = pipes.filter(account_id=account_id)
     rows = build_rows(list(pipes), at)
+    budgets = budgets_left([r.pipeline for r in rows], at)  # the SLOs' budget left: three queries
+    for r in rows:
+        r.budget_left = budgets.get(r.pipeline.pk)
     # One query for every unresolved incident (of the chosen account), mapped to rows below.
     unresolved = incidents.unresolved_for(request.user, account_id)
     counts = dict.fromkeys(Health, 0)
@@ -97,6 +103,8 @@ def overview(request, site, extra_context=None):
         **(extra_context or {}),
     }
     context["incidents"] = incidents.overview_strip(request, context["unresolved_incidents"], request.get_full_path())
+    # Only on the full page: the rows' 30-second refresh does not recompute spend.
+    context["top_spenders"] = spend.top_spenders(context["at"], account_filter(request.GET.get("account", "")))
     request.current_app = site.name
     return TemplateResponse(request, "admin/pipelines/overview.html", context)
 
@@ -159,6 +167,7 @@ class Row:
     health: Health
     reasons: list[tuple[Health, str]]
     trend: Trend
+    budget_left: float | None = None  # the smallest SLO error budget left, in percent (None: unknown)
 
 
 NO_DLQ_TAG = (
@@ -266,9 +275,19 @@ def render_rows(
             f'<td class="ob-c-loss" data-label="Time to loss">{loss}</td>'
             f'<td class="num ob-c-lambda" data-label="Lambda, 20 min">{lam}</td>'
             f'<td class="ob-c-spark" data-label="Backlog, 24 h">{spark}</td>'
+            f'<td class="num ob-c-budget" data-label="Budget left">'
+            f'<a href="{dashboard_url.format(pk=p.pk).replace("/dashboard/", "/slo/")}">{_budget(r.budget_left)}</a></td>'
             f'<td class="ob-c-sync" data-label="Last sync">{synced}</td></tr>'
         )
     return mark_safe("\n".join(out))
+
+
+def _budget(left: float | None) -> str:
+    """The SLO budget-left cell: unknown (under a day measured) is never shown as a full budget."""
+    if left is None:
+        return '<span class="ob-muted" title="less than a day measured">unknown</span>'
+    cls = "ob-crit" if left < 0 else "ob-warn" if left < 25 else ""
+    return f'<span class="{cls}">{left:.0f} %</span>'
 
 
 def build_rows(pipelines: list[Pipeline], at: datetime | None = None) -> list[Row]:

@@ -13,7 +13,7 @@ from pipelines.collection.cost import monthly_cost
 from pipelines.formatting import duration
 from pipelines.models import Pipeline, RuleKind
 from pipelines.registry.insights import insights_for
-from pipelines.ui import charts, incidents
+from pipelines.ui import charts, incidents, spend
 from pipelines.ui.access import require_view
 
 
@@ -24,6 +24,7 @@ def pipeline_dashboard(request, pipeline_id: int, model_admin):
     health, reasons = pipeline.current_health(at)
     trend = stored_trend(pipeline)
     cost = monthly_cost(pipeline, pipeline.account.unsupported_statistics)
+    spent = spend.spend_for([pipeline], at)[pipeline.pk]
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": Pipeline._meta,
@@ -38,7 +39,10 @@ def pipeline_dashboard(request, pipeline_id: int, model_admin):
         "series_url": reverse("admin:pipelines_pipeline_series", args=[pipeline.pk]),
         "cost": cost,
         "config": _config(pipeline),
-        "insights": insights_for(pipeline),
+        "insights": insights_for(pipeline, spent),
+        "spend": spend.card(spent),
+        "spend_chart": spent.chart(),  # in the page: no second request racing the series'
+        "spend_url": reverse("admin:pipelines_pipeline_spend", args=[pipeline.pk]),
         "can_change": model_admin.has_change_permission(request, pipeline),
         "can_redrive": request.user.has_perm("pipelines.redrive_dlq"),
         "incidents": incidents.pipeline_panel(request, pipeline),
@@ -96,6 +100,12 @@ def _config(p: Pipeline) -> list[tuple[str, list[tuple[str, object]]]]:
             [
                 ("function", p.function_name or "none"),
                 ("timeout", secs(p.function_timeout)),
+                (
+                    "memory",
+                    f"{p.function_memory_mb:,} MB, {p.function_architecture or 'x86_64'}"
+                    if p.function_memory_mb
+                    else "–",
+                ),
                 ("reserved concurrency", p.reserved_concurrency if p.reserved_concurrency is not None else "–"),
                 ("batch size", p.batch_size or "–"),
                 ("MaximumConcurrency", p.maximum_concurrency or "–"),

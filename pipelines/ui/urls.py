@@ -11,7 +11,7 @@ from django.urls import path
 
 from pipelines.dlq.views import DlqViews
 from pipelines.trace.views import trace_page
-from pipelines.ui import healthz, incidents, overview, pagerduty, pipeline_page, prometheus
+from pipelines.ui import healthz, incidents, overview, pagerduty, pipeline_page, prometheus, slo, spend
 
 
 def site_urls(site) -> list:
@@ -37,6 +37,12 @@ def pipeline_urls(model_admin) -> list:
             name="pipelines_pipeline_dashboard",
         ),
         path("<int:pipeline_id>/series.json", view(pipeline_page.series_json), name="pipelines_pipeline_series"),
+        path(
+            "<int:pipeline_id>/slo/",
+            view(lambda request, pipeline_id: slo.slo_page(request, pipeline_id, model_admin)),
+            name="pipelines_pipeline_slo",
+        ),
+        path("<int:pipeline_id>/spend.json", view(spend.spend_json), name="pipelines_pipeline_spend"),
         path("<int:pk>/dlq/", view(dlq.dlq), name="pipelines_pipeline_dlq"),
         path("<int:pk>/dlq/redrive/", view(dlq.redrive), name="pipelines_pipeline_dlq_redrive"),
         path("<int:pk>/dlq/delete/", view(dlq.delete), name="pipelines_pipeline_dlq_delete"),

@@ -11,7 +11,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipelines.alerting import evaluate, history, rules
-from pipelines.models import UNRESOLVED, AwsAccount, Health, Incident, MetricSample, Pipeline, RuleKind, Severity
+from pipelines.models import (
+    UNRESOLVED,
+    AwsAccount,
+    Health,
+    Incident,
+    MetricRollup,
+    MetricSample,
+    Pipeline,
+    RuleKind,
+    Severity,
+)
 
 T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -104,6 +114,30 @@ def api_latency(p):
     rows(p, 60, visible=lambda i: 100, api_latency_avg=lambda i: 900 if i >= 50 else 100)
 
 
+def hours(p, n, late):
+    """`n` rolled-up hours before the last two (the minute rows' span), `late` late minutes in each."""
+    MetricRollup.objects.bulk_create(
+        [
+            MetricRollup(pipeline=p, hour=T - timedelta(hours=2 + i), samples=60, age_minutes=60, late_minutes=late)
+            for i in range(n)
+        ]
+    )
+
+
+def slo_fast(p):
+    rows(p, 60, visible=lambda i: 100, oldest_age=lambda i: 1200)  # an hour past the 15-min SLA: 200×
+
+
+def slo_medium(p):
+    hours(p, 5, late=10)  # 6 h: 53 late minutes of 360 (29×); 30 min: 1 of 30 (6.7×); 1 h: 3 of 60 (10×)
+    rows(p, 60, visible=lambda i: 100, oldest_age=lambda i: 1200 if i % 20 == 0 else 60)
+
+
+def slo_slow(p):
+    hours(p, 71, late=1)  # 3 days: 1.7 % late (3.3×); 6 h: 7 of 360 (3.9×); 1 h: 2 of 60 (6.7×)
+    rows(p, 60, visible=lambda i: 100, oldest_age=lambda i: 1200 if i % 30 == 0 else 60)
+
+
 def stale(p):
     p.consecutive_failures, p.last_error = 3, "queue: AccessDenied"
 
@@ -119,6 +153,9 @@ CASES = {
     RuleKind.API_5XX: api_5xx,
     RuleKind.API_LATENCY: api_latency,
     RuleKind.STALE: stale,
+    RuleKind.SLO_FAST: slo_fast,
+    RuleKind.SLO_MEDIUM: slo_medium,
+    RuleKind.SLO_SLOW: slo_slow,
 }
 
 
@@ -156,6 +193,31 @@ def test_the_health_reason_and_the_incident_come_from_the_same_finding(pipeline,
     assert health == Health.worst(Health.of(sev) for sev, _ in stored.values())
     assert (Health.of(incident.severity), incident.summary) in reasons
     assert pipeline.health == health.value
+
+
+@pytest.mark.parametrize(
+    ("case", "fired"),
+    [
+        (slo_fast, {RuleKind.SLO_FAST: Severity.CRITICAL}),
+        (slo_medium, {RuleKind.SLO_MEDIUM: Severity.CRITICAL}),
+        (slo_slow, {RuleKind.SLO_SLOW: Severity.WARNING}),
+    ],
+    ids=["fast", "medium", "slow"],
+)
+def test_each_burn_rate_pair_fires_on_its_own_burn(pipeline, case, fired):
+    case(pipeline)
+    judge(pipeline)
+    slo = {RuleKind(rule): Severity(sev) for sev, _, rule in pipeline.findings() if rule.startswith("slo_")}
+    assert slo == fired
+
+
+def test_a_burn_rate_incident_says_why(pipeline):
+    slo_fast(pipeline)
+    judge(pipeline)
+    incident = Incident.objects.get(rule=RuleKind.SLO_FAST)
+    assert incident.summary == (
+        "freshness budget burning 200× over 1 h and 200× over 5 min: 30 % of the 28-day budget used in the last 1 h"
+    )
 
 
 def test_a_growing_dlq_is_critical_in_both_places(pipeline):

@@ -10,7 +10,7 @@ from django.urls import reverse
 from pipelines.formatting import duration
 from pipelines.models import Pipeline, Severity
 from pipelines.registry.insights import InsightCode as C
-from pipelines.registry.insights import insights_for, throttle_reason
+from pipelines.registry.insights import insights_for, spend_anomaly, throttle_reason
 from tests.browser import browser
 
 DISCOVERED_AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -388,3 +388,15 @@ def test_an_operator_sees_insights_on_the_pipeline_page_in_a_browser(page, live_
     page.goto(f"{live_server.url}{reverse('admin:pipelines_pipeline_changelist')}")
     assert page.locator("#result_list td.field-config_insights .ob-badge").inner_text() == "Critical · 4"
     page.screenshot(path=str(SHOTS / "insights-list.png"))
+
+
+# --- the spend anomaly (figures in tests/spend/test_history.py) ----------------------------------
+
+
+def test_it_flags_a_cost_per_1000_that_more_than_doubled_week_over_week():
+    found = spend_anomaly((0.002, 0.0042))
+    assert found.code == C.SPEND_ANOMALY and found.severity == Severity.WARNING
+    assert found.title.startswith("Cost per 1,000 messages up 2.1× week over week (was $0.0020, now $0.0042)")
+    assert spend_anomaly((0.002, 0.0038)) is None  # 1.9×
+    assert spend_anomaly(None) is None  # a week without enough data: no judgement
+    assert C.SPEND_ANOMALY not in codes(pipe())  # without spend figures the insights are the configuration's
