@@ -288,6 +288,13 @@ if not 50 <= SLO_FRESHNESS_TARGET < 100 or not 0 < SLO_DLQ_MAX_PERCENT <= 50:
         "SLO_FRESHNESS_TARGET must be a percentage from 50 to below 100 (e.g. 99.5), and SLO_DLQ_MAX_PERCENT "
         "one above 0 and at most 50 (e.g. 1)."
     )
+SLO_API_5XX_PERCENT = _env(env.float, "SLO_API_5XX_PERCENT", default=0.1)
+SLO_API_LATENCY_MS = _env(env.int, "SLO_API_LATENCY_MS", default=1000)
+if not 0 < SLO_API_5XX_PERCENT <= 50 or not 1 <= SLO_API_LATENCY_MS <= 60000:
+    raise ImproperlyConfigured(
+        "SLO_API_5XX_PERCENT must be a percentage above 0 and at most 50 (e.g. 0.1), and SLO_API_LATENCY_MS a "
+        "whole number of milliseconds from 1 to 60000 (e.g. 1000)."
+    )
 
 # --- Trace ------------------------------------------------------------------------------------
 # DLQ messages one trace lookup may examine, across all the DLQs it searches. Past it the page says

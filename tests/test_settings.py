@@ -45,6 +45,8 @@ def test_debug_runs_without_a_secret_key():
         ("DEBUG", "maybe", "DEBUG is malformed"),
         ("FAST_INTERVAL_SECONDS", "0", "FAST_INTERVAL_SECONDS must be a positive"),
         ("AWS_RETRY_MODE", "sometimes", "AWS_RETRY_MODE must be one of"),
+        ("SLO_API_5XX_PERCENT", "0", "SLO_API_5XX_PERCENT must be a percentage above 0"),
+        ("SLO_API_LATENCY_MS", "0", "SLO_API_LATENCY_MS a whole number of milliseconds from 1 to 60000"),
     ],
 )
 def test_bad_values_name_the_variable(name, value, message):

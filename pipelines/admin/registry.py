@@ -265,9 +265,10 @@ class PipelineAdmin(admin.ModelAdmin):
         (
             "Service-level objectives",
             {
-                "fields": ("slo_freshness_target", "slo_dlq_max_percent"),
+                "fields": ("slo_freshness_target", "slo_dlq_max_percent", "slo_api_5xx_percent", "slo_api_latency_ms"),
                 "description": "Over a rolling window (SLO_WINDOW_DAYS); empty fields take the settings' defaults. "
-                "Freshness is judged against the oldest-message SLA above.",
+                "Freshness is judged against the oldest-message SLA above; the API objectives apply only where an "
+                "API is discovered, and API latency shares the freshness target.",
             },
         ),
         ("Status", {"fields": SYNC_STATE}),

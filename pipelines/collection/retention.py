@@ -20,7 +20,7 @@ from pipelines import clock
 from pipelines.collection import retention
 from pipelines.collection.store import floor_hour, upsert_samples
 from pipelines.models import AuditEntry, MetricRollup, MetricSample, Pipeline
-from pipelines.slo.windows import arrivals_by_hour
+from pipelines.slo.windows import API_FIELDS, api_aggregates, arrivals_by_hour
 
 # How each field is aggregated over an hour: levels are averaged, counts summed, ages and peaks maxed.
 AGGREGATES = {
@@ -86,6 +86,8 @@ def rollup_range(start, end) -> int:
             age_minutes=Count("id", filter=Q(oldest_age__isnull=False)),
             late_minutes=Count("id", filter=Q(oldest_age__gte=F("pipeline__oldest_age_sla"))),
             dlq_minutes=Count("id", filter=Q(dlq_visible__isnull=False)),
+            # The API's requests, 5xx and slow minutes (against its latency threshold as it is now).
+            **{f"slo_{name}": agg for name, agg in api_aggregates().items()},
         )
     )
     arrivals = arrivals_by_hour(start, end)
@@ -94,6 +96,7 @@ def rollup_range(start, end) -> int:
         out = {"samples": r["samples"], "visible_max": r["visible_max"]}
         out.update({k: r[k] for k in ("age_minutes", "late_minutes", "dlq_minutes")})
         out["dlq_arrivals"] = arrivals.get((r["pipeline_id"], r["h"]), 0) if r["dlq_minutes"] else None
+        out.update({name: r[f"slo_{name}"] or 0 for name in API_FIELDS})
         for name in AGGREGATES:
             v = r[f"agg_{name}"]
             out[name] = None if v is None else (float(v) if name in FLOAT_FIELDS else int(round(v)))

@@ -70,6 +70,13 @@ class MetricRollup(MetricFields):
     late_minutes = models.PositiveSmallIntegerField(null=True, help_text="Minutes whose oldest age reached the SLA.")
     dlq_minutes = models.PositiveSmallIntegerField(null=True, help_text="Minutes with a DLQ count.")
     dlq_arrivals = models.IntegerField(null=True, help_text="Increases of the DLQ's visible count, summed.")
+    api_minutes = models.PositiveSmallIntegerField(null=True, help_text="Minutes with an API request and 5xx count.")
+    api_requests = models.IntegerField(null=True, help_text="API requests in those minutes.")
+    api_5xx_requests = models.IntegerField(null=True, help_text="API requests in those minutes that answered 5xx.")
+    api_latency_minutes = models.PositiveSmallIntegerField(null=True, help_text="Minutes with an API p99 latency.")
+    api_slow_minutes = models.PositiveSmallIntegerField(
+        null=True, help_text="Minutes whose API p99 latency reached the latency objective's threshold."
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["pipeline", "hour"], name="uniq_rollup_pipeline_hour")]

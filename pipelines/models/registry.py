@@ -151,6 +151,21 @@ class Pipeline(models.Model):
         validators=[MinValueValidator(0.001), MaxValueValidator(50)],
         help_text="Share of the messages sent to the queue that may reach the DLQ. Empty: SLO_DLQ_MAX_PERCENT.",
     )
+    slo_api_5xx_percent = models.FloatField(
+        "API availability objective: 5xx at most (%)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.001), MaxValueValidator(50)],
+        help_text="Share of the API's requests that may answer 5xx (with a discovered API). Empty: SLO_API_5XX_PERCENT.",
+    )
+    slo_api_latency_ms = models.PositiveIntegerField(
+        "API latency objective: p99 under (ms)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(60000)],
+        help_text="A minute whose p99 latency reaches this is slow; the share of minutes that are not must meet "
+        "the freshness objective (with a discovered API). Empty: SLO_API_LATENCY_MS.",
+    )
     enabled = models.BooleanField(default=True)
 
     # Discovered from AWS (read-only in the admin).

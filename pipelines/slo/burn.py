@@ -55,7 +55,7 @@ def explain(o: Objective, pair: Pair, long_burn: float, short_burn: float) -> st
     the last 1 h"."""
     used = 100 * long_burn * pair.long / o.window_minutes
     return (
-        f"{o.name} budget burning {long_burn:.3g}× over {span(pair.long)} and {short_burn:.3g}× over "
+        f"{o.title} budget burning {long_burn:.3g}× over {span(pair.long)} and {short_burn:.3g}× over "
         f"{span(pair.short)}: {used:.2g} % of the {o.window_minutes // 1440}-day budget used in the last "
         f"{span(pair.long)}"
     )

@@ -1,6 +1,6 @@
 """SLO arithmetic on counts: pure functions, tested on hand-made histories.
 
-Two objectives per pipeline, over a rolling SLO_WINDOW_DAYS:
+Two objectives per pipeline, and two more where an API is discovered, over a rolling SLO_WINDOW_DAYS:
 
 - **Freshness**: the share of *measured* minutes whose oldest message was younger than the SLA
   (a minute is bad when CloudWatch's ApproximateAgeOfOldestMessage ≥ the SLA). A minute without an
@@ -9,6 +9,12 @@ Two objectives per pipeline, over a rolling SLO_WINDOW_DAYS:
   reach the DLQ; DLQ arrivals are the increases of the DLQ's visible count (SQS does not count moves
   into a DLQ as sends). Messages that expire are not observable in SQS's metrics, so they are not
   counted here (the time-to-loss rule watches for them).
+- **API availability**: the share of API requests (API Gateway's Count) that did not answer 5xx, over
+  the minutes with both a request count and a 5xx count.
+- **API latency**: the share of *measured* minutes (those with a p99 latency, i.e. with requests) whose
+  p99 latency was under the threshold; the target is the freshness target. Percentiles do not add up,
+  so this is not "99 % of requests were fast": a slow minute is one where at least about 1 % of its
+  requests (with under 100 requests, its slowest ones) took the threshold or longer.
 
 The error budget is the bad share the objective allows (1 − target) of what was measured; burn rate
 is the bad share over a window divided by that allowance (1× spends the budget exactly over the SLO
@@ -17,7 +23,7 @@ window). With less than MIN_MEASURED_MINUTES measured the SLO is unknown, never 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from datetime import datetime
 
 from django.conf import settings
@@ -29,6 +35,10 @@ MIN_WINDOW_SHARE = 0.25  # a burn window is judged only when this share of its m
 #: The burn-rate windows, in minutes: the SRE workbook's pairs (see burn.py).
 BURN_WINDOWS = (5, 30, 60, 6 * 60, 3 * 24 * 60)
 FRESHNESS, DELIVERY = "freshness", "delivery"
+API_AVAILABILITY, API_LATENCY = "api_availability", "api_latency"
+#: How sentences name each objective (the rule's finding, the page).
+TITLES = {API_AVAILABILITY: "API availability", API_LATENCY: "API latency"}
+NO_API = "no API discovered: not measured"
 
 
 def window_minutes() -> int:
@@ -44,12 +54,17 @@ class Counts:
     dlq_minutes: int = 0  # minutes with a DLQ count
     dlq_arrivals: int = 0  # increases of the DLQ's visible count
     sent: int = 0  # messages sent to the queue
+    api_minutes: int = 0  # minutes with both an API request count and a 5xx count
+    api_requests: int = 0  # API requests in those minutes
+    api_5xx_requests: int = 0  # of which answered 5xx
+    api_latency_minutes: int = 0  # minutes with an API p99 latency
+    api_slow_minutes: int = 0  # of which the p99 had reached the latency threshold
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(*(a + b for a, b in zip(self.astuple(), other.astuple(), strict=True)))
 
     def astuple(self) -> tuple[int, ...]:
-        return (self.age_minutes, self.late_minutes, self.dlq_minutes, self.dlq_arrivals, self.sent)
+        return astuple(self)
 
 
 def freshness_target(p: Pipeline) -> float:
@@ -60,6 +75,16 @@ def freshness_target(p: Pipeline) -> float:
 def dlq_max_percent(p: Pipeline) -> float:
     """The delivery objective: at most this percent of sent messages reach the DLQ."""
     return p.slo_dlq_max_percent if p.slo_dlq_max_percent is not None else settings.SLO_DLQ_MAX_PERCENT
+
+
+def api_5xx_percent(p: Pipeline) -> float:
+    """The API availability objective: at most this percent of API requests answer 5xx."""
+    return p.slo_api_5xx_percent if p.slo_api_5xx_percent is not None else settings.SLO_API_5XX_PERCENT
+
+
+def api_latency_ms(p: Pipeline) -> int:
+    """The API latency objective's threshold: a minute whose p99 latency reaches it is slow."""
+    return p.slo_api_latency_ms if p.slo_api_latency_ms is not None else settings.SLO_API_LATENCY_MS
 
 
 @dataclass(frozen=True)
@@ -94,6 +119,29 @@ def delivery_sli(p: Pipeline, c: Counts) -> Sli | None:
     return Sli(c.dlq_minutes, c.dlq_arrivals, max(c.sent, c.dlq_arrivals), dlq_max_percent(p) / 100)
 
 
+def api_availability_sli(p: Pipeline, c: Counts) -> Sli | None:
+    """None when no API is discovered. More 5xx than requests (counts reported apart) is all bad."""
+    if not p.has_api:
+        return None
+    total = max(c.api_requests, c.api_5xx_requests)
+    return Sli(c.api_minutes, c.api_5xx_requests, total, api_5xx_percent(p) / 100)
+
+
+def api_latency_sli(p: Pipeline, c: Counts) -> Sli | None:
+    """None when no API is discovered; the target is the freshness target."""
+    if not p.has_api:
+        return None
+    return Sli(c.api_latency_minutes, c.api_slow_minutes, c.api_latency_minutes, 1 - freshness_target(p) / 100)
+
+
+SLIS = {
+    FRESHNESS: freshness_sli,
+    DELIVERY: delivery_sli,
+    API_AVAILABILITY: api_availability_sli,
+    API_LATENCY: api_latency_sli,
+}
+
+
 def judged(sli: Sli | None, minutes: int) -> bool:
     """Whether a burn window has enough measured minutes (and traffic) to be judged."""
     return sli is not None and sli.total > 0 and sli.measured_minutes >= MIN_WINDOW_SHARE * minutes
@@ -103,7 +151,7 @@ def judged(sli: Sli | None, minutes: int) -> bool:
 class Objective:
     """One objective over the SLO window, as the SLO page and the overview show it."""
 
-    name: str  # FRESHNESS or DELIVERY
+    name: str  # FRESHNESS, DELIVERY, API_AVAILABILITY or API_LATENCY
     label: str  # "99.5 % of minutes with the oldest message younger than 15 min"
     target: float  # percent
     unit: str  # what the budget counts: "minutes" or "messages"
@@ -111,6 +159,16 @@ class Objective:
     window_minutes: int
     burns: dict[int, float | None] = field(default_factory=dict)  # window minutes → burn (None: unknown)
     reason: str = ""  # why it is unknown
+
+    @property
+    def title(self) -> str:
+        """How sentences name it: "freshness", "API latency"."""
+        return TITLES.get(self.name, self.name)
+
+    @property
+    def applies(self) -> bool:
+        """False when the pipeline lacks what it measures (a DLQ, an API): not measured at all."""
+        return self.sli is not None
 
     @property
     def known(self) -> bool:
@@ -146,44 +204,55 @@ class Objective:
 
 def objectives(p: Pipeline, slo: Counts | None, burns: dict[int, Counts] | None = None) -> list[Objective]:
     """The pipeline's objectives over the SLO window from its counts (None: no data at all)."""
-    from_counts = slo or Counts()
+    c = slo or Counts()
     burns = burns or {}
-    sla = p.oldest_age_sla_label
-    out = [
-        _objective(
+
+    def build(name, label, target, unit, no_data="", missing=""):
+        sli = SLIS[name]
+        found = sli(p, c)
+        reason = missing if found is None else ""
+        return _objective(name, label, target, unit, found, {m: sli(p, b) for m, b in burns.items()}, reason, no_data)
+
+    fresh, dlq, api_5xx = freshness_target(p), dlq_max_percent(p), api_5xx_percent(p)
+    return [
+        build(
             FRESHNESS,
-            f"{freshness_target(p):g} % of minutes with the oldest message younger than {sla}",
-            freshness_target(p),
+            f"{fresh:g} % of minutes with the oldest message younger than {p.oldest_age_sla_label}",
+            fresh,
             "minutes",
-            freshness_sli(p, from_counts),
-            {m: freshness_sli(p, c) for m, c in burns.items()},
-        )
-    ]
-    delivery = delivery_sli(p, from_counts)
-    out.append(
-        _objective(
+        ),
+        build(
             DELIVERY,
-            f"fewer than {dlq_max_percent(p):g} % of sent messages reach the DLQ",
-            100 - dlq_max_percent(p),
+            f"fewer than {dlq:g} % of sent messages reach the DLQ",
+            100 - dlq,
             "messages",
-            delivery,
-            {m: delivery_sli(p, c) for m, c in burns.items()},
-            "" if delivery is not None else "no DLQ: arrivals cannot be seen",
-        )
-    )
-    return out
+            "no messages sent in the window",
+            "no DLQ: arrivals cannot be seen",
+        ),
+        build(
+            API_AVAILABILITY,
+            f"fewer than {api_5xx:g} % of API requests answer 5xx",
+            100 - api_5xx,
+            "requests",
+            "no API requests in the window",
+            NO_API,
+        ),
+        build(
+            API_LATENCY,
+            f"{fresh:g} % of minutes with requests have a p99 latency under {api_latency_ms(p):,} ms",
+            fresh,
+            "minutes",
+            missing=NO_API,
+        ),
+    ]
 
 
-def _objective(name, label, target, unit, sli, burn_slis, reason="") -> Objective:
+def _objective(name, label, target, unit, sli, burn_slis, reason="", no_data="") -> Objective:
     burns = {m: (s.burn if judged(s, m) else None) for m, s in burn_slis.items()}
     obj = Objective(name, label, target, unit, sli, window_minutes(), burns, reason)
     if not reason and not obj.known:
         measured = sli.measured_minutes / 1440 if sli else 0
-        reason = (
-            f"only {measured:.1f} days measured (at least 1 needed)"
-            if measured < 1
-            else "no messages sent in the window"
-        )
+        reason = f"only {measured:.1f} days measured (at least 1 needed)" if measured < 1 or not no_data else no_data
         obj = Objective(name, label, target, unit, sli, window_minutes(), burns, reason)
     return obj
 
@@ -203,7 +272,7 @@ def budget_series(p: Pipeline, hourly: list[tuple[datetime, Counts]]) -> dict[st
     for o in objectives(p, total):
         if not o.known:
             continue
-        sli = freshness_sli if o.name == FRESHNESS else delivery_sli
+        sli = SLIS[o.name]
         spent, points = 0.0, []
         for hour, c in hourly:
             spent += sli(p, c).bad

@@ -1,7 +1,7 @@
 """Reading the counts the SLOs need, for any number of pipelines and any window, in three queries.
 
-The last one to two hours come from the minute rows (`MetricSample`): one grouped query for ages and
-sends, one for the DLQ's increases (a window function: each DLQ reading minus the one before). The
+The last one to two hours come from the minute rows (`MetricSample`): one grouped query for ages,
+sends and the API's requests and latencies, one for the DLQ's increases (a window function: each DLQ reading minus the one before). The
 hours before come from the hourly rollups (`MetricRollup`'s SLO columns, filled by
 `collection.retention.rollup`): one grouped query. Each window ends now; on the rollup side it takes
 the hours more than half inside it, so a long window is exact to within half an hour.
@@ -13,16 +13,57 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection
-from django.db.models import Count, F, Q, Sum
-from django.db.models.functions import TruncHour
+from django.db.models import Count, F, FloatField, Q, Sum, Value
+from django.db.models.functions import Coalesce, TruncHour
 
 from pipelines.models import MetricRollup, MetricSample, Pipeline
 from pipelines.slo.compute import BURN_WINDOWS, Counts, Objective, objectives, window_minutes, worst_budget_left
 
 #: A DLQ reading this far before a window counts as the one its first increase is measured from.
 PREVIOUS_READING = timedelta(minutes=15)
-FIELDS = ("age_minutes", "late_minutes", "dlq_minutes", "dlq_arrivals", "sent")
+FIELDS = (
+    "age_minutes",
+    "late_minutes",
+    "dlq_minutes",
+    "dlq_arrivals",
+    "sent",
+    "api_minutes",
+    "api_requests",
+    "api_5xx_requests",
+    "api_latency_minutes",
+    "api_slow_minutes",
+)
+API_FIELDS = FIELDS[5:]
+#: The Pipeline fields the objectives read; a caller's `.only()` may leave some out (loaded in one query).
+SLO_PIPELINE_FIELDS = (
+    "api_id",
+    "dlq_url",
+    "oldest_age_sla",
+    "slo_freshness_target",
+    "slo_dlq_max_percent",
+    "slo_api_5xx_percent",
+    "slo_api_latency_ms",
+)
+
+
+def api_aggregates(within: Q | None = None) -> dict:
+    """The API's SLO counts over minute rows (`within` narrows them), named like Counts' fields: the
+    minutes with both a request and a 5xx count and their sums, and the minutes with a p99 latency and
+    those whose p99 reached the pipeline's threshold (as it is now: rollups keep it as of their hour)."""
+    within = within or Q()
+    counted = within & Q(api_count__isnull=False, api_5xx__isnull=False)
+    threshold = Coalesce(
+        F("pipeline__slo_api_latency_ms"), Value(settings.SLO_API_LATENCY_MS), output_field=FloatField()
+    )
+    return {
+        "api_minutes": Count("id", filter=counted),
+        "api_requests": Sum("api_count", filter=counted),
+        "api_5xx_requests": Sum("api_5xx", filter=counted),
+        "api_latency_minutes": Count("id", filter=within & Q(api_latency_p99__isnull=False)),
+        "api_slow_minutes": Count("id", filter=within & Q(api_latency_p99__gte=threshold)),
+    }
 
 
 def floor_hour(at: datetime) -> datetime:
@@ -72,6 +113,7 @@ def _minutes(ids: list[int], at: datetime, start: datetime, windows: tuple[int, 
         aggregates[f"late_{w}"] = Count("id", filter=after & Q(oldest_age__gte=F("pipeline__oldest_age_sla")))
         aggregates[f"dlq_{w}"] = Count("id", filter=after & Q(dlq_visible__isnull=False))
         aggregates[f"sent_{w}"] = Sum("sent", filter=after)
+        aggregates.update({f"{name}_{w}": agg for name, agg in api_aggregates(after).items()})
     rows = (
         MetricSample.objects.filter(pipeline_id__in=ids, minute__gte=start, minute__lte=at)
         .values("pipeline_id")
@@ -83,7 +125,14 @@ def _minutes(ids: list[int], at: datetime, start: datetime, windows: tuple[int, 
     for r in rows:
         pid = r["pipeline_id"]
         out[pid] = {
-            w: Counts(r[f"age_{w}"], r[f"late_{w}"], r[f"dlq_{w}"], arrivals.get((pid, w), 0), r[f"sent_{w}"] or 0)
+            w: Counts(
+                r[f"age_{w}"],
+                r[f"late_{w}"],
+                r[f"dlq_{w}"],
+                arrivals.get((pid, w), 0),
+                r[f"sent_{w}"] or 0,
+                **{name: r[f"{name}_{w}"] or 0 for name in API_FIELDS},
+            )
             for w in windows
         }
     return out
@@ -152,8 +201,26 @@ def arrivals_by_hour(
     return out
 
 
+def _load_deferred(pipelines: list[Pipeline]) -> None:
+    """Fill in the objectives' fields a caller's `.only()` left out, in one query for all (not one each)."""
+    missing = sorted({f for p in pipelines for f in p.get_deferred_fields() if f in SLO_PIPELINE_FIELDS})
+    if not missing:
+        return
+    found = {
+        pk: values
+        for pk, *values in Pipeline.objects.filter(pk__in=[p.pk for p in pipelines]).values_list("pk", *missing)
+    }
+    for p in pipelines:
+        deferred = p.get_deferred_fields()
+        for name, value in zip(missing, found.get(p.pk, ()), strict=False):
+            if name in deferred:
+                setattr(p, name, value)
+
+
 def objectives_for(pipelines: list[Pipeline], at: datetime, with_burns: bool = False) -> dict[int, list[Objective]]:
-    """Each pipeline's objectives over the SLO window (and its burn windows, if asked), in three queries."""
+    """Each pipeline's objectives over the SLO window (and its burn windows, if asked), in three queries
+    (four when the pipelines were read without the fields the objectives need)."""
+    _load_deferred(pipelines)
     wanted = all_windows() if with_burns else (window_minutes(),)
     counts = load([p.pk for p in pipelines], at, wanted)
     out = {}
@@ -188,9 +255,11 @@ def hourly(p: Pipeline, at: datetime) -> list[tuple[datetime, Counts]]:
             late=Count("id", filter=Q(oldest_age__gte=F("pipeline__oldest_age_sla"))),
             dlq=Count("id", filter=Q(dlq_visible__isnull=False)),
             sent_sum=Sum("sent"),
+            **api_aggregates(),
         )
         .order_by()
     )
     for r in recent:
-        out[r["h"]] = Counts(r["age"], r["late"], r["dlq"], arrivals.get((p.pk, r["h"]), 0), r["sent_sum"] or 0)
+        api = {name: r[name] or 0 for name in API_FIELDS}
+        out[r["h"]] = Counts(r["age"], r["late"], r["dlq"], arrivals.get((p.pk, r["h"]), 0), r["sent_sum"] or 0, **api)
     return sorted(out.items())

@@ -1,5 +1,6 @@
 """One pipeline's SLO page: each objective's compliance, error budget, burn and coverage over the
-rolling window, and the burn-rate rules with why each fires (or not).
+rolling window, and the burn-rate rules with why each fires (or not). The API objectives are rows
+where an API is discovered, and one "no API" line where not.
 
 The figures are computed on request from the history (slo/windows.py: three queries, and three more
 for the budget chart's hourly counts); the burn-rate
@@ -19,12 +20,13 @@ from pipelines import clock
 from pipelines.alerting.rules import RULES
 from pipelines.models import Pipeline
 from pipelines.slo import burn
-from pipelines.slo.compute import Objective, budget_series
+from pipelines.slo.compute import API_AVAILABILITY, API_LATENCY, Objective, budget_series
 from pipelines.slo.windows import hourly, objectives_for
 from pipelines.ui.access import require_view
 
 #: The burn windows the objectives table shows (the pairs' table shows every window).
 SHOWN_BURNS = (60, 6 * 60, 3 * 24 * 60)
+API_OBJECTIVES = (API_AVAILABILITY, API_LATENCY)
 
 
 def _pct(v: float | None, digits: int = 2) -> str:
@@ -73,9 +75,7 @@ def pair_rows(p: Pipeline, objectives: list[Objective], findings: dict[str, tupl
     for kind, pair in burn.PAIRS.items():
         cfg = RULES[kind].config(p, overrides.get(kind))
         per_objective = [
-            (o.name, _burn(o.burns.get(pair.long)), _burn(o.burns.get(pair.short)))
-            for o in objectives
-            if not o.reason.startswith("no DLQ")
+            (o.title, _burn(o.burns.get(pair.long)), _burn(o.burns.get(pair.short))) for o in objectives if o.applies
         ]
         out.append(
             {
@@ -104,7 +104,9 @@ def slo_page(request, pipeline_id: int, model_admin):
         "title": f"{p.name}: SLOs",
         "pipeline": p,
         "at": at,
-        "objectives": [ObjectiveView(o) for o in objectives],
+        # Without an API its two objectives are one "no API" line, not two rows of unknowns.
+        "objectives": [ObjectiveView(o) for o in objectives if o.applies or o.name not in API_OBJECTIVES],
+        "no_api": not p.has_api,
         "shown_burns": [burn.span(w) for w in SHOWN_BURNS],
         "pairs": pair_rows(p, objectives, findings),
         "dashboard_url": reverse("admin:pipelines_pipeline_dashboard", args=[p.pk]),

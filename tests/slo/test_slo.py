@@ -64,14 +64,14 @@ def slo(p, at=T):
 
 def test_it_is_unknown_with_less_than_a_day_of_data_never_perfect(pipeline):
     hours(pipeline, 12)
-    (fresh, delivery), _ = slo(pipeline)
+    (fresh, delivery, *_), _ = slo(pipeline)
     assert not fresh.known and fresh.compliance is None and fresh.budget_left_pct is None
     assert fresh.reason == "only 0.5 days measured (at least 1 needed)"
     assert not delivery.known and compute.worst_budget_left([fresh, delivery]) is None
 
 
 def test_it_is_unknown_without_any_history(pipeline):
-    (fresh, _), counts = slo(pipeline)
+    (fresh, *_), counts = slo(pipeline)
     assert counts == {} and not fresh.known and fresh.coverage_days == 0
 
 
@@ -79,7 +79,7 @@ def test_a_draining_backlog_spends_budget_then_stops_burning(pipeline):
     # Two days measured; a backlog kept the oldest message past the SLA for 3 hours yesterday.
     hours(pipeline, 47, late=lambda i: 60 if 20 <= i < 23 else 0)
     minutes(pipeline, 60, oldest_age=lambda i: 30)
-    (fresh, _), counts = slo(pipeline)
+    (fresh, *_), counts = slo(pipeline)
     measured = 47 * 60 + 60
     assert fresh.known and fresh.sli.measured_minutes == measured
     assert fresh.compliance == pytest.approx(100 * (1 - 180 / measured))
@@ -93,7 +93,7 @@ def test_a_draining_backlog_spends_budget_then_stops_burning(pipeline):
 def test_a_growing_age_is_late_from_the_minute_it_reaches_the_sla(pipeline):
     hours(pipeline, 30)
     minutes(pipeline, 60, oldest_age=lambda i: 30 * i)  # reaches 900 s at i = 30
-    (fresh, _), _ = slo(pipeline)
+    (fresh, *_), _ = slo(pipeline)
     assert fresh.burns[60] == pytest.approx((30 / 60) / 0.005)
     assert fresh.burns[5] == pytest.approx(1 / 0.005)
     assert fresh.sli.bad == 30
@@ -103,7 +103,7 @@ def test_a_gap_is_unknown_not_good_and_coverage_says_so(pipeline):
     # 10 days of hours with 5 days missing and one day rolled up before the SLO columns existed.
     hours(pipeline, 10 * 24, late=lambda i: 6, skip=lambda i: 24 <= i < 6 * 24)
     MetricRollup.objects.create(pipeline=pipeline, hour=T - timedelta(days=12), samples=60, oldest_age=5000)
-    (fresh, _), _ = slo(pipeline)
+    (fresh, *_), _ = slo(pipeline)
     assert fresh.coverage_days == pytest.approx(5.0)
     assert fresh.compliance == pytest.approx(90.0)  # over the measured minutes only
     assert fresh.budget_left_pct == pytest.approx(100 * (1 - 0.1 / 0.005))
@@ -113,7 +113,7 @@ def test_spiky_dlq_arrivals_count_increases_only_across_missing_readings(pipelin
     depths = [0, 0, 5, 5, 3, None, 8, 8, 2, 2]  # +5, a redrive, +5 across a minute without a count, a redrive
     minutes(pipeline, 10, dlq_visible=lambda i: depths[i], sent=lambda i: 100)
     hours(pipeline, 30, dlq_minutes=60, dlq_arrivals=0, sent=6000)
-    (_, delivery), counts = slo(pipeline)
+    (_, delivery, *_), counts = slo(pipeline)
     assert counts[60].dlq_arrivals == 10 and counts[60].sent == 1000
     assert delivery.burns[60] is None  # 9 measured minutes of 60: too few to judge
     assert delivery.burns[5] == pytest.approx((5 / 500) / 0.01)
@@ -123,14 +123,14 @@ def test_spiky_dlq_arrivals_count_increases_only_across_missing_readings(pipelin
 def test_without_a_dlq_the_delivery_objective_is_not_measured(pipeline):
     pipeline.dlq_url = ""
     hours(pipeline, 48)
-    (_, delivery), _ = slo(pipeline)
+    (_, delivery, *_), _ = slo(pipeline)
     assert not delivery.known and delivery.reason == "no DLQ: arrivals cannot be seen"
 
 
 def test_overrides_replace_the_default_objectives(pipeline):
     pipeline.slo_freshness_target, pipeline.slo_dlq_max_percent = 99.0, 0.1
     hours(pipeline, 48, late=lambda i: 6 if i == 0 else 0)
-    (fresh, delivery), _ = slo(pipeline)
+    (fresh, delivery, *_), _ = slo(pipeline)
     assert fresh.target == 99.0 and fresh.budget_total == pytest.approx(0.01 * 48 * 60)
     assert delivery.target == pytest.approx(99.9) and "0.1 %" in delivery.label
 
@@ -208,7 +208,7 @@ def test_a_burn_rate_incident_opens_and_resolves_through_the_rule_table(pipeline
 
 def test_missing_recent_data_never_fires_nor_counts_as_good(pipeline):
     hours(pipeline, 47, late=lambda i: 60)  # everything late, but no minute rows: the short windows are unknown
-    (fresh, _), _ = slo(pipeline)
+    (fresh, *_), _ = slo(pipeline)
     assert fresh.burns[5] is None and fresh.burns[60] is None
     assert fresh.known and fresh.compliance == 0
     assert fires(pipeline, T) is None

@@ -2,7 +2,8 @@
 // rolling window (the series come in the chart's data-series attribute; a CSP forbids inline scripts).
 (function () {
   "use strict";
-  const COLOURS = {freshness: "#7a5af8", delivery: "#d92d20"};
+  const COLOURS = {freshness: "#7a5af8", delivery: "#d92d20", api_availability: "#12b76a", api_latency: "#f79009"};
+  const TITLES = {api_availability: "API availability", api_latency: "API latency"};
 
   function draw() {
     const el = document.getElementById("chart-budget");
@@ -12,11 +13,11 @@
     const traces = names.map((name) => ({
       x: series[name].map((p) => new Date(p[0])),
       y: series[name].map((p) => p[1]),
-      name: name,
+      name: TITLES[name] || name,
       type: "scatter",
       mode: "lines",
       line: {color: COLOURS[name] || "#2e90fa", width: 2},
-      hovertemplate: "%{y:.1f} % left<extra>" + name + "</extra>",
+      hovertemplate: "%{y:.1f} % left<extra>" + (TITLES[name] || name) + "</extra>",
     }));
     const layout = {
       margin: {l: 50, r: 10, t: 30, b: 40},
