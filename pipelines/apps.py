@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from pipelines.spend import prices
+
 
 class PipelinesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
@@ -9,3 +11,6 @@ class PipelinesConfig(AppConfig):
     def ready(self) -> None:
         # Django's place for start-up registration: the Celery tasks, which `jobs.submit` finds by name.
         from pipelines import tasks  # noqa: F401
+
+        # A price table that cannot be read stops start-up with its sentence, not every page that prices.
+        prices.table()

@@ -309,3 +309,15 @@ def test_a_bad_allowed_network_stops_with_a_sentence(value):
     assert res.returncode != 0 and "Traceback" not in res.stderr
     bad = value.split(",")[-1]
     assert f"OUTBOUND_ALLOWED_NETWORKS holds {bad!r}, which is not an IP address or network" in res.stderr
+
+
+def test_a_custom_endpoint_behind_an_environment_proxy_is_refused(internal, fresh_clients, monkeypatch):
+    # Through a proxy the policy would judge the proxy's address, not the endpoint's: refuse, and say how to fix it.
+    monkeypatch.setenv("HTTP_PROXY", internal.url)
+    monkeypatch.setenv("HTTPS_PROXY", internal.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(aws.AwsError) as refused:
+        aws.list_queue_urls(aws.Target(region=REGION, endpoint_url="http://198.51.100.7:4566"))
+    assert refused.value.code == "OutboundProxied" and "NO_PROXY" in str(refused.value)
+    assert internal.requests == []

@@ -54,6 +54,13 @@ def test_bad_values_name_the_variable(name, value, message):
     assert res.returncode != 0 and message in res.stderr and "Traceback" not in res.stderr
 
 
+def test_a_price_table_that_cannot_be_read_stops_start_up_with_a_sentence(tmp_path):
+    broken = tmp_path / "prices.json"
+    broken.write_text('{"regions": ')
+    res = run_manage("check", env_overrides={**PROD, "SPEND_PRICES_FILE": str(broken)})
+    assert res.returncode != 0 and "fix SPEND_PRICES_FILE" in res.stderr and "Traceback" not in res.stderr
+
+
 def test_production_settings_pass_the_deploy_check(tmp_path):
     res = run_manage(
         "check",

@@ -128,7 +128,10 @@ class NotificationChannelAdmin(admin.ModelAdmin):
             return "none yet"
         when = f"{timesince(obj._last_at, clock.now())} ago"
         return format_html(
-            '{} <small title="{}">{}</small>', badge(DeliveryStatus(obj._last_status)), obj._last_error, when
+            '{} <small title="{}">{}</small>',
+            badge(DeliveryStatus(obj._last_status)),
+            channels.scrub(obj._last_error, obj),
+            when,
         )
 
     @admin.action(description="Send a test notification", permissions=["change"])

@@ -15,7 +15,7 @@ from django.utils.safestring import mark_safe
 
 from pipelines import clock
 from pipelines.admin.support import ReadOnly, badge, error_text
-from pipelines.alerting import incidents, silences
+from pipelines.alerting import channels, incidents, silences
 from pipelines.alerting.rules import RULES
 from pipelines.formatting import ago, human_seconds, plural
 from pipelines.models import (
@@ -118,7 +118,7 @@ class DeliveryInline(ReadOnly, admin.TabularInline):
 
     @admin.display(description="last error")
     def error(self, obj):
-        return error_text(obj.last_error, 119)
+        return error_text(channels.scrub(obj.last_error, obj.channel), 119)
 
 
 def silence_action(hours: int):

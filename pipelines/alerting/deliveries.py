@@ -87,9 +87,17 @@ def enqueue(incident: Incident, event: str) -> list[Delivery]:
     if not channels:
         return []
     at, rendered, deliveries = clock.now(), {}, []
-    if event in HELD_EVENTS and silences.covering(incident, at) is not None:
-        hold(incident, event, at)
-        return []
+    if event in HELD_EVENTS:
+        if silences.covering(incident, at) is not None:
+            hold(incident, event, at)
+            return []
+        held = Incident.objects.filter(pk=incident.pk).exclude(held_event="").values("held_event", "held_since")
+        if held:
+            # The silence ended and the sweep has not released its hold yet: release it now, so the
+            # channels hear the held event (rendered as the incident is now) before anything after it.
+            incident.held_event, incident.held_since = held[0]["held_event"], held[0]["held_since"]
+            release(incident, at)
+            return []
     if event in (NotifyEvent.ACKNOWLEDGED, NotifyEvent.RESOLVED) and never_told(incident):
         return []
     for channel in channels:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.session
@@ -40,6 +41,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 from botocore.parsers import ResponseParserError
+from botocore.utils import get_environ_proxies
 from django.conf import settings
 
 from pipelines import outbound
@@ -297,6 +299,13 @@ def _police(c: Any) -> None:
             "opsboard cannot apply its outbound address policy to this botocore version's connections, "
             "so it refuses configured endpoints; use a botocore version opsboard supports.",
             "OutboundUnchecked",
+        )
+    if get_environ_proxies(c.meta.endpoint_url):
+        host = urlsplit(c.meta.endpoint_url).hostname
+        raise AwsError(
+            f"The environment sends requests for {host} through a proxy (HTTP_PROXY/HTTPS_PROXY), where the "
+            f"outbound address policy cannot see the address reached; add {host} to NO_PROXY to connect directly.",
+            "OutboundProxied",
         )
     pools.update(http=_HTTPConnectionPool, https=_HTTPSConnectionPool)
     c.meta.events.register_first("needs-retry", _refusal_is_final)

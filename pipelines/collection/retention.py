@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Avg, Count, F, Max, Min, Q, Sum
+from django.db.models import Avg, Count, F, FloatField, Max, Min, Q, Sum
 from django.db.models.functions import TruncHour
 
 from pipelines import clock
@@ -47,6 +47,17 @@ AGGREGATES = {
     "api_latency_p99": Max,
 }
 FLOAT_FIELDS = {"lambda_duration_avg", "lambda_duration_p99", "api_latency_avg", "api_latency_p99"}
+#: Averages over events, weighted by the minute's event count so an hour's average is the events'
+#: average (what spend multiplies by the hour's invocations), not the mean of the minutes' averages.
+WEIGHTED = {"lambda_duration_avg": "lambda_invocations", "api_latency_avg": "api_count"}
+
+
+def _weighted(name: str, weight: str) -> dict:
+    counted = Q(**{f"{name}__isnull": False, f"{weight}__gt": 0})
+    return {
+        f"w_{name}": Sum(F(weight) * F(name), filter=counted, output_field=FloatField()),
+        f"n_{name}": Sum(weight, filter=counted),
+    }
 
 
 def rollup(at=None, max_hours: int = 48) -> int:
@@ -82,6 +93,7 @@ def rollup_range(start, end) -> int:
             samples=Count("id"),
             visible_max=Max("visible"),
             **{f"agg_{name}": fn(name) for name, fn in AGGREGATES.items()},
+            **{k: v for name, weight in WEIGHTED.items() for k, v in _weighted(name, weight).items()},
             # What the SLOs read (pipelines/slo/): measured and late minutes against the SLA as it is now.
             age_minutes=Count("id", filter=Q(oldest_age__isnull=False)),
             late_minutes=Count("id", filter=Q(oldest_age__gte=F("pipeline__oldest_age_sla"))),
@@ -100,6 +112,9 @@ def rollup_range(start, end) -> int:
         for name in AGGREGATES:
             v = r[f"agg_{name}"]
             out[name] = None if v is None else (float(v) if name in FLOAT_FIELDS else int(round(v)))
+        for name in WEIGHTED:
+            if r[f"n_{name}"]:
+                out[name] = float(r[f"w_{name}"]) / r[f"n_{name}"]
         return out
 
     written = upsert_samples(MetricRollup, "hour", ((r["pipeline_id"], r["h"], values(r)) for r in rows))

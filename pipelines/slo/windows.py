@@ -168,8 +168,11 @@ def _rollups(ids: list[int], at: datetime, start: datetime, windows: list[int]) 
     if not windows:
         return {}
     half = timedelta(minutes=30)
+    # An hour rolled up before its DLQ arrivals were counted says nothing about delivery: its sends
+    # must not dilute the share (they would read as sent and never failed).
+    known = {"sent": Q(dlq_arrivals__isnull=False)}
     aggregates = {
-        f"{name}_{w}": Sum(name, filter=Q(hour__gt=at - timedelta(minutes=w) - half))
+        f"{name}_{w}": Sum(name, filter=Q(hour__gt=at - timedelta(minutes=w) - half) & known.get(name, Q()))
         for w in windows
         for name in FIELDS
     }
@@ -244,7 +247,10 @@ def hourly(p: Pipeline, at: datetime) -> list[tuple[datetime, Counts]]:
     for hour, *values in MetricRollup.objects.filter(pipeline=p, hour__gt=since, hour__lt=start).values_list(
         "hour", *FIELDS
     ):
-        out[hour] = Counts(*(v or 0 for v in values))
+        counts = dict(zip(FIELDS, values))
+        if counts["dlq_arrivals"] is None:  # rolled up before arrivals were counted: no delivery figure
+            counts["sent"] = 0
+        out[hour] = Counts(*(counts[name] or 0 for name in FIELDS))
     arrivals = arrivals_by_hour(start, at + timedelta(minutes=1), [p.pk])
     recent = (
         MetricSample.objects.filter(pipeline=p, minute__gte=start, minute__lte=at)

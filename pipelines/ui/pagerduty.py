@@ -3,10 +3,11 @@ PagerDuty is acknowledged in opsboard too ("PagerDuty" in acknowledged by), so r
 
 The request must carry `X-PagerDuty-Signature` with a v1 HMAC-SHA256 of the raw body made with the
 channel's secret (the webhook subscription's); anything else — no such PagerDuty channel, no secret
-set, no or a wrong signature — is refused with 401 and changes nothing. A signed body that is not
-JSON is a 400. `incident.acknowledged` for an incident whose incident key is one opsboard sent
-("opsboard-incident-<id>") acknowledges it through the same function as the UI's button (200); any
-other event, or an incident opsboard does not know, is ignored (204).
+set, a disabled channel, no or a wrong signature — is refused with 401 and changes nothing. A signed
+body that is not JSON is a 400. `incident.acknowledged` for an incident whose incident key is one
+opsboard sent ("opsboard-incident-<id>") and that this channel pages acknowledges it through the same
+function as the UI's button (200); any other event, an incident opsboard does not know, or one of a
+pipeline the channel does not page, is ignored (204).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from pipelines.alerting.channels.pagerduty import incident_id, verify_webhook
+from pipelines.alerting.deliveries import routed_channels
 from pipelines.alerting.incidents import acknowledge
-from pipelines.models import ChannelKind, Incident, NotificationChannel
+from pipelines.models import ChannelKind, Incident, NotificationChannel, NotifyEvent
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-PagerDuty-Signature"
@@ -41,7 +43,7 @@ def _event(body: bytes) -> dict | None:
 @csrf_exempt
 @require_POST
 def webhook(request: HttpRequest, channel_id: int) -> HttpResponse:
-    channel = NotificationChannel.objects.filter(pk=channel_id, kind=ChannelKind.PAGERDUTY).first()
+    channel = NotificationChannel.objects.filter(pk=channel_id, kind=ChannelKind.PAGERDUTY, enabled=True).first()
     secret = channel.signing_secret if channel is not None else ""
     if not verify_webhook(secret, request.body, request.headers.get(SIGNATURE_HEADER, "")):
         return HttpResponse("Bad or missing signature.", status=401, content_type="text/plain")
@@ -53,7 +55,8 @@ def webhook(request: HttpRequest, channel_id: int) -> HttpResponse:
         return HttpResponse(status=204)
     pk = incident_id(str(data.get("incident_key") or ""))
     incident = Incident.objects.select_related("pipeline__account").filter(pk=pk).first() if pk else None
-    if incident is None:
+    # A channel's secret speaks for the incidents that channel pages, not for every pipeline's.
+    if incident is None or not routed_channels(incident, NotifyEvent.ACKNOWLEDGED).filter(pk=channel.pk).exists():
         return HttpResponse(status=204)
     done = acknowledge(incident, by=BY)
     log.info("PagerDuty acknowledged incident %s via channel %s (%s)", pk, channel_id, "done" if done else "not open")

@@ -22,7 +22,7 @@ from tests.alerting.paging_servers import Opsgenie, PagerDuty, Receiver, Running
 from tests.alerting.test_notify import SITE, T, channel, make_incident
 
 # The notification tests' fixtures: a frozen clock, SITE_URL, an account and its "orders" pipeline.
-site, clock, account, pipeline = notify.site, notify.clock, notify.account, notify.pipeline
+site, clock, account, pipeline, other = notify.site, notify.clock, notify.account, notify.pipeline, notify.other
 
 PD_KEY = "0123456789abcdef0123456789abcdef"
 OG_KEY = "01234567-89ab-cdef-0123-456789abcdef"
@@ -204,6 +204,10 @@ def test_a_dead_paging_endpoint_blocks_neither_the_evaluation_nor_the_other_chan
         ("opsgenie", "not-a-key", "Enter the Opsgenie API integration&#x27;s key"),
         ("opsgenie", "us:" + OG_KEY, "prefixed eu: for an account on the EU instance"),
         ("teams", "http://example.com/workflows/1", "Enter the webhook&#x27;s full https:// URL"),
+        ("teams", "https://[zz]/x", "Enter the webhook&#x27;s full https:// URL"),
+        ("webhook", "https://[::1/hook", "Enter the webhook&#x27;s full http:// or https:// URL"),
+        ("webhook", "https://example.com:port/hook", "Enter the webhook&#x27;s full http:// or https:// URL"),
+        ("webhook", "https://alice:s3cretPW@example.com/hook", "Leave the user name and password out of the URL"),
     ],
 )
 def test_the_form_rejects_a_routing_key_or_url_in_the_wrong_format(admin_client, db, kind, target, message):
@@ -312,6 +316,35 @@ def test_a_signed_pagerduty_acknowledgement_acknowledges_the_incident(pipeline, 
     assert Delivery.objects.filter(incident=inc, event="acknowledged", channel__name="genie").exists()
     # Again (PagerDuty retries): nothing more changes.
     assert post_webhook(pd_channel.pk, v3_event(f"opsboard-incident-{inc.pk}")).json()["acknowledged"] is False
+
+
+def test_a_channel_acknowledges_only_what_it_pages(pipeline, other, pd_channel, clock):
+    # The channel pages "orders" only: its secret cannot acknowledge another pipeline's incident.
+    pd_channel.pipelines.set([pipeline])
+    theirs = make_incident(other)
+    assert post_webhook(pd_channel.pk, v3_event(f"opsboard-incident-{theirs.pk}")).status_code == 204
+    assert Incident.objects.get(pk=theirs.pk).status == IncidentStatus.OPEN
+    # A disabled channel speaks for nothing.
+    mine = make_incident(pipeline)
+    NotificationChannel.objects.filter(pk=pd_channel.pk).update(enabled=False)
+    assert post_webhook(pd_channel.pk, v3_event(f"opsboard-incident-{mine.pk}")).status_code == 401
+    assert Incident.objects.get(pk=mine.pk).status == IncidentStatus.OPEN
+
+
+def test_a_webhook_routed_through_an_environment_proxy_is_refused(receiver, monkeypatch):
+    # Through a proxy the policy would judge the proxy's address, not the target's.
+    monkeypatch.setenv("HTTP_PROXY", receiver.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    result = channels.post_json("http://169.254.169.254/latest/meta-data/", {"x": 1})
+    assert not result.ok and result.final and "NO_PROXY" in result.error
+    assert receiver.requests == []
+
+
+def test_a_delivery_error_never_shows_a_password_written_into_an_old_url(pipeline, admin_client, clock):
+    hook = channel("old", ChannelKind.WEBHOOK, "http://alice:s3cretPW@127.0.0.1:1/hook")
+    result = channels.post_json(hook.target, {"x": 1})
+    assert not result.ok and "s3cretPW" not in result.error
 
 
 def test_one_good_signature_among_several_is_enough_while_a_secret_is_rotated(pipeline, pd_channel, clock):

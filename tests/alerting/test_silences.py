@@ -155,6 +155,15 @@ def test_the_held_notification_goes_out_once_when_the_silence_ends(pipeline, hoo
     assert inc.held_event == "" and inc.held_since is None and inc.last_notified_at == s.ends_at
 
 
+def test_an_event_after_the_silence_but_before_the_sweep_releases_the_held_opening_first(pipeline, hooked, clock):
+    s = silence(pipeline=pipeline)
+    inc = open_incident(pipeline)
+    clock[0] = s.ends_at + timedelta(seconds=10)  # the silence is over; the minute's sweep has not run
+    deliveries.enqueue(Incident.objects.get(pk=inc.pk), "escalated")
+    assert sent(inc) == ["opened"]  # the channels hear the opening (as it is now), never "escalated" first
+    assert deliveries.release_held() == 0 and sent(inc) == ["opened"]
+
+
 def test_the_beat_sweep_releases_after_expire_now(pipeline, hooked, clock, admin_client):
     s = silence(pipeline=pipeline, ends=T + 24 * HOUR)
     inc = open_incident(pipeline)

@@ -43,6 +43,24 @@ def test_it_rolls_minutes_up_into_hours(db):
     assert MetricRollup.objects.count() == 2
 
 
+def test_an_hours_average_duration_is_the_invocations_average_not_the_minutes(db):
+    # One busy minute of 10,000 fast calls, 59 quiet minutes of one slow call each: the hour's calls took
+    # (10,000 × 100 + 59 × 10,000) / 10,059 ms on average, not the minutes' mean of about 9,800 ms.
+    p = make_pipeline()
+    h = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    rows = [MetricSample(pipeline=p, minute=h, lambda_invocations=10_000, lambda_duration_avg=100.0)]
+    rows += [
+        MetricSample(pipeline=p, minute=h + timedelta(minutes=m), lambda_invocations=1, lambda_duration_avg=10_000.0)
+        for m in range(1, 60)
+    ]
+    rows.append(MetricSample(pipeline=p, minute=h + timedelta(minutes=30, seconds=1), visible=3))  # no Lambda reading
+    MetricSample.objects.bulk_create(rows)
+    retention.rollup_range(h, h + timedelta(hours=1))
+    r = MetricRollup.objects.get(pipeline=p, hour=h)
+    assert r.lambda_invocations == 10_059
+    assert r.lambda_duration_avg == (10_000 * 100 + 59 * 10_000) / 10_059
+
+
 def test_it_prunes_past_retention_in_batches(db, settings):
     settings.RAW_RETENTION_DAYS = 15
     settings.ROLLUP_RETENTION_DAYS = 455

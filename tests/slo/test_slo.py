@@ -120,6 +120,20 @@ def test_spiky_dlq_arrivals_count_increases_only_across_missing_readings(pipelin
     assert delivery.known and delivery.sli.bad == 10 and delivery.budget_total == pytest.approx(0.01 * 181_000)
 
 
+def test_hours_rolled_up_before_arrivals_were_counted_do_not_dilute_delivery(pipeline):
+    # 26 hours counted (1.04 % of sends reach the DLQ, over the 1 % objective) after 27 days of hours
+    # rolled up before arrivals were counted: those days' sends say nothing and must not count as good.
+    hours(pipeline, 26, dlq_minutes=60, dlq_arrivals=52, sent=5000)
+    MetricRollup.objects.bulk_create(
+        [MetricRollup(pipeline=pipeline, hour=T - timedelta(hours=28 + i), samples=60, sent=5000) for i in range(600)]
+    )
+    (_, delivery, *_), _ = slo(pipeline)
+    assert delivery.sli.total == 26 * 5000 and delivery.sli.bad == 26 * 52
+    assert delivery.budget_left_pct < 0  # overspent, not "96 % left"
+    chart = dict(windows.hourly(pipeline, T))
+    assert chart[T - timedelta(hours=28)].sent == 0 and chart[T - timedelta(hours=2)].sent == 5000
+
+
 def test_without_a_dlq_the_delivery_objective_is_not_measured(pipeline):
     pipeline.dlq_url = ""
     hours(pipeline, 48)

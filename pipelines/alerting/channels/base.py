@@ -67,7 +67,10 @@ def mask_url(url: str) -> str:
     first segment when it is a plain word; user-info, the rest of the path, the query and the fragment
     (where webhook tokens live, as in Slack's /services/T…/B…/secret or `?token=…`) become "…"."""
     url = (url or "").strip()
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a malformed [IPv6] host: nothing of it is shown
+        return "…" if url else ""
     if not parts.scheme or not parts.netloc:
         return "…" if url else ""
     shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
@@ -87,7 +90,10 @@ def mask_key(key: str) -> str:
 
 def url_host(url: str) -> str:
     """Enough of a URL to recognise it: scheme and host (never the user-info, a credential)."""
-    parts = urlsplit((url or "").strip())
+    try:
+        parts = urlsplit((url or "").strip())
+    except ValueError:  # a malformed [IPv6] host
+        return "…"
     host = parts.netloc.rpartition("@")[2]
     return f"{parts.scheme}://{host}/…" if host else (url or "")[:40]
 
@@ -178,8 +184,22 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
         return self.do_open(_HTTPSConnection, req)
 
 
-# The policed handlers replace urllib's own (build_opener drops a default whose subclass it is given).
-_opener = urllib.request.build_opener(_NoRedirects, _HTTPHandler, _HTTPSHandler)
+# The policed handlers replace urllib's own (build_opener drops a default whose subclass it is given),
+# and no proxy is used: through one, the policy would judge the proxy's address, not the target's.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects, _HTTPHandler, _HTTPSHandler)
+
+
+def proxy_refusal(url: str) -> str:
+    """Why `url` is not requested when the environment routes it through a proxy (HTTP_PROXY, HTTPS_PROXY),
+    or "" when it goes direct: the policy can only judge the address it connects to."""
+    parts = urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return ""
+    return (
+        f"The environment sends {parts.scheme} requests through a proxy ({parts.scheme.upper()}_PROXY), where the "
+        f"outbound address policy cannot see the address reached; add {parts.hostname} to NO_PROXY to send directly."
+    )
 
 
 def encode(body: dict) -> bytes:
@@ -196,7 +216,13 @@ def post(url: str, data: bytes, headers: dict | None = None, detail: Callable[[b
         method="POST",
         headers={"Content-Type": "application/json", "User-Agent": "opsboard", **(headers or {})},
     )
-    host = urlsplit(url).hostname
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return Result(False, error=_network_error(http.client.InvalidURL(), None, timeout), final=True)
+    refusal = proxy_refusal(url)
+    if refusal:
+        return Result(False, error=refusal, final=True)
     try:
         with _opener.open(request, timeout=timeout) as response:
             response.read(65536)
@@ -250,6 +276,8 @@ def _http_error(exc: urllib.error.HTTPError) -> str:
 
 
 def _network_error(reason, host: str | None, timeout: float) -> str:
+    if isinstance(reason, http.client.InvalidURL):  # its text repeats the URL, secrets and all
+        return "The URL cannot be requested as written (a malformed host or port); correct the channel's target."
     if isinstance(reason, ConnectionRefusedError):
         return f"Connection refused by {host}."
     if isinstance(reason, socket.gaierror):
@@ -273,8 +301,18 @@ def final_on(result: Result, statuses) -> Result:
 def http_url_errors(target: str, example: str, schemes=("http", "https")) -> list[str]:
     """The sentence for a target that is not a full URL of one of `schemes`."""
     target = (target or "").strip()
-    parts = urlsplit(target) if not any(c.isspace() for c in target) else None
-    if parts is None or parts.scheme not in schemes or not parts.hostname:
-        words = " or ".join(f"{s}://" for s in schemes)
+    words = " or ".join(f"{s}://" for s in schemes)
+    try:
+        parts = urlsplit(target) if not any(c.isspace() for c in target) else None
+        host = parts.hostname if parts is not None else None
+        if parts is not None:
+            _ = parts.port  # a port that is not a number raises here
+    except ValueError:  # a malformed [IPv6] host or port
+        parts = host = None
+    if parts is None or parts.scheme not in schemes or not host:
         return [f"Enter the webhook's full {words} URL, for example {example}."]
+    if parts.username is not None or parts.password is not None:
+        return [
+            "Leave the user name and password out of the URL: opsboard does not send them (put a token in the path or query)."
+        ]
     return []
