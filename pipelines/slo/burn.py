@@ -50,13 +50,18 @@ def span(minutes: int) -> str:
     return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
 
 
+def figure(x: float, digits: int = 3) -> str:
+    """A figure in words without an exponent: three significant digits below 100, whole above."""
+    return f"{x:,.0f}" if x >= 10 ** (digits - 1) else f"{x:.{digits}g}"
+
+
 def explain(o: Objective, pair: Pair, long_burn: float, short_burn: float) -> str:
     """ "freshness budget burning 16× over 1 h and 20× over 5 min: 2.4 % of the 28-day budget used in
     the last 1 h"."""
     used = 100 * long_burn * pair.long / o.window_minutes
     return (
-        f"{o.title} budget burning {long_burn:.3g}× over {span(pair.long)} and {short_burn:.3g}× over "
-        f"{span(pair.short)}: {used:.2g} % of the {o.window_minutes // 1440}-day budget used in the last "
+        f"{o.title} budget burning {figure(long_burn)}× over {span(pair.long)} and {figure(short_burn)}× over "
+        f"{span(pair.short)}: {figure(used, 2)} % of the {o.window_minutes // 1440}-day budget used in the last "
         f"{span(pair.long)}"
     )
 

@@ -34,7 +34,7 @@ def _pct(v: float | None, digits: int = 2) -> str:
 
 
 def _burn(v: float | None) -> str:
-    return "unknown" if v is None else f"{v:.3g}×"
+    return "unknown" if v is None else f"{burn.figure(v)}×"
 
 
 @dataclass

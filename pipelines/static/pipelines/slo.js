@@ -26,6 +26,8 @@
       xaxis: {type: "date", title: {text: "time in your browser's zone"}},
       legend: {orientation: "h", x: 0, y: 1.12},
       paper_bgcolor: "rgba(0,0,0,0)",
+      // With nothing known there is no time axis to show (plotly would invent one in the year 2000).
+      ...(names.length ? {} : {xaxis: {visible: false}, yaxis: {visible: false}}),
       plot_bgcolor: "rgba(0,0,0,0)",
       annotations: names.length ? [] : [{text: "no objective is known yet (under a day measured)", showarrow: false,
                                          xref: "paper", yref: "paper", x: 0.5, y: 0.5}],
