@@ -1,7 +1,8 @@
 """The Prometheus `/metrics` endpoint.
 
 It exposes what opsboard already keeps on its rows: each pipeline's latest values, health,
-thresholds and sync state (Pipeline), open incidents (Incident), the poll-cost counters
+thresholds and sync state (Pipeline), each known SLO's error budget left (pipelines/slo, from the
+stored history), open incidents (Incident), the poll-cost counters
 (PollCounter) and the last cycle of each kind (PollCycle). prometheus_client renders it from a
 collector over the database, in a fresh registry per request: the values are shared by every web
 process through the database, whereas the process-global registry is per process and holds
@@ -34,6 +35,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from pipelines import clock
 from pipelines.alerting.history import TREND_MINUTES
 from pipelines.models import UNRESOLVED, CycleKind, Health, Incident, Pipeline, PollCounter, PollCycle, Severity
+from pipelines.slo.windows import SLO_PIPELINE_FIELDS, objectives_for
 
 log = logging.getLogger(__name__)
 #: Headers a reverse proxy adds. Behind a proxy every client shares the proxy's address, so an
@@ -191,6 +193,7 @@ PIPELINE_FIELDS = (
     "poll_interval",
     *(f for _, f, _ in PIPELINE_GAUGES),
     *(f for _, f, _ in PIPELINE_TIMES),
+    *SLO_PIPELINE_FIELDS,
 )
 
 
@@ -204,6 +207,7 @@ class DatabaseCollector:
         pipelines = list(Pipeline.objects.select_related("account").only(*PIPELINE_FIELDS).order_by("name"))
         labels = {p.pk: [p.name, p.account.name, p.queue_name] for p in pipelines}
         yield from self.pipeline_values(pipelines, labels)
+        yield self.slo_budgets(pipelines, labels)
         yield self.incidents(labels)
         yield from self.poll_cost()
         yield from self.cycles()
@@ -238,6 +242,20 @@ class DatabaseCollector:
                 health.add_metric([*labels[p.pk], value.value], 1.0 if value == current else 0.0)
         yield enabled
         yield health
+
+    def slo_budgets(self, pipelines: list[Pipeline], labels: dict[int, list[str]]) -> Metric:
+        """Each known objective's error budget left over the SLO window, as a ratio (1: untouched, below 0:
+        overspent); an unknown or unmeasured objective has no sample."""
+        family = GaugeMetricFamily(
+            "opsboard_pipeline_slo_error_budget_remaining_ratio",
+            "Share of the SLO's error budget left over its rolling window (negative: overspent).",
+            labels=[*PIPELINE_LABELS, "objective"],
+        )
+        for pk, objectives in objectives_for(pipelines, self.at).items():
+            for o in objectives:
+                if o.known:
+                    family.add_metric([*labels[pk], o.name], o.budget_left_pct / 100)
+        return family
 
     def incidents(self, labels: dict[int, list[str]]) -> Metric:
         counts = {

@@ -226,3 +226,15 @@ def test_missing_recent_data_never_fires_nor_counts_as_good(pipeline):
     assert fresh.burns[5] is None and fresh.burns[60] is None
     assert fresh.known and fresh.compliance == 0
     assert fires(pipeline, T) is None
+
+
+def test_metrics_exports_each_known_objectives_budget_left(pipeline, client, settings):
+    settings.METRICS_TOKEN = "a-token-for-the-slo-metrics-test"
+    hours(pipeline, 48, late=lambda i: 6 if i == 0 else 0)  # 6 late of 2,880 minutes: 58 % of 14.4 left
+    (fresh, *_), _ = slo(pipeline)
+    body = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {settings.METRICS_TOKEN}").content.decode()
+    line = next(x for x in body.splitlines() if x.startswith("opsboard_pipeline_slo_error_budget_remaining_ratio{"))
+    assert 'pipeline="orders"' in line and 'objective="freshness"' in line
+    assert float(line.rsplit(" ", 1)[1]) == pytest.approx(fresh.budget_left_pct / 100)
+    assert fresh.budget_left_pct == pytest.approx(100 * (1 - 6 / (0.005 * 2880)))
+    assert 'objective="delivery"' not in body  # unknown (nothing sent): no sample, never a made-up 1
