@@ -23,7 +23,6 @@ Times are wall-clock medians of 5 runs; the query counts are exact.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from datetime import timedelta
 
@@ -41,7 +40,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 ARGS = parse_args()
 setup.configure_django(ARGS.database_url)
 
-from django.db import connection  # noqa: E402
 
 from pipelines.alerting import evaluate, history, incidents, rules  # noqa: E402
 from pipelines.clock import now  # noqa: E402
@@ -100,24 +98,6 @@ def load(n: int, at) -> list:
     return list(Pipeline.objects.filter(account=account).order_by("pk"))
 
 
-def timed(fn, runs: int = 5) -> tuple[float, int]:
-    """Median seconds of `runs` calls, and the queries one call makes."""
-    times, counts = [], []
-    for _ in range(runs):
-        count = [0]
-
-        def counter(execute, sql, params, many, context, count=count):
-            count[0] += 1
-            return execute(sql, params, many, context)
-
-        with connection.execute_wrapper(counter):
-            started = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - started)
-        counts.append(count[0])
-    return statistics.median(times), counts[-1]
-
-
 def naive(pipes, at, source) -> None:
     """Per pipeline: its own history, incidents and overrides, then the same rules and transitions."""
     for p in pipes:
@@ -158,7 +138,7 @@ def main(args: argparse.Namespace) -> None:
     first = cycle(rules.FAST), cycle(rules.METRICS)
     opened = sum(len(r.opened) for r in first)
     print(f"first evaluation opened {opened} incidents ({Incident.objects.count()} in all)")
-    refresh_secs, refresh_queries = timed(lambda: history.refresh(pipes, at))
+    refresh_secs, refresh_queries = setup.timed(lambda: history.refresh(pipes, at))
     print(
         f"history.refresh (runs after every cycle already; it now also returns the rows the rules read): "
         f"{refresh_secs * 1000:.0f} ms, {refresh_queries} queries"
@@ -166,8 +146,8 @@ def main(args: argparse.Namespace) -> None:
     print(f"\n{'steady state, incidents firing':<40} {'median':>9} {'queries':>8}")
     recent = history.refresh(pipes, at)
     for source in (rules.FAST, rules.METRICS):
-        batched = timed(lambda source=source: evaluate.evaluate(pipes, at, recent, source))
-        per_pipeline = timed(lambda source=source: naive(pipes, at, source))
+        batched = setup.timed(lambda source=source: evaluate.evaluate(pipes, at, recent, source))
+        per_pipeline = setup.timed(lambda source=source: naive(pipes, at, source))
         print(f"{'evaluate.evaluate, ' + source + ' rules':<40} {batched[0] * 1000:>7.0f} ms {batched[1]:>8}")
         print(
             f"{'naive per-pipeline, ' + source + ' rules':<40} {per_pipeline[0] * 1000:>7.0f} ms {per_pipeline[1]:>8}"

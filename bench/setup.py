@@ -30,8 +30,10 @@ import atexit
 import os
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +43,7 @@ from urllib.parse import urlsplit
 import django
 from django.conf import settings
 from django.core.management import call_command
+from django.db import connection
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -180,3 +183,21 @@ def postgres_reachable(url: str, timeout: float = 2.0) -> bool:
         return True
     except Exception:
         return False
+
+
+def timed(fn, runs: int = 5) -> tuple[float, int]:
+    """Median seconds of `runs` calls, and the queries one call makes."""
+    times, counts = [], []
+    for _ in range(runs):
+        count = [0]
+
+        def counter(execute, sql, params, many, context, count=count):
+            count[0] += 1
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(counter):
+            started = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - started)
+        counts.append(count[0])
+    return statistics.median(times), counts[-1]

@@ -22,7 +22,6 @@ the number of pipelines or the length of the window.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from datetime import timedelta
 
@@ -117,24 +116,6 @@ def load(n: int, days: int, at) -> list[Pipeline]:
     return pipes
 
 
-def timed(fn, runs: int = 5) -> tuple[float, int]:
-    """Median seconds of `runs` calls, and the queries one call makes."""
-    times, counts = [], []
-    for _ in range(runs):
-        count = [0]
-
-        def counter(execute, sql, params, many, context, count=count):
-            count[0] += 1
-            return execute(sql, params, many, context)
-
-        with connection.execute_wrapper(counter):
-            started = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - started)
-        counts.append(count[0])
-    return statistics.median(times), counts[-1]
-
-
 def main(args: argparse.Namespace) -> None:
     if args.database_url.startswith("postgres"):
         setup.recreate_postgres(args.database_url)  # Django is set up but has not connected yet
@@ -165,7 +146,7 @@ def main(args: argparse.Namespace) -> None:
     ]
     print(f"\n{'':<36} {'median':>9} {'queries':>8}  under {TARGET_SECONDS:g} s")
     for name, fn, targeted in cases:
-        secs, queries = timed(fn)
+        secs, queries = setup.timed(fn)
         verdict = setup.yes(secs < TARGET_SECONDS) if targeted else "-"
         print(f"{name:<36} {secs * 1000:>6.0f} ms {queries:>8}  {verdict}")
 

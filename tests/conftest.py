@@ -12,6 +12,7 @@ from opsboard_demo.emulator import FaultProxy, MotoServer
 from opsboard_demo.provision import PipelineSpec, provision
 from pipelines import aws
 from tests.redrive_support import eager, fast, volume_account, volume_register, volume_server  # noqa: F401
+from tests.users import as_user  # noqa: F401
 
 REGION = "us-east-1"
 

@@ -8,7 +8,6 @@ import pytest
 from django.apps import apps as django_apps
 from django.contrib.auth.models import Group, Permission, User
 from django.db import connection
-from django.test import Client
 from django.urls import reverse
 
 from pipelines import aws
@@ -16,27 +15,12 @@ from pipelines.dlq import peek
 from pipelines.dlq.peek import PeekedMessage
 from pipelines.models import AuditEntry, AwsAccount, Pipeline
 from tests.redrive_support import fill
+from tests.users import staff
 
 migration = importlib.import_module("pipelines.migrations.0011_peek_dlq_audit_trail")
 
 SECRET_TEXT = "password=hunter2"
 SECRET_JSON = '{"password": "hunter2", "user": "ann", "card": "4111 1111"}'
-
-
-def staff(username: str, *perms: str) -> User:
-    user = User.objects.create_user(username, f"{username}@example.com", "pw-for-tests-1", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(content_type__app_label="pipelines", codename__in=perms))
-    return user
-
-
-@pytest.fixture
-def as_user(db):
-    def _as(username, *perms):
-        c = Client()
-        c.force_login(staff(username, *perms))
-        return c
-
-    return _as
 
 
 @pytest.fixture

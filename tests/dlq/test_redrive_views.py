@@ -4,8 +4,6 @@ message on the page (never a server error, never a half-done action)."""
 import re
 
 import pytest
-from django.contrib.auth.models import Permission, User
-from django.test import Client
 from django.urls import reverse
 
 from pipelines import aws
@@ -13,22 +11,7 @@ from pipelines.dlq import peek, runner, service, worker
 from pipelines.dlq.filters import Filter
 from pipelines.models import AwsAccount, Pipeline, RedriveTask, TraceLookup
 from tests.redrive_support import counts, fill, read_all
-
-
-def staff(username: str, *perms: str) -> User:
-    user = User.objects.create_user(username, f"{username}@example.com", "pw-for-tests-1", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(content_type__app_label="pipelines", codename__in=perms))
-    return user
-
-
-@pytest.fixture
-def as_user(db):
-    def _as(username, *perms, csrf=False):
-        c = Client(enforce_csrf_checks=csrf)
-        c.force_login(staff(username, *perms))
-        return c
-
-    return _as
+from tests.users import staff
 
 
 @pytest.fixture

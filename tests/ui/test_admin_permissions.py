@@ -5,27 +5,10 @@ and the audit trail is read-only for everyone."""
 import re
 
 import pytest
-from django.contrib.auth.models import Permission, User
-from django.test import Client
+from django.contrib.auth.models import User
 from django.urls import reverse
 
 from pipelines.models import AuditAction, AuditEntry, AwsAccount, Delivery, NotificationChannel, Pipeline, TraceLookup
-
-
-def staff(username: str, *perms: str) -> User:
-    user = User.objects.create_user(username, f"{username}@example.com", "pw-for-tests-1", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(content_type__app_label="pipelines", codename__in=perms))
-    return user
-
-
-@pytest.fixture
-def as_user(db):
-    def _as(username, *perms):
-        c = Client()
-        c.force_login(staff(username, *perms))
-        return c
-
-    return _as
 
 
 def text(response) -> str:
