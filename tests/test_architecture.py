@@ -28,6 +28,7 @@ LAYERS = {
     "pipelines.registry": 2,
     "pipelines.alerting": 2,
     "pipelines.collection": 3,  # runs the rule table after each sync
+    "pipelines.trace.logs": 2.5,  # pure reading of Lambda/API log lines: the DLQ triage and the trace use it
     "pipelines.dlq": 3,  # checks a destination's URL with the registry's parser
     "pipelines.trace": 4,  # peeks DLQs
     "pipelines.ui": 5,

@@ -31,9 +31,18 @@ from pipelines.models.registry import ApiKind, AwsAccount, Pipeline, validate_re
 from pipelines.models.silences import MaintenanceWindow, Silence, SilenceState, Weekday, validate_time_zone
 from pipelines.models.status import Health, Severity
 from pipelines.models.trace import TraceLookup, TraceVerdict
+from pipelines.models.triage import (
+    ACTIVE_TRIAGE_STATUSES,
+    GroupKind,
+    TriageGroup,
+    TriageMessage,
+    TriageScan,
+    TriageStatus,
+)
 
 __all__ = [
     "ACTIVE_REDRIVE_STATUSES",
+    "ACTIVE_TRIAGE_STATUSES",
     "DRY_RUN_SAMPLE",
     "UNRESOLVED",
     "AlertRule",
@@ -48,6 +57,7 @@ __all__ = [
     "DeliveryStatus",
     "DlqOperation",
     "FilterKind",
+    "GroupKind",
     "Health",
     "Incident",
     "IncidentStatus",
@@ -70,6 +80,10 @@ __all__ = [
     "SilenceState",
     "TraceLookup",
     "TraceVerdict",
+    "TriageGroup",
+    "TriageMessage",
+    "TriageScan",
+    "TriageStatus",
     "Weekday",
     "validate_region",
     "validate_time_zone",

@@ -57,6 +57,8 @@ class FilterKind(models.TextChoices):
     BODY = "body", "Body contains"
     REQUEST_IDS = "request_ids", "Request ids"
     MESSAGE_IDS = "message_ids", "Message ids"
+    #: A search or a triage group: several criteria at once, kept as JSON in `filter_value`.
+    SEARCH = "search", "Search"
 
 
 class RedriveTask(models.Model):

@@ -167,6 +167,18 @@ class Pipeline(models.Model):
         "the freshness objective (with a discovered API). Empty: SLO_API_LATENCY_MS.",
     )
     enabled = models.BooleanField(default=True)
+    group = models.CharField(
+        max_length=100,
+        blank=True,
+        db_index=True,
+        help_text="The team or service the pipeline belongs to; a filter on the overview, incidents and /metrics.",
+    )
+    tags = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Free-form tags as {"key": "value"} (a tag without a value has ""); set here or imported from '
+        "the queue's AWS tags.",
+    )
 
     # Discovered from AWS (read-only in the admin).
     queue_arn = models.CharField("queue ARN", max_length=1024, blank=True)
