@@ -12,7 +12,7 @@ def test_it_reads_tags_as_typed_and_writes_them_back_the_same_way():
     assert tags.format_tags(parsed) == "cost-centre=4711, critical, team=payments"
 
 
-@pytest.mark.parametrize("bad", ["=x", " =x", "a b=", "k" * 129])
+@pytest.mark.parametrize("bad", ["=x", " =x", "k" * 129])
 def test_it_refuses_a_tag_without_a_usable_key(bad):
     with pytest.raises(tags.TagError):
         tags.parse_tags(bad)
