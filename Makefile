@@ -76,6 +76,9 @@ bench-dashboard: install
 bench-redrive: install
 	$(PY) bench/redrive_bench.py
 
+bench-triage: install
+	$(PY) bench/triage_bench.py
+
 bench-alerts: install
 	$(PY) bench/alert_lead_bench.py
 
@@ -85,8 +88,22 @@ bench-alerts-eval: install
 bench-load: install
 	$(PY) bench/load_overview.py
 
+bench-overview: install
+	$(PY) bench/overview_scale_bench.py
+
 bench-slo: install
 	$(PY) bench/slo_bench.py
+
+## Minute history at 10,000 pipelines (Postgres on 127.0.0.1:5432): one cycle's per-shard upserts, and a
+## day's retention by DELETE against dropping its partition (generates 14.4 million rows twice: about
+## half an hour; `bench/history_bench.py --day-fraction 0.1` for a tenth).
+bench-history: install
+	$(PY) bench/history_bench.py
+
+## Sharded collection: 10,000 pipelines in 50 accounts on 1 and 2 Celery worker processes against a stub
+## AWS endpoint (Redis on 127.0.0.1:6379/10; Postgres on 127.0.0.1:5432 when it answers, else SQLite).
+bench-scale: install
+	$(PY) bench/shard_bench.py
 
 ## The web server alone, and a worker with beat, with the environment as it is (.env: SECRET_KEY, or DEBUG=true).
 run: $(RUN_STAMP)

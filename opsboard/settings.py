@@ -242,10 +242,18 @@ FAST_INTERVAL_SECONDS = _env(env.int, "FAST_INTERVAL_SECONDS", default=60)
 METRICS_INTERVAL_SECONDS = _env(env.int, "METRICS_INTERVAL_SECONDS", default=300)
 METRICS_OVERLAP_SECONDS = _env(env.int, "METRICS_OVERLAP_SECONDS", default=600)
 COLLECT_CONCURRENCY = _env(env.int, "COLLECT_CONCURRENCY", default=16)
+# The most pipelines one shard (one worker task) of a cycle holds; an account's pipelines are split
+# into shards of this size or less, cut so each fills whole GetMetricData calls.
+COLLECT_SHARD_PIPELINES = _env(env.int, "COLLECT_SHARD_PIPELINES", default=500)
 RAW_RETENTION_DAYS = _env(env.int, "RAW_RETENTION_DAYS", default=15)
 ROLLUP_RETENTION_DAYS = _env(env.int, "ROLLUP_RETENTION_DAYS", default=455)
 AUDIT_RETENTION_DAYS = _env(env.int, "AUDIT_RETENTION_DAYS", default=365)
 MAINTENANCE_BATCH_ROWS = _env(env.int, "MAINTENANCE_BATCH_ROWS", default=20000)
+# Postgres keeps the minute rows in one partition per UTC day: maintenance creates today's and this
+# many days ahead, and drops a day once it is wholly past RAW_RETENTION_DAYS, waiting at most
+# PARTITION_LOCK_TIMEOUT_SECONDS for the table's lock (else the next run retries).
+PARTITION_DAYS_AHEAD = _env(env.int, "PARTITION_DAYS_AHEAD", default=7)
+PARTITION_LOCK_TIMEOUT_SECONDS = _env(env.int, "PARTITION_LOCK_TIMEOUT_SECONDS", default=5)
 SQS_PRICE_PER_MILLION = _env(env.float, "SQS_PRICE_PER_MILLION", default=0.40)
 CLOUDWATCH_PRICE_PER_THOUSAND_METRICS = _env(env.float, "CLOUDWATCH_PRICE_PER_THOUSAND_METRICS", default=0.01)
 # What each pipeline costs in AWS: a price table of the same shape as pipelines/spend/prices.json
@@ -256,9 +264,26 @@ if SPEND_PRICES_FILE and not Path(SPEND_PRICES_FILE).is_file():
         f"SPEND_PRICES_FILE names {SPEND_PRICES_FILE!r}, which is not a file: give the path of a JSON price "
         "table shaped like pipelines/spend/prices.json, or unset it."
     )
-for _name in ("FAST_INTERVAL_SECONDS", "METRICS_INTERVAL_SECONDS", "COLLECT_CONCURRENCY", "RAW_RETENTION_DAYS"):
+for _name in (
+    "FAST_INTERVAL_SECONDS",
+    "METRICS_INTERVAL_SECONDS",
+    "COLLECT_CONCURRENCY",
+    "COLLECT_SHARD_PIPELINES",
+    "RAW_RETENTION_DAYS",
+    "PARTITION_DAYS_AHEAD",
+    "PARTITION_LOCK_TIMEOUT_SECONDS",
+):
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name} must be a positive whole number.")
+
+# The queue's AWS tag whose value becomes a pipeline's group when its group is empty (read at discovery);
+# empty: groups are only set by hand.
+PIPELINE_GROUP_TAG = env.str("PIPELINE_GROUP_TAG", default="team").strip()
+if len(PIPELINE_GROUP_TAG) > 128 or any(c in PIPELINE_GROUP_TAG for c in "=,\n"):
+    raise ImproperlyConfigured(
+        f"PIPELINE_GROUP_TAG is {PIPELINE_GROUP_TAG[:140]!r}: name one AWS tag key (up to 128 characters, "
+        "no = or comma), for example team, or leave it empty to set groups only by hand."
+    )
 
 # --- Alerts and integrations -----------------------------------------------------------------
 ALERT_RENOTIFY_MINUTES = _env(env.int, "ALERT_RENOTIFY_MINUTES", default=60)
@@ -303,6 +328,41 @@ TRACE_DLQ_SCAN_MAX = _env(env.int, "TRACE_DLQ_SCAN_MAX", default=5000)
 if TRACE_DLQ_SCAN_MAX < 1:
     raise ImproperlyConfigured("TRACE_DLQ_SCAN_MAX must be a positive whole number (DLQ messages per lookup).")
 
+# --- DLQ search ------------------------------------------------------------------------------
+# A search receives the DLQ to find the messages it selects: at most DLQ_SEARCH_MAX messages examined
+# per search (each is received: its receive count goes up by one), and at most DLQ_EXPORT_MAX per
+# export (its matches are held in memory while the download is built). Both stop after 15 seconds.
+DLQ_SEARCH_MAX = _env(env.int, "DLQ_SEARCH_MAX", default=1000)
+DLQ_EXPORT_MAX = _env(env.int, "DLQ_EXPORT_MAX", default=1000)
+if not 1 <= DLQ_SEARCH_MAX <= 100_000 or not 1 <= DLQ_EXPORT_MAX <= 100_000:
+    raise ImproperlyConfigured(
+        "DLQ_SEARCH_MAX and DLQ_EXPORT_MAX must be whole numbers of messages from 1 to 100000 (e.g. 1000)."
+    )
+
+# --- DLQ triage -------------------------------------------------------------------------------
+# A triage scan receives a whole DLQ (up to TRIAGE_SCAN_MAX messages, each received once, so its
+# receive count goes up by one) for at most TRIAGE_SCAN_SECONDS, holding every message invisible
+# until the scan ends; it then reads the consumer's error lines in time windows around the
+# messages' send times (each window at most TRIAGE_WINDOW_MAX_SECONDS long) with at most
+# TRIAGE_LOG_CALLS FilterLogEvents calls. The message rows of the newest TRIAGE_KEEP_SCANS scans per
+# pipeline are kept; older scans keep only their groups.
+TRIAGE_SCAN_MAX = _env(env.int, "TRIAGE_SCAN_MAX", default=10000)
+TRIAGE_SCAN_SECONDS = _env(env.int, "TRIAGE_SCAN_SECONDS", default=900)
+TRIAGE_KEEP_SCANS = _env(env.int, "TRIAGE_KEEP_SCANS", default=10)
+TRIAGE_WINDOW_MAX_SECONDS = _env(env.int, "TRIAGE_WINDOW_MAX_SECONDS", default=6 * 3600)
+TRIAGE_LOG_CALLS = _env(env.int, "TRIAGE_LOG_CALLS", default=200)
+if not 1 <= TRIAGE_SCAN_MAX <= 100_000:
+    raise ImproperlyConfigured("TRIAGE_SCAN_MAX must be a whole number of messages from 1 to 100000 (e.g. 10000).")
+if not 60 <= TRIAGE_SCAN_SECONDS <= 6 * 3600:
+    raise ImproperlyConfigured("TRIAGE_SCAN_SECONDS must be a whole number of seconds from 60 to 21600 (e.g. 900).")
+if TRIAGE_KEEP_SCANS < 1:
+    raise ImproperlyConfigured("TRIAGE_KEEP_SCANS must be a positive whole number (scans whose messages are kept).")
+if not 60 <= TRIAGE_WINDOW_MAX_SECONDS <= 14 * 86400 or not 1 <= TRIAGE_LOG_CALLS <= 10_000:
+    raise ImproperlyConfigured(
+        "TRIAGE_WINDOW_MAX_SECONDS must be a whole number of seconds from 60 to 1209600 (e.g. 21600), and "
+        "TRIAGE_LOG_CALLS a whole number of FilterLogEvents calls per scan from 1 to 10000 (e.g. 200)."
+    )
+
 
 def _networks(name: str, raw: str | None = None) -> tuple[str, ...]:
     """Comma-separated IP addresses and CIDR ranges (variable `name`, or `raw` when read already), each
@@ -330,6 +390,11 @@ if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
         "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`), or unset it."
     )
 METRICS_ALLOWED_IPS = _networks("METRICS_ALLOWED_IPS")
+# Pipeline tags exported as tag_<key> labels of opsboard_pipeline_info: these keys, comma-separated;
+# empty: the 20 keys most pipelines carry (pipelines/ui/prometheus.py).
+METRICS_TAG_KEYS = tuple(
+    dict.fromkeys(k.strip() for k in env.str("METRICS_TAG_KEYS", default="").split(",") if k.strip())
+)
 # Load balancers probe /healthz over plain HTTP, and Prometheus often scrapes inside the network.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 

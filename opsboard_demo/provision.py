@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines import aws
@@ -48,6 +48,8 @@ class PipelineSpec:
     # Enabled only where nothing is sent: the emulator would try to invoke the function on every send.
     mapping_enabled: bool = False
     api_passes_request_id: bool = True
+    #: The source queue's AWS tags (discovery imports them: the `team` tag becomes the group).
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -78,9 +80,9 @@ def _role(target: aws.Target) -> str:
         return iam.create_role(RoleName="opsboard-demo-consumer", AssumeRolePolicyDocument=TRUST_POLICY)["Role"]["Arn"]
 
 
-def _queue(target: aws.Target, name: str, attrs: dict[str, str]) -> tuple[str, str]:
+def _queue(target: aws.Target, name: str, attrs: dict[str, str], tags: dict[str, str] | None = None) -> tuple[str, str]:
     sqs = aws.client(target, "sqs")
-    url = sqs.create_queue(QueueName=name, Attributes=attrs)["QueueUrl"]
+    url = sqs.create_queue(QueueName=name, Attributes=attrs, **({"tags": tags} if tags else {}))["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     return url, arn
 
@@ -101,7 +103,7 @@ def provision(target: aws.Target, spec: PipelineSpec) -> Provisioned:
         queue_attrs["RedrivePolicy"] = json.dumps(
             {"deadLetterTargetArn": out.dlq_arn, "maxReceiveCount": str(spec.max_receive_count)}
         )
-    out.queue_url, out.queue_arn = _queue(target, f"{spec.name}{suffix}", queue_attrs)
+    out.queue_url, out.queue_arn = _queue(target, f"{spec.name}{suffix}", queue_attrs, spec.tags)
 
     logs = aws.client(target, "logs")
     if spec.consumer:

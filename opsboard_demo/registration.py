@@ -5,7 +5,7 @@ from __future__ import annotations
 from opsboard_demo.provision import Provisioned
 from opsboard_demo.scenarios import Scenario
 from pipelines.models import AwsAccount, Pipeline
-from pipelines.registry.discovery import discover
+from pipelines.registry.discovery import discover, store_discovery
 
 
 def register(account: AwsAccount, name: str, scenario: Scenario, made: Provisioned) -> Pipeline:
@@ -22,6 +22,6 @@ def register(account: AwsAccount, name: str, scenario: Scenario, made: Provision
         backlog_threshold=scenario.backlog_threshold,
         oldest_age_sla=scenario.oldest_age_sla,
     )
-    pipeline.apply_discovery(found.fields)
+    store_discovery(pipeline, found)
     pipeline.save()
     return pipeline

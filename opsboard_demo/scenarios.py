@@ -18,6 +18,8 @@ class Scenario:
     ms_per_message: float = 40.0  # consumer work per message
     failure_rate: float = 0.003  # transient failures (succeed on retry)
     poison_rate: float = 0.0  # messages that always fail
+    # How poison messages fail, one chosen per message (simulator.POISON_FAILURES names them).
+    poison_kinds: tuple[str, ...] = ("invalid_payload",)
     api_5xx_rate: float = 0.002
     api_4xx_rate: float = 0.01
     latency_ms: float = 45.0  # API latency
@@ -68,7 +70,14 @@ SCENARIOS: dict[str, Scenario] = {
         burst_factor=8,
         backlog_threshold=300,
     ),
-    "poison": Scenario("poison", rate=1.5, poison_rate=0.025, max_receive_count=3, retry_delay=10),
+    "poison": Scenario(
+        "poison",
+        rate=1.5,
+        poison_rate=0.025,
+        max_receive_count=3,
+        retry_delay=10,
+        poison_kinds=("missing_customer", "negative_amount", "inventory_timeout", "invalid_payload"),
+    ),
     # Capped below its arrival rate at every hour of the day: the oldest message ages steadily.
     "throttle": Scenario(
         "throttle",
@@ -92,6 +101,22 @@ DEMO_MIX = [
     ("notifications", "latency"),
     ("payments", "steady-fifo"),
 ]
+
+
+#: The team each demo pipeline belongs to, given to its queue as AWS tags (`team`, `service`).
+DEMO_TEAMS = {
+    "orders": "commerce",
+    "checkout-events": "commerce",
+    "invoices": "billing",
+    "payments": "billing",
+    "image-resize": "media",
+    "notifications": "platform",
+}
+
+
+def demo_tags(name: str) -> dict[str, str]:
+    """The AWS tags a demo pipeline's queue is created with (none for a name outside the demo mix)."""
+    return {"team": DEMO_TEAMS[name], "service": name} if name in DEMO_TEAMS else {}
 
 
 def scenario_named(name: str) -> Scenario:

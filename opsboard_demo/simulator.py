@@ -6,7 +6,9 @@
 * **The consumer**: a Lambda-like worker with a concurrency limit and a batch size, realistic
   durations, a failure rate and poison messages that always fail (their receive count climbs until
   the queue's RedrivePolicy moves them to the DLQ); START / END / REPORT and error lines carrying the
-  request id go to the function's log group.
+  request id go to the function's log group. Each poison message fails one way, chosen when it is
+  sent from its scenario's `poison_kinds` (`POISON_FAILURES`) and recorded in `SimPipeline.poisoned`:
+  a missing key, a validation error whose numbers vary, a Node-style timeout, an invalid payload.
 * **The metrics AWS would publish**: AWS/SQS, AWS/Lambda and AWS/ApiGateway datapoints every minute,
   computed from what the simulator actually did.
 
@@ -36,6 +38,49 @@ from pipelines import aws
 log = logging.getLogger(__name__)
 UTC = UTC
 
+PY_HANDLER_FRAME = '  File "/var/task/handler.py", line 12, in handler\n    process(record)'
+
+
+def _invalid_payload(rng: random.Random, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    reason = "ValueError: order payload failed validation"
+    return {"error": reason}, f"Traceback (most recent call last):\n{PY_HANDLER_FRAME}\n{reason}"
+
+
+def _missing_customer(rng: random.Random, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    frame = '  File "/var/task/orders.py", line 41, in load_customer\n    return body["customer_id"]'
+    return {"error": "KeyError: 'customer_id'"}, (
+        f"Traceback (most recent call last):\n{PY_HANDLER_FRAME}\n{frame}\nKeyError: 'customer_id'"
+    )
+
+
+def _negative_amount(rng: random.Random, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    reason = f"ValueError: order {body.get('orderId')} amount {body.get('amount')} is negative"
+    frame = '  File "/var/task/orders.py", line 77, in validate\n    raise ValueError(msg)'
+    return {"error": reason}, f"Traceback (most recent call last):\n{PY_HANDLER_FRAME}\n{frame}\n{reason}"
+
+
+def _inventory_timeout(rng: random.Random, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """A Node consumer's error object, logged whole: type, message (a varying request number), stack."""
+    message = f"inventory request {rng.randint(1000, 9999)} timed out after 3000 ms"
+    return {
+        "errorType": "TimeoutError",
+        "errorMessage": message,
+        "stack": [
+            f"TimeoutError: {message}",
+            "    at reserveItems (/var/task/inventory.js:88:11)",
+            "    at async Runtime.handler (/var/task/index.js:12:5)",
+        ],
+    }, ""
+
+
+#: How a poison message fails: kind -> (fields of its JSON error line, traceback logged after it).
+POISON_FAILURES = {
+    "invalid_payload": _invalid_payload,
+    "missing_customer": _missing_customer,
+    "negative_amount": _negative_amount,
+    "inventory_timeout": _inventory_timeout,
+}
+
 
 class Simulator(History):
     def __init__(self, target: aws.Target, seed: int = 42):
@@ -48,7 +93,7 @@ class Simulator(History):
 
     # --- set-up -----------------------------------------------------------------------------
 
-    def add(self, name: str, scenario: Scenario, api: bool = True) -> SimPipeline:
+    def add(self, name: str, scenario: Scenario, api: bool = True, tags: dict[str, str] | None = None) -> SimPipeline:
         """Provision a pipeline in the endpoint for this scenario and simulate it."""
         spec = PipelineSpec(
             name=name,
@@ -58,6 +103,7 @@ class Simulator(History):
             retention_period=scenario.retention_period,
             batch_size=scenario.batch_size,
             maximum_concurrency=max(2, scenario.concurrency),
+            tags=tags or {},
         )
         sim = SimPipeline(name=name, scenario=scenario, res=provision(self.target, spec))
         self.pipelines.append(sim)
@@ -101,7 +147,7 @@ class Simulator(History):
         if n <= 0:
             return
         ts_ms = int(at.timestamp() * 1000)
-        access, entries = [], []
+        access, entries, kinds = [], [], []
         for _ in range(n):
             rid = str(uuid.uuid4())
             roll = self.rng.random()
@@ -135,6 +181,8 @@ class Simulator(History):
             if status == 200:
                 poison = self.rng.random() < sc.poison_rate
                 body = {"requestId": rid, "orderId": self.rng.randint(10_000, 99_999), "poison": poison}
+                kind = self._poison_kind(sc, body) if poison else ""
+                kinds.append(kind)
                 entry = {
                     "Id": str(len(entries)),
                     "MessageBody": json.dumps(body),
@@ -153,7 +201,19 @@ class Simulator(History):
             resp = self._sqs.send_message_batch(QueueUrl=sim.res.queue_url, Entries=chunk)
             for ok in resp.get("Successful", []):
                 sim.outstanding[ok["MessageId"]] = at.timestamp()
+                if kinds[i + int(ok["Id"])]:
+                    sim.poisoned[ok["MessageId"]] = kinds[i + int(ok["Id"])]
             sim.minute.sent += len(resp.get("Successful", []))
+
+    def _poison_kind(self, sc: Scenario, body: dict[str, Any]) -> str:
+        """Choose how a poison message fails and shape its body to match (the default kind alone
+        draws nothing from the random generator, so scenarios without kinds replay as before)."""
+        kind = sc.poison_kinds[0] if len(sc.poison_kinds) == 1 else self.rng.choice(sc.poison_kinds)
+        if kind != "invalid_payload":
+            body["poison"] = kind
+        if kind == "negative_amount":
+            body["amount"] = -self.rng.randint(1, 500)
+        return kind
 
     def _consume(self, sim: SimPipeline, dt: float, at: datetime) -> None:
         sc = sim.scenario
@@ -205,27 +265,18 @@ class Simulator(History):
             receives = int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
             duration += max(2.0, self.rng.gauss(sc.ms_per_message, sc.ms_per_message * 0.25))
             if body.get("poison") or self.rng.random() < sc.failure_rate:
-                reason = (
-                    "ValueError: order payload failed validation"
-                    if body.get("poison")
-                    else "TimeoutError: downstream service did not answer"
-                )
-                lines.append(
-                    json.dumps(
-                        {
-                            "level": "ERROR",
-                            "message": "message failed",
-                            "correlation_id": rid,
-                            "messageId": m["MessageId"],
-                            "receiveCount": receives,
-                            "error": reason,
-                        }
-                    )
-                )
-                lines.append(
-                    'Traceback (most recent call last):\n  File "/var/task/handler.py", line 12, in '
-                    f"handler\n    process(record)\n{reason}"
-                )
+                if body.get("poison"):
+                    kind = body["poison"] if isinstance(body["poison"], str) else "invalid_payload"
+                    fields, traceback = POISON_FAILURES.get(kind, _invalid_payload)(self.rng, body)
+                else:
+                    reason = "TimeoutError: downstream service did not answer"
+                    fields = {"error": reason}
+                    traceback = f"Traceback (most recent call last):\n{PY_HANDLER_FRAME}\n{reason}"
+                record = {"level": "ERROR", "message": "message failed", "correlation_id": rid}
+                record.update(messageId=m["MessageId"], receiveCount=receives, **fields)
+                lines.append(json.dumps(record))
+                if traceback:
+                    lines.append(traceback)
                 failed.append(m)
                 if receives >= sc.max_receive_count:  # the next receive moves it to the DLQ
                     sent = sim.outstanding.pop(m["MessageId"], None)

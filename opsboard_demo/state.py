@@ -41,6 +41,7 @@ class SimPipeline:
     minute_start: datetime | None = None
     outstanding: dict[str, float] = field(default_factory=dict)  # message id -> sent epoch (main queue)
     dead: dict[str, float] = field(default_factory=dict)  # message id -> original sent epoch (DLQ)
+    poisoned: dict[str, str] = field(default_factory=dict)  # message id -> how it fails (poison kind)
     carry: float = 0.0  # fractional arrivals
     credit: float = 0.0  # fractional consumer capacity
     throttled: float = 0.0  # fractional throttles

@@ -11,6 +11,7 @@ from celery import current_app
 
 RUN_REDRIVE = "pipelines.tasks.run_redrive"
 DELIVER_NOTIFICATION = "pipelines.tasks.deliver_notification"
+RUN_TRIAGE_SCAN = "pipelines.tasks.run_triage_scan"
 
 
 def submit(name: str, *args) -> None:

@@ -59,7 +59,7 @@ def build(target):
 def register(account, build):
     """Build a pipeline in the emulator and register it in opsboard through discovery."""
     from pipelines.models import Pipeline
-    from pipelines.registry.discovery import discover
+    from pipelines.registry.discovery import discover, store_discovery
 
     def _register(name, account_=None, **kwargs):
         acct = account_ or account
@@ -73,7 +73,7 @@ def register(account, build):
             api_stage=made.api_stage,
             api_log_group=made.api_log_group,
         )
-        p.apply_discovery(found.fields)
+        store_discovery(p, found)
         p.save()
         return p
 

@@ -97,3 +97,13 @@ def test_it_publishes_ports_on_loopback_only_unless_told_otherwise():
     variable = re.match(r"\$\{([A-Z0-9_]+):-127\.0\.0\.1\}:8000:8000$", web_port)
     assert variable, "the web port's address should be overridable"
     assert variable.group(1) in documented_variables()
+
+
+def test_the_worker_can_be_scaled_and_beat_stays_single():
+    """`docker compose up --scale worker=N` needs a worker with no fixed name or host port, and the
+    workers must not each run a beat (`-B`): one beat service enqueues the cycles."""
+    services = compose()["services"]
+    worker = services["worker"]
+    assert "container_name" not in worker and "ports" not in worker
+    assert "-B" not in worker["command"] and "--beat" not in worker["command"]
+    assert services["beat"].get("deploy", {}).get("replicas", 1) == 1

@@ -96,13 +96,18 @@ def test_a_cycle_is_skipped_while_another_holds_its_lock(register, account, sett
     assert MetricSample.objects.count() == 1
 
 
-def test_beat_fans_out_one_task_per_account(register, account, monkeypatch):
+def test_beat_fans_out_one_task_per_shard_once_per_cycle(register, account, monkeypatch, settings):
+    settings.LOCK_REDIS_URL = ""
     register("orders")
     sent = []
-    monkeypatch.setattr(tasks.fast_cycle_account, "delay", lambda pk: sent.append(("fast", pk)))
-    monkeypatch.setattr(tasks.metrics_cycle_account, "delay", lambda pk: sent.append(("metrics", pk)))
+    monkeypatch.setattr(tasks.fast_cycle_shard, "apply_async", lambda args, **kw: sent.append(("fast", *args[:2])))
+    monkeypatch.setattr(
+        tasks.metrics_cycle_shard, "apply_async", lambda args, **kw: sent.append(("metrics", *args[:2]))
+    )
     assert tasks.fast_cycle() == 1 and tasks.metrics_cycle() == 1
-    assert sent == [("fast", account.pk), ("metrics", account.pk)]
+    assert sent == [("fast", account.pk, 0), ("metrics", account.pk, 0)]
+    # A second beat in the same cycle queues nothing.
+    assert tasks.fast_cycle() == -1 and tasks.metrics_cycle() == -1 and len(sent) == 2
 
 
 def test_metrics_and_maintenance_tasks_run(register, account, settings):

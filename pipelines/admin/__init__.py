@@ -1,5 +1,5 @@
 """The admin is the operations UI: one module of ModelAdmin classes per concern, registered on import."""
 
-from pipelines.admin import audit, channels, dlq, history, incidents, registry, silences, trace
+from pipelines.admin import audit, channels, dlq, history, incidents, registry, silences, trace, triage
 
-__all__ = ["audit", "channels", "dlq", "history", "incidents", "registry", "silences", "trace"]
+__all__ = ["audit", "channels", "dlq", "history", "incidents", "registry", "silences", "trace", "triage"]

@@ -19,6 +19,7 @@ from pipelines import clock
 from pipelines.admin.support import ReadOnly, badge, error_text
 from pipelines.alerting import channels, deliveries
 from pipelines.models import ChannelKind, Delivery, DeliveryStatus, NotificationChannel, NotifyEvent
+from pipelines.registry import tags
 
 
 class NotificationChannelForm(forms.ModelForm):
@@ -46,6 +47,19 @@ class NotificationChannelForm(forms.ModelForm):
             cleaned["signing_secret"] = ""  # no other kind uses one: do not keep a stray secret
         return cleaned
 
+    def clean_groups(self):
+        """Stored as typed, tidied: `payments, search` (routing reads it with tags.parse_groups)."""
+        try:
+            return ", ".join(tags.parse_groups(self.cleaned_data.get("groups") or ""))
+        except tags.TagError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_tag(self):
+        try:
+            return tags.canonical_tag(self.cleaned_data.get("tag") or "")
+        except tags.TagError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
 
 @admin.register(NotificationChannel)
 class NotificationChannelAdmin(admin.ModelAdmin):
@@ -66,7 +80,18 @@ class NotificationChannelAdmin(admin.ModelAdmin):
     search_fields = ("name",)
     filter_horizontal = ("pipelines",)
     actions = ["send_test_action"]
-    fields = ("name", "kind", "target", "signing_secret", "enabled", "min_severity", "send_resolved", "pipelines")
+    fields = (
+        "name",
+        "kind",
+        "target",
+        "signing_secret",
+        "enabled",
+        "min_severity",
+        "send_resolved",
+        "pipelines",
+        "groups",
+        "tag",
+    )
     MASKED = {"target": "target_masked", "signing_secret": "secret_masked"}
 
     def get_fields(self, request, obj=None):
@@ -120,7 +145,12 @@ class NotificationChannelAdmin(admin.ModelAdmin):
     @admin.display(description="routing", ordering="_pipelines")
     def routing(self, obj):
         n = obj._pipelines
-        return "all pipelines" if not n else f"{n} pipeline{'s' if n != 1 else ''}"
+        parts = ["all pipelines" if not n else f"{n} pipeline{'s' if n != 1 else ''}"]
+        if obj.groups:
+            parts.append(f"group {obj.groups}")
+        if obj.tag:
+            parts.append(f"tag {obj.tag}")
+        return " · ".join(parts)
 
     @admin.display(description="last delivery", ordering="_last_at")
     def last_delivery(self, obj):

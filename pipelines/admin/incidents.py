@@ -15,6 +15,7 @@ from django.utils.safestring import mark_safe
 
 from pipelines import clock
 from pipelines.admin.support import ReadOnly, badge, error_text
+from pipelines.admin.tagging import PipelineGroupFilter, PipelineTagFilter
 from pipelines.alerting import channels, incidents, silences
 from pipelines.alerting.rules import RULES
 from pipelines.formatting import ago, human_seconds, plural
@@ -149,6 +150,7 @@ class IncidentAdmin(admin.ModelAdmin):
     list_display = (
         "number",
         "pipeline_link",
+        "pipeline_group",
         "rule_label",
         "severity_badge",
         "status_badge",
@@ -165,10 +167,12 @@ class IncidentAdmin(admin.ModelAdmin):
         "severity",
         "rule",
         "pipeline__account",
+        PipelineGroupFilter,
+        PipelineTagFilter,
         ("pipeline", admin.RelatedOnlyFieldListFilter),
     )
     list_select_related = ("pipeline",)
-    search_fields = ("pipeline__name", "summary")
+    search_fields = ("pipeline__name", "pipeline__group", "summary")
     date_hierarchy = "opened_at"
     actions = ["acknowledge_incidents", "resolve_incidents", silence_action(1), silence_action(4), silence_action(24)]
     inlines = [DeliveryInline]
@@ -262,6 +266,10 @@ class IncidentAdmin(admin.ModelAdmin):
             reverse("admin:pipelines_pipeline_dashboard", args=[obj.pipeline_id]),
             obj.pipeline.name,
         )
+
+    @admin.display(description="group", ordering="pipeline__group")
+    def pipeline_group(self, obj):
+        return obj.pipeline.group or self.get_empty_value_display()
 
     @admin.display(description="rule", ordering="rule")
     def rule_label(self, obj):

@@ -17,6 +17,7 @@ from django.utils.timesince import timesince
 from pipelines import clock
 from pipelines.admin.incidents import AlertRuleInline
 from pipelines.admin.support import badge, error_text, mask_url
+from pipelines.admin.tagging import GroupFilter, TagFilter
 from pipelines.alerting import incidents
 from pipelines.alerting.history import stored_trend
 from pipelines.collection import cycles
@@ -24,10 +25,11 @@ from pipelines.collection.cost import monthly_cost
 from pipelines.dlq.views import redrive_action
 from pipelines.formatting import count, duration, human_seconds
 from pipelines.models import AwsAccount, Pipeline
-from pipelines.registry.discovery import DiscoveryError, import_queues
+from pipelines.registry.discovery import DiscoveryError, import_queues, store_discovery
 from pipelines.registry.forms import AwsAccountForm, ImportQueuesForm, PipelineForm
 from pipelines.registry.identity import discover_registration, reach_of
 from pipelines.registry.insights import insights_for
+from pipelines.registry.tags import format_tags
 from pipelines.ui import urls
 
 
@@ -228,6 +230,7 @@ class PipelineAdmin(admin.ModelAdmin):
         "name",
         "status",
         "account",
+        "group",
         "backlog",
         "in_flight",
         "dlq_depth",
@@ -239,12 +242,22 @@ class PipelineAdmin(admin.ModelAdmin):
         "charts",
     )
     list_select_related = ("account",)
-    list_filter = ("health", "account", "enabled", "is_fifo", ProblemFilter)
-    search_fields = ("name", "queue_url", "queue_name", "function_name", "api_id")
-    readonly_fields = DISCOVERED + SYNC_STATE + ("insights",)
+    list_filter = ("health", "account", GroupFilter, TagFilter, "enabled", "is_fifo", ProblemFilter)
+    # tags: the JSON text, so a search for a key or a value finds the pipelines that carry it.
+    search_fields = ("name", "group", "tags", "queue_url", "queue_name", "function_name", "api_id")
+    readonly_fields = DISCOVERED + SYNC_STATE + ("insights", "aws_tags_words")
     actions = ["refresh_from_aws", "sync_now", "enable", "disable", "redrive_dlq"]
     fieldsets = (
         (None, {"fields": ("name", "account", "queue_url", "enabled")}),
+        (
+            "Group and tags",
+            {
+                "fields": ("group", "tags", "aws_tags_words"),
+                "description": "Filters on the overview, incidents, /metrics and notification channels. The queue's "
+                "AWS tags are read when it is saved or refreshed: they fill the tags not set here, and the "
+                "PIPELINE_GROUP_TAG tag fills an empty group.",
+            },
+        ),
         (
             "API and logs",
             {
@@ -289,8 +302,12 @@ class PipelineAdmin(admin.ModelAdmin):
     )
 
     def get_fieldsets(self, request, obj=None):
-        if obj is None:  # adding: nothing to show yet but what the operator gives
-            return self.fieldsets[:4]
+        if obj is None:  # adding: nothing to show yet but what the operator gives (the AWS tags are not read yet)
+            return [
+                (None, self.fieldsets[0][1]),
+                ("Group and tags", {"fields": ("group", "tags")}),
+                *self.fieldsets[2:5],
+            ]
         return self.fieldsets
 
     def get_inlines(self, request, obj):
@@ -302,7 +319,7 @@ class PipelineAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         found = form.discovery
         if found is not None:
-            obj.apply_discovery(found.fields)
+            store_discovery(obj, found)
             for warning in found.warnings:
                 self.message_user(request, warning, messages.WARNING)
             if not obj.dlq_url:
@@ -347,6 +364,10 @@ class PipelineAdmin(admin.ModelAdmin):
             found[0].severity.label,
             len(found),
         )
+
+    @admin.display(description="AWS tags")
+    def aws_tags_words(self, obj):
+        return format_tags(obj.aws_tags) or self.get_empty_value_display()
 
     @admin.display(description="oldest", ordering="oldest_age")
     def oldest(self, obj):
@@ -414,7 +435,7 @@ class PipelineAdmin(admin.ModelAdmin):
             except DiscoveryError as exc:
                 failed.append(f"{p.name}: {exc}")
                 continue
-            p.apply_discovery(found.fields)
+            store_discovery(p, found)
             p.save()
             done += 1
             for w in found.warnings:

@@ -16,6 +16,10 @@ its opening is held, nobody heard of it, so nobody hears that it ended. `release
 beat sweep every minute) sends the held event of each incident whose silence has ended and that is
 still open, once, by compare-and-set on the hold; an acknowledged or resolved incident's hold is
 dropped without a message (someone is on it, or it is over).
+
+A channel can be limited to pipelines (a list), to severities, to groups and to a tag: the first two
+are matched in the database, groups and tag on the channels found, with registry/tags.py (the one
+reader of tag selectors); the incident's pipeline is read only when a channel found has such a selector.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from pipelines.models import (
     NotifyEvent,
     Severity,
 )
+from pipelines.registry import tags
 
 log = logging.getLogger(__name__)
 #: A delivery in "sending" whose worker died becomes due again after this (next_attempt_at is the lease).
@@ -55,9 +60,10 @@ DUE = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
 HELD_EVENTS = (NotifyEvent.OPENED, NotifyEvent.ESCALATED, NotifyEvent.REMINDER)
 
 
-def routed_channels(incident: Incident, event: str):
-    """Enabled channels that take this incident: its pipeline (or all), its severity, resolves if asked,
-    of a kind that is told about this event (paging services: acknowledgements, no reminders).
+def routed_channels(incident: Incident, event: str) -> list[NotificationChannel]:
+    """Enabled channels that take this incident: its pipeline (or all), its severity, its pipeline's
+    group and tag (or any), resolves if asked, of a kind that is told about this event (paging
+    services: acknowledgements, no reminders).
 
     For a resolve or an acknowledgement the incident's worst severity counts, so a channel told about a
     critical incident hears that it ended even if it eased to a warning first. Paging services always
@@ -73,7 +79,22 @@ def routed_channels(incident: Incident, event: str):
     )
     if event == NotifyEvent.RESOLVED:
         channels = channels.filter(Q(send_resolved=True) | Q(kind__in=always_resolving_kinds()))
-    return channels.distinct()
+    found = list(channels.distinct())
+    if not any(c.groups or c.tag for c in found):
+        return found
+    pipeline = incident.pipeline
+    return [c for c in found if takes(c, pipeline.group, pipeline.tags)]
+
+
+def takes(channel: NotificationChannel, group: str, pipeline_tags: dict[str, str]) -> bool:
+    """Whether the channel's group and tag selectors let a pipeline with this group and tags through.
+    A selector that cannot be read (typed before a validation existed) lets nothing through: a
+    narrowed channel must never page for everything."""
+    try:
+        return tags.matches(group, pipeline_tags, want_groups=tags.parse_groups(channel.groups), want_tag=channel.tag)
+    except tags.TagError:
+        log.warning("Channel %s has a group or tag selector that cannot be read; it takes no incident.", channel.pk)
+        return False
 
 
 def enqueue(incident: Incident, event: str) -> list[Delivery]:
@@ -83,7 +104,7 @@ def enqueue(incident: Incident, event: str) -> list[Delivery]:
     deliveries stay pending and the beat sweep sends them. A silenced incident's opening, escalation
     or reminder is held instead (see the module's docstring)."""
     event = NotifyEvent(event)
-    channels = list(routed_channels(incident, event))
+    channels = routed_channels(incident, event)
     if not channels:
         return []
     at, rendered, deliveries = clock.now(), {}, []

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -329,27 +330,54 @@ def _new_client(core: botocore.session.Session, target: Target, service: str) ->
     return c
 
 
-def _session(target: Target) -> botocore.session.Session:
-    """A botocore session for the target: the process's credentials, or the target's role assumed with them."""
-    core = botocore.session.get_session()
-    if not target.role_arn:
-        return core
+#: After a failed AssumeRole, calls for that role fail with the same sentence for this long before
+#: STS is asked again, so a denied account costs one STS call per interval, not one per queue.
+ASSUME_RETRY_SECONDS = 30.0
+#: Assumed-role credentials per target, shared by every client of the process for that target.
+_credentials: dict[Target, DeferredRefreshableCredentials] = {}
+
+
+def _assumed_credentials(target: Target) -> DeferredRefreshableCredentials:
+    """Credentials for the target's role: assumed once, on first use, and again only shortly before they
+    expire (botocore refreshes them 15 minutes before, and must 10 minutes before), whichever client
+    and thread of this process uses them. Called with `_clients_lock` held."""
+    creds = _credentials.get(target)
+    if creds is not None:
+        return creds
     sts = _new_client(botocore.session.get_session(), target, "sts")
+    sts.meta.events.register("before-send", _count_attempt)
+    failed: dict[str, Any] = {"error": None, "until": 0.0}
 
     def assume() -> dict[str, str]:
+        error = failed["error"]
+        if error is not None and time.monotonic() < failed["until"]:
+            raise AwsError(str(error), error.code, transient=error.transient, status=error.status)
         params = {"RoleArn": target.role_arn, "RoleSessionName": "opsboard"}
         if target.external_id:
             params["ExternalId"] = target.external_id
-        with calling(f"assuming role {target.role_arn}"):
-            creds = sts.assume_role(**params)["Credentials"]
+        try:
+            with calling(f"assuming role {target.role_arn}"):
+                found = sts.assume_role(**params)["Credentials"]
+        except AwsError as exc:
+            failed.update(error=exc, until=time.monotonic() + ASSUME_RETRY_SECONDS)
+            raise
+        failed["error"] = None
         return {
-            "access_key": creds["AccessKeyId"],
-            "secret_key": creds["SecretAccessKey"],
-            "token": creds["SessionToken"],
-            "expiry_time": creds["Expiration"].isoformat(),
+            "access_key": found["AccessKeyId"],
+            "secret_key": found["SecretAccessKey"],
+            "token": found["SessionToken"],
+            "expiry_time": found["Expiration"].isoformat(),
         }
 
-    core._credentials = DeferredRefreshableCredentials(refresh_using=assume, method="sts-assume-role")
+    creds = _credentials[target] = DeferredRefreshableCredentials(refresh_using=assume, method="sts-assume-role")
+    return creds
+
+
+def _session(target: Target) -> botocore.session.Session:
+    """A botocore session for the target: the process's credentials, or the target's role assumed with them."""
+    core = botocore.session.get_session()
+    if target.role_arn:
+        core._credentials = _assumed_credentials(target)
     return core
 
 
@@ -372,9 +400,10 @@ def client(target: Target, service: str) -> Any:
 
 
 def reset_clients() -> None:
-    """Forget cached clients (tests that restart the emulator on another port use this)."""
+    """Forget cached clients and assumed-role credentials (tests that restart the emulator use this)."""
     with _clients_lock:
         _clients.clear()
+        _credentials.clear()
 
 
 #: An answer meaning "this endpoint does not implement the operation at all" (an emulator, an

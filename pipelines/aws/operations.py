@@ -25,6 +25,13 @@ def queue_attributes(target: Target, queue_url: str, names: Iterable[str] = ("Al
     return dict(resp.get("Attributes", {}))
 
 
+def queue_tags(target: Target, queue_url: str) -> dict[str, str]:
+    """The queue's cost-allocation tags (SQS ListQueueTags: one call, needs sqs:ListQueueTags)."""
+    with calling(f"reading the tags of {queue_url}"):
+        resp = client(target, "sqs").list_queue_tags(QueueUrl=queue_url)
+    return dict(resp.get("Tags") or {})
+
+
 def queue_counts(target: Target, queue_url: str) -> dict[str, int]:
     """Visible, in-flight and delayed message counts: one GetQueueAttributes call."""
     attrs = queue_attributes(target, queue_url, COUNT_ATTRIBUTES)
@@ -196,6 +203,37 @@ def send_message_batch(target: Target, queue_url: str, entries: list[dict[str, A
     with calling(f"sending messages to {queue_url}"):
         resp = client(target, "sqs").send_message_batch(QueueUrl=queue_url, Entries=entries)
     return _batch_result(resp)
+
+
+def send_message(
+    target: Target,
+    queue_url: str,
+    body: str,
+    attributes: dict[str, dict[str, Any]] | None = None,
+    *,
+    group_id: str = "",
+    deduplication_id: str = "",
+    system_attributes: dict[str, dict[str, Any]] | None = None,
+) -> str:
+    """SendMessage of one message (attributes in SQS's own shape; the group and deduplication ids
+    for a FIFO queue). Returns the new message's id."""
+    params: dict[str, Any] = {"QueueUrl": queue_url, "MessageBody": body}
+    if attributes:
+        params["MessageAttributes"] = attributes
+    if system_attributes:
+        params["MessageSystemAttributes"] = system_attributes
+    if group_id:
+        params["MessageGroupId"] = group_id
+    if deduplication_id:
+        params["MessageDeduplicationId"] = deduplication_id
+    with calling(f"sending a message to {queue_url}"):
+        return client(target, "sqs").send_message(**params)["MessageId"]
+
+
+def delete_message(target: Target, queue_url: str, receipt_handle: str) -> None:
+    """DeleteMessage of one received message, by its receipt handle."""
+    with calling(f"deleting a message from {queue_url}"):
+        client(target, "sqs").delete_message(QueueUrl=queue_url, ReceiptHandle=receipt_handle)
 
 
 def delete_message_batch(target: Target, queue_url: str, receipts: list[tuple[str, str]]) -> dict[str, list]:

@@ -3,6 +3,10 @@
 Redis (`SET NX PX` with a token, released only by its holder) when LOCK_REDIS_URL is set, which it
 is by default whenever the Celery broker is Redis; otherwise a row in the database with the same
 semantics, taken and stolen (once expired) by compare-and-set.
+
+`cycle_lock` is held while work runs and released after it; `claim` takes a lease that is never
+released, only expires: "this cycle's shard (or dispatch) is taken", so a duplicate of the same
+work in the same cycle does nothing, whether the first one finished, still runs or died.
 """
 
 from __future__ import annotations
@@ -38,6 +42,26 @@ def _acquire_db(name: str, token: str, ttl: float) -> bool:
     except IntegrityError:
         # Held: take it over only if the lease ran out (and nobody else took it over first).
         return Lock.objects.filter(name=name, expires_at__lt=at).update(token=token, expires_at=expires) == 1
+
+
+def claim(name: str, ttl: float) -> bool:
+    """Take the lease `name` for `ttl` seconds, for good: True for the first taker only.
+
+    Nobody releases it; it expires, so work whose holder died is taken by a later claim under
+    another name (the next cycle's) or, once `ttl` has passed, under the same one.
+    """
+    token = secrets.token_hex(16)
+    url = settings.LOCK_REDIS_URL
+    if url:
+        return bool(_redis(url).set(KEY_PREFIX + name, token, nx=True, px=max(1, int(ttl * 1000))))
+    return _acquire_db(name, token, ttl)
+
+
+def prune_expired() -> int:
+    """Delete expired database leases (claims leave one row each; Redis expires its own keys)."""
+    if settings.LOCK_REDIS_URL:
+        return 0
+    return Lock.objects.filter(expires_at__lt=clock.now()).delete()[0]
 
 
 @contextmanager

@@ -3,7 +3,8 @@ each pipeline's 24-hour sparkline.
 
 Both run on beat in bounded batches so a large backlog of work never holds the database for long:
 `rollup` handles at most `max_hours` hours per run and `prune` deletes at most `batch` rows per
-statement until done or out of budget.
+statement until done or out of budget. On Postgres the minute rows are partitioned by day, and
+their retention drops whole days instead (collection/partitions.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from django.db.models import Avg, Count, F, FloatField, Max, Min, Q, Sum
 from django.db.models.functions import TruncHour
 
 from pipelines import clock
-from pipelines.collection import retention
+from pipelines.collection import partitions, retention
 from pipelines.collection.store import floor_hour, upsert_samples
 from pipelines.models import AuditEntry, MetricRollup, MetricSample, Pipeline
 from pipelines.slo.windows import API_FIELDS, api_aggregates, arrivals_by_hour
@@ -134,15 +135,22 @@ def _delete_older(model, field: str, cutoff, batch: int, budget: int) -> int:
     return deleted
 
 
+def prune_samples(at: datetime, batch: int, budget: int) -> int:
+    """Minute rows past RAW_RETENTION_DAYS: on a partitioned table (Postgres) whole days are dropped
+    (and days ahead created, collection/partitions.py), elsewhere rows are deleted in batches."""
+    cutoff = at - timedelta(days=settings.RAW_RETENTION_DAYS)
+    if partitions.enabled():
+        return partitions.prune(at, cutoff)
+    return _delete_older(MetricSample, "minute", cutoff, batch, budget)
+
+
 def prune(at=None, batch: int | None = None, budget: int = 1_000_000) -> dict[str, int]:
-    """Delete minute rows older than RAW_RETENTION_DAYS, hourly rows older than ROLLUP_RETENTION_DAYS and
-    audit entries older than AUDIT_RETENTION_DAYS."""
+    """Remove minute rows older than RAW_RETENTION_DAYS (whole days on Postgres, see `prune_samples`),
+    hourly rows older than ROLLUP_RETENTION_DAYS and audit entries older than AUDIT_RETENTION_DAYS."""
     at = at or clock.now()
     batch = batch or settings.MAINTENANCE_BATCH_ROWS
     return {
-        "samples": _delete_older(
-            MetricSample, "minute", at - timedelta(days=settings.RAW_RETENTION_DAYS), batch, budget
-        ),
+        "samples": prune_samples(at, batch, budget),
         "rollups": _delete_older(
             MetricRollup, "hour", at - timedelta(days=settings.ROLLUP_RETENTION_DAYS), batch, budget
         ),

@@ -2,7 +2,10 @@
 
 Every cycle writes `MetricSample` (or `MetricRollup`) rows by upsert on (pipeline, key), so
 re-running never duplicates, and records a `PollCycle` with the calls it made plus the running
-per-account counters `/metrics` exports.
+per-account counters `/metrics` exports. A batch of pipelines (a shard of a cycle) writes its minute
+rows with `write_minute_samples`: one multi-row INSERT … ON CONFLICT per set of fields the rows
+carry. On Postgres the minute table is partitioned by day; the insert makes sure the days it writes
+have a partition first (`pipelines.models.partitioning`), so no row is refused.
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 
 from pipelines import aws, clock
-from pipelines.models import AwsAccount, PollCounter, PollCycle
+from pipelines.models import AwsAccount, MetricSample, PollCounter, PollCycle, partitioning
 
 log = logging.getLogger(__name__)
+
+#: Rows per INSERT statement: a shard's rows (up to COLLECT_SHARD_PIPELINES) go in one statement,
+#: and 25 columns × 2,000 rows stays under Postgres's 65,535 parameters per statement.
+SAMPLE_BATCH_ROWS = 2000
 
 
 def floor_minute(t: datetime) -> datetime:
@@ -129,13 +136,15 @@ def pool_map(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
 
 
 def upsert_samples(
-    model, key_field: str, rows: Iterable[tuple[int, datetime, dict[str, Any]]], batch_size: int = 2000
+    model, key_field: str, rows: Iterable[tuple[int, datetime, dict[str, Any]]], batch_size: int = SAMPLE_BATCH_ROWS
 ) -> int:
     """Upsert (pipeline, key) rows, updating only the fields each row carries.
 
     Rows are grouped by their set of fields so one statement never nulls a column another
     cadence owns (the fast cycle's counts vs the metrics cycle's CloudWatch values).
     """
+    if model is MetricSample and connection.vendor == "postgresql":
+        return _upsert_sql(model, key_field, rows, batch_size)
     groups: dict[tuple[str, ...], list] = defaultdict(list)
     for pipeline_id, key, values in rows:
         groups[tuple(sorted(values))].append(model(pipeline_id=pipeline_id, **{key_field: key}, **values))
@@ -152,3 +161,47 @@ def upsert_samples(
         )
         written += len(objs)
     return written
+
+
+def _upsert_sql(model, key_field: str, rows: Iterable[tuple[int, datetime, dict[str, Any]]], batch_size: int) -> int:
+    """`upsert_samples` of minute rows on Postgres, as INSERT … ON CONFLICT (pipeline_id, key) DO
+    UPDATE naming only the columns a group of rows carries: what the ORM's bulk_create(update_conflicts=…)
+    sends (a column not named is null in a new row: MetricSample's fields have no defaults), without
+    building a model instance and preparing every column of every row in Python (about four fifths
+    of a 500-row shard's write). Each statement goes through the partition guard
+    (`pipelines.models.partitioning`)."""
+    groups: dict[tuple[str, ...], list[tuple[int, datetime, dict[str, Any]]]] = defaultdict(list)
+    for row in rows:
+        groups[tuple(sorted(row[2]))].append(row)
+    meta, qn = model._meta, connection.ops.quote_name
+    key_column = meta.get_field(key_field).column
+    written = 0
+    for fields, group in groups.items():
+        if not fields:
+            continue
+        columns = [meta.get_field(name).column for name in fields]
+        head = f"INSERT INTO {qn(meta.db_table)} (pipeline_id, {qn(key_column)}, {', '.join(map(qn, columns))}) VALUES "
+        tail = f" ON CONFLICT (pipeline_id, {qn(key_column)}) DO UPDATE SET " + ", ".join(
+            f"{qn(c)} = EXCLUDED.{qn(c)}" for c in columns
+        )
+        marks = "(" + ", ".join(["%s"] * (len(columns) + 2)) + ")"
+        step = max(1, min(batch_size, 65_000 // (len(columns) + 2)))  # Postgres: 65,535 parameters
+        for start in range(0, len(group), step):
+            chunk = group[start : start + step]
+            params = [v for pid, key, values in chunk for v in (pid, key, *(values[f] for f in fields))]
+            sql = head + ", ".join([marks] * len(chunk)) + tail
+
+            def write(sql=sql, params=params):
+                with connection.cursor() as cursor:
+                    cursor.execute(sql, params)
+
+            partitioning.guarded_write(meta.db_table, connection.alias, (key for _, key, _ in chunk), write)
+            written += len(chunk)
+    return written
+
+
+def write_minute_samples(rows: Iterable[tuple[int, datetime, dict[str, Any]]]) -> int:
+    """Upsert one batch of pipelines' minute rows, (pipeline id, minute, {field: value}); returns the
+    rows written. A row overwrites the fields it carries and keeps the others (the fast cycle's counts
+    and the metrics cycle's CloudWatch values land on the same row); it never duplicates a minute."""
+    return upsert_samples(MetricSample, "minute", rows)

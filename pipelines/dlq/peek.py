@@ -11,12 +11,17 @@ when SQS's own counts then agree: nothing visible (in a FIFO queue a group's nex
 delivered while an earlier one is held), nothing delayed, nothing in flight beyond what the scan
 holds (messages another reader holds cannot be seen). The counts are approximate, so the answer
 errs towards "not the whole queue".
+
+A message someone else deletes while the scan holds it (its receipt handle from an earlier receive
+still works) cannot be released: it is counted as gone, not as a failure.
 """
 
 from __future__ import annotations
 
 import contextvars
 import json
+import logging
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,21 +31,31 @@ from typing import Any
 
 from pipelines import aws
 from pipelines.dlq.filters import attribute_value
-from pipelines.dlq.queues import RedriveError, queue_problem, release
+from pipelines.dlq.queues import RedriveError, queue_problem
 from pipelines.models import (
     Pipeline,
 )
 
+log = logging.getLogger(__name__)
 PEEK_MAX = 100
 #: Seconds a received message stays invisible: longer than a scan lasts (SCAN_SECONDS and its
 #: release), and how soon held messages come back by themselves if the process stops mid-scan.
 PEEK_HOLD_SECONDS = 30
+#: How much longer than a scan its messages are held: time for the release at its end.
+RELEASE_MARGIN_SECONDS = 15
 #: The longest a scan goes on receiving; it then stops and says so.
 SCAN_SECONDS = 15
 #: Empty long polls in a row while SQS still counts visible messages before a scan gives up on them.
 EMPTY_ROUNDS = 2
 #: Held messages are released by this many threads at once (one call per 10 messages).
 RELEASE_THREADS = 4
+#: What SQS answers when asked to release a message that is no longer there (deleted meanwhile).
+GONE_CODES = {
+    "ReceiptHandleIsInvalid",
+    "AWS.SimpleQueueService.ReceiptHandleIsInvalid",
+    "MessageNotInflight",
+    "AWS.SimpleQueueService.MessageNotInflight",
+}
 monotonic = time.monotonic  # module-level so tests can make time pass
 
 #: Why a scan did not see the whole queue (`Scan.stopped`).
@@ -166,17 +181,49 @@ class Scan:
     left: int = 0
     #: The error in an operator's words, when `stopped` is STOP_ERROR.
     error: str = ""
+    #: Messages examined that were deleted by someone else during the scan (they could not be released).
+    gone: int = 0
+    #: Messages that could not be made visible again for another reason (they come back by themselves
+    #: when their hold runs out).
+    unreleased: int = 0
 
 
-def _release_all(target: aws.Target, queue_url: str, held: list[tuple[str, str]]) -> int:
-    """Make held messages visible again, several calls at once when there are many."""
+def _is_gone(failure: dict[str, Any]) -> bool:
+    text = failure.get("Message", "").lower()
+    return failure.get("Code", "") in GONE_CODES or "not found" in text or "does not exist" in text
+
+
+def _release(target: aws.Target, queue_url: str, held: list[tuple[str, str]]) -> tuple[set[str], set[str]]:
+    """Make held messages visible again, 10 per call: the ids released, and those found gone."""
+    released, gone = set(), set()
+    for i in range(0, len(held), 10):
+        chunk = held[i : i + 10]
+        try:
+            result = aws.change_visibility_batch(target, queue_url, [(str(n), h) for n, (_, h) in enumerate(chunk)], 0)
+        except aws.AwsError as exc:
+            log.warning("could not release %d message(s) on %s: %s", len(chunk), queue_url, exc)
+            continue
+        released.update(chunk[int(n)][0] for n in result["ok"])
+        gone.update(chunk[int(f["Id"])][0] for f in result["failed"] if _is_gone(f))
+    return released, gone
+
+
+def _release_all(target: aws.Target, queue_url: str, held: list[tuple[str, str]], result: Scan) -> None:
+    """Make held messages visible again, several calls at once when there are many; count on `result`
+    the messages found gone and those that could not be released."""
     chunks = [held[i : i + 100] for i in range(0, len(held), 100)]
     if len(chunks) <= 1:
-        return release(target, queue_url, held) if held else 0
-    with ThreadPoolExecutor(max_workers=RELEASE_THREADS, thread_name_prefix="dlq-release") as pool:
-        # Each thread runs in a copy of this context, so the AWS call meter counts its calls.
-        futures = [pool.submit(contextvars.copy_context().run, release, target, queue_url, c) for c in chunks]
-    return sum(f.result() for f in futures)
+        outcomes = [_release(target, queue_url, held)] if held else []
+    else:
+        with ThreadPoolExecutor(max_workers=RELEASE_THREADS, thread_name_prefix="dlq-release") as pool:
+            # Each thread runs in a copy of this context, so the AWS call meter counts its calls.
+            futures = [pool.submit(contextvars.copy_context().run, _release, target, queue_url, c) for c in chunks]
+        outcomes = [f.result() for f in futures]
+    released = set().union(*(o[0] for o in outcomes))
+    # A message received twice has two handles: it is gone only if neither released it.
+    gone = set().union(*(o[1] for o in outcomes)) - released
+    result.gone = len(gone)
+    result.unreleased = len({mid for mid, _ in held} - released - gone)
 
 
 def _judge_end(result: Scan, counts: dict[str, int], held: int, empty_rounds: int) -> None:
@@ -199,12 +246,19 @@ def scan(
     limit: int,
     keep: Callable[[PeekedMessage], bool] | None = None,
     seconds: float = SCAN_SECONDS,
+    *,
+    hold: int = PEEK_HOLD_SECONDS,
+    progress: Callable[[int], None] | None = None,
 ) -> Scan:
     """Examine the DLQ's messages, at most `limit` of them and for at most `seconds`, keeping those
     `keep` accepts (all without it), and leave the queue as it was found (see the module docstring).
 
-    A failing call ends the scan with `stopped` = STOP_ERROR and the reason in `error`.
+    Each message is held invisible for `hold` seconds (at least `seconds` and the release after
+    it). `progress`, when given, is called after every receive with the number of messages examined
+    so far. A failing call ends the scan with `stopped` = STOP_ERROR and the reason in `error`.
     """
+    # A hold shorter than the scan would let messages come back mid-scan: raise it to outlast it.
+    hold = max(hold, math.ceil(seconds) + RELEASE_MARGIN_SECONDS)
     if not pipeline.dlq_url:
         raise RedriveError(f"{pipeline.name} has no dead-letter queue.")
     target, url = pipeline.account.target(), pipeline.dlq_url
@@ -222,7 +276,7 @@ def scan(
                 result.stopped = STOP_TIME
             else:
                 wait = 1 if long_poll else 0
-                msgs = aws.receive_messages(target, url, min(10, limit - len(seen)), PEEK_HOLD_SECONDS, wait)
+                msgs = aws.receive_messages(target, url, min(10, limit - len(seen)), hold, wait)
                 for m in msgs:
                     held.append((m["MessageId"], m["ReceiptHandle"]))
                     if m["MessageId"] in seen:
@@ -231,6 +285,8 @@ def scan(
                     p = peeked(m, pipeline.request_id_attribute)
                     if keep is None or keep(p):
                         result.messages.append(p)
+                if progress is not None:
+                    progress(len(seen))
                 if msgs:
                     long_poll, empty_rounds = False, 0
                 elif not long_poll:
@@ -241,7 +297,7 @@ def scan(
     except aws.AwsError as exc:
         result.stopped, result.error = STOP_ERROR, queue_problem(exc, url, "the DLQ")
     finally:
-        _release_all(target, url, held)
+        _release_all(target, url, held, result)
         result.examined = len(seen)
     return result
 

@@ -161,10 +161,7 @@ def start_redrive(
 
     A body or attribute-value filter needs a user who may read bodies: its match counts say what the
     messages contain."""
-    if flt.kind in CONTENT_FILTERS and _username(user) and not user.has_perm(BODIES_PERM):
-        raise RedriveError(
-            "Filtering on message bodies or attribute values needs the permission to view message bodies."
-        )
+    _check_content(flt, user)
     if existing := already_requested(token):
         return existing, False
     plan = plan_redrive(pipeline, destination_url, flt=flt, max_messages=max_messages, rate=rate, dry_run=dry_run)
@@ -193,11 +190,25 @@ def start_redrive(
     return task, created
 
 
+def _check_content(flt: Filter, user) -> None:
+    if flt.needs_bodies() and _username(user) and not user.has_perm(BODIES_PERM):
+        raise RedriveError(
+            "Filtering on message bodies or attribute values needs the permission to view message bodies."
+        )
+
+
 def start_delete(pipeline: Pipeline, user, message_ids: list[str], token: str = "") -> tuple[RedriveTask, bool]:
     """Delete the given messages from the DLQ (found by scanning it; the others stay)."""
+    return start_delete_selection(pipeline, user, Filter(FilterKind.MESSAGE_IDS, ids=frozenset(message_ids)), token)
+
+
+def start_delete_selection(pipeline: Pipeline, user, flt: Filter, token: str = "") -> tuple[RedriveTask, bool]:
+    """Delete the messages a filter selects from the DLQ (found by scanning it; the others stay)."""
+    _check_content(flt, user)
     if existing := already_requested(token):
         return existing, False
-    flt = Filter(FilterKind.MESSAGE_IDS, ids=frozenset(message_ids))
+    if not flt.kind:
+        raise RedriveError("Choose the messages to delete; to delete them all, purge the DLQ.")
     flt.validate()
     dlq = dlq_info(pipeline)
     task = RedriveTask(
@@ -216,9 +227,9 @@ def start_delete(pipeline: Pipeline, user, message_ids: list[str], token: str = 
     task, created = _save_new(task)
     if created:
         log.info(
-            "deletion #%s of %d message(s) from %s by %s",
+            "deletion #%s of %s from %s by %s",
             task.pk,
-            len(message_ids),
+            task.filter_description(),
             pipeline.name,
             task.requested_by_name,
         )

@@ -213,11 +213,15 @@ class DlqViews:
                         messages.success(request, f"Redrive #{task.pk} started.")
                     return redirect(self._task_url(task))
         else:
-            # A GET, or "Redrive selected…" from the DLQ page (POST with the chosen message ids).
+            # A GET, "Redrive selected…" from the DLQ page (POST with the chosen message ids), or "Redrive
+            # these…" from a search (POST with the search): a dry run first, unless unticked.
             ids = request.POST.getlist("ids") if request.method == "POST" else []
+            search = request.POST.get("search", "") if request.method == "POST" else ""
             initial = {"token": new_token(), "destination": "source"}
             if ids:
                 initial.update(filter_kind=FilterKind.MESSAGE_IDS, ids="\n".join(ids))
+            if search:
+                initial.update(filter_kind=FilterKind.SEARCH, search=search, dry_run=True)
             form = RedriveForm(initial=initial, pipeline=pipeline, can_read_bodies=request.user.has_perm(BODIES_PERM))
         info, problem = self._info(pipeline)
         engine, reason = service.choose_engine(pipeline.account)

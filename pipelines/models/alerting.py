@@ -222,6 +222,17 @@ class NotificationChannel(models.Model):
         related_name="channels",
         help_text="Empty: every pipeline. Otherwise only incidents of these pipelines are sent here.",
     )
+    # Selectors read by alerting.deliveries with registry.tags (the one parser): all that are set must match.
+    groups = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Only incidents of pipelines in one of these groups, comma-separated. Empty: every group.",
+    )
+    tag = models.CharField(
+        max_length=400,
+        blank=True,
+        help_text="Only incidents of pipelines carrying this tag: key (any value) or key=value. Empty: any.",
+    )
     send_resolved = models.BooleanField("notify on resolve", default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

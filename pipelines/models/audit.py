@@ -25,6 +25,14 @@ class AuditAction(models.TextChoices):
     DLQ_PEEK = "dlq_peek", "Peeked at a DLQ"
     #: A DLQ received whole (or in part) by a trace lookup looking for one request.
     TRACE_DLQ_SCAN = "trace_dlq_scan", "Scanned a DLQ for a trace"
+    #: A DLQ received (up to a cap) to find the messages a search selects.
+    DLQ_SEARCH = "dlq_search", "Searched a DLQ"
+    #: A search's messages downloaded, bodies included.
+    DLQ_EXPORT = "dlq_export", "Exported DLQ messages"
+    #: A DLQ message's body edited and sent to the source queue (the original deleted once sent).
+    DLQ_EDIT_RESEND = "dlq_edit_resend", "Edited and resent a DLQ message"
+    #: A DLQ received whole (up to a cap) by a triage scan, to group its messages by failure.
+    DLQ_TRIAGE_SCAN = "dlq_triage_scan", "Scanned a DLQ for triage"
 
 
 class AuditThrough(models.TextChoices):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.conf import settings
 from django.db import models
 
@@ -164,6 +166,12 @@ class RedriveTask(models.Model):
         if kind in (FilterKind.REQUEST_IDS, FilterKind.MESSAGE_IDS):
             ids = self.filter_ids()
             return f"{len(ids)} {'request' if kind == FilterKind.REQUEST_IDS else 'message'} id(s)"
+        if kind == FilterKind.SEARCH:
+            # The search's own words, stored with it (pipelines.dlq.selection.Search.to_json).
+            try:
+                return f"search: {json.loads(self.filter_value)['summary']}"
+            except (ValueError, TypeError, KeyError):
+                return "search"
         return "all messages"
 
     def add_error(self, message: str, limit: int = 100, **detail) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import models
+from django.db import models, router
 
 from pipelines import clock
+from pipelines.models import partitioning
 from pipelines.models.registry import AwsAccount, Pipeline
 
 
@@ -44,11 +45,28 @@ class MetricFields(models.Model):
     COUNT_FIELDS = ("visible", "in_flight", "delayed", "dlq_visible")
 
 
+class SampleQuerySet(models.QuerySet):
+    """Inserts make sure the days they write have a partition (Postgres; see models/partitioning.py)."""
+
+    def bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        table = self.model._meta.db_table
+        write = super().bulk_create
+        moments = [o.minute for o in objs]
+        return partitioning.guarded_write(table, self.db, moments, lambda: write(objs, *args, **kwargs))
+
+
 class MetricSample(MetricFields):
-    """One row per pipeline per UTC minute. Re-syncing upserts; it never duplicates."""
+    """One row per pipeline per UTC minute. Re-syncing upserts; it never duplicates.
+
+    On Postgres the table is partitioned by day on `minute` (migration 0020): the database's primary
+    key is (id, minute), while Django keeps `id` as the pk and reads, updates and deletes by it.
+    """
 
     pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="samples")
     minute = models.DateTimeField()
+
+    objects = SampleQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["pipeline", "minute"], name="uniq_sample_pipeline_minute")]
@@ -56,6 +74,12 @@ class MetricSample(MetricFields):
 
     def __str__(self) -> str:
         return f"{self.pipeline_id}@{self.minute:%Y-%m-%d %H:%M}"
+
+    def save(self, *args, **kwargs):
+        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        table = self._meta.db_table
+        write = super().save
+        return partitioning.guarded_write(table, using, [self.minute], lambda: write(*args, **kwargs))
 
 
 class MetricRollup(MetricFields):

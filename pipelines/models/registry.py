@@ -179,6 +179,14 @@ class Pipeline(models.Model):
         help_text='Free-form tags as {"key": "value"} (a tag without a value has ""); set here or imported from '
         "the queue's AWS tags.",
     )
+    aws_tags = models.JSONField(
+        "AWS tags",
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="The queue's tags as AWS last reported them (ListQueueTags at discovery): tags equal to these "
+        "follow AWS on a refresh; tags set by hand win.",
+    )
 
     # Discovered from AWS (read-only in the admin).
     queue_arn = models.CharField("queue ARN", max_length=1024, blank=True)

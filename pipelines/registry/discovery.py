@@ -3,7 +3,10 @@
 The queue's ARN, FIFO flag, visibility timeout and retention; its dead-letter queue from the
 RedrivePolicy (URL, ARN, maxReceiveCount, retention); and its consumer Lambda from the
 event-source mappings on the queue ARN (function, timeout, memory and architecture, which price its
-duration, reserved concurrency, BatchSize, MaximumConcurrency, ReportBatchItemFailures, mapping state).
+duration, reserved concurrency, BatchSize, MaximumConcurrency, ReportBatchItemFailures, mapping state);
+and the queue's AWS tags (one ListQueueTags call per queue, at discovery only: never in a sync cycle),
+which `store_discovery` merges into the pipeline's own (registry/tags.py: tags set by hand win, and
+PIPELINE_GROUP_TAG's value fills an empty group).
 
 `discover` returns plain data (a dict of Pipeline field names plus warnings); nothing is stored
 unless the whole queue part succeeded, so a failed registration leaves nothing half-discovered.
@@ -17,10 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from pipelines import aws
 from pipelines.models import Pipeline
+from pipelines.registry import tags
 
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 #: AWS's SQS hosts, each naming its region: the regional endpoint (also FIPS and dual-stack
@@ -98,6 +103,20 @@ def host_region(host: str, patterns=AWS_HOST_RES + EMULATOR_HOST_RES) -> str | N
 class Discovery:
     fields: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    #: The queue's AWS tags that can be typed in the admin; None when they could not be read (kept as they were).
+    aws_tags: dict[str, str] | None = None
+
+
+def store_discovery(pipeline: Pipeline, found: Discovery) -> None:
+    """Put what discovery found on `pipeline` (not saved): the discovered fields, and the queue's AWS
+    tags merged into the pipeline's tags and group (hand-set values win)."""
+    pipeline.apply_discovery(found.fields)
+    if found.aws_tags is None:
+        return
+    pipeline.tags, pipeline.group = tags.merge_aws_tags(
+        pipeline.tags, pipeline.group, pipeline.aws_tags, found.aws_tags, settings.PIPELINE_GROUP_TAG
+    )
+    pipeline.aws_tags = found.aws_tags
 
 
 def parse_queue_url(url: str, expected_region: str | None = None) -> QueueUrl:
@@ -178,6 +197,7 @@ def discover(
         }
     )
     _discover_dlq(target, attrs, result)
+    _discover_tags(target, parsed.url, result)
     if result.fields["queue_arn"]:
         _discover_consumer(target, result.fields["queue_arn"], result)
     result.fields["api_name"] = _discover_api(target, api_kind, api_id, api_stage) if api_id else ""
@@ -258,6 +278,21 @@ def _discover_dlq(target: aws.Target, attrs: dict[str, str], result: Discovery) 
         result.warnings.append(f"The dead-letter queue {dlq_arn} could not be read: {exc}")
         return
     result.fields.update(dlq_url=dlq_url, dlq_retention_period=_int(dlq_attrs.get("MessageRetentionPeriod")))
+
+
+def _discover_tags(target: aws.Target, queue_url: str, result: Discovery) -> None:
+    try:
+        found = aws.queue_tags(target, queue_url)
+    except aws.AwsError as exc:
+        hint = " (allow sqs:ListQueueTags for opsboard)" if exc.is_denied else ""
+        result.warnings.append(f"The queue's AWS tags could not be read{hint}; its tags are kept as they were: {exc}")
+        return
+    result.aws_tags, refused = tags.importable(found)
+    if refused:
+        result.warnings.append(
+            "Some of the queue's AWS tags were not imported (a key with = or a comma, or a value with a comma): "
+            + ", ".join(sorted(refused)[:10])
+        )
 
 
 def _function_name(function_arn: str) -> str:
@@ -363,7 +398,7 @@ def import_queues(account, prefix: str = "", dry_run: bool = False) -> ImportRes
                 continue
             if not dry_run:
                 pipeline = Pipeline(name=name, account=account)
-                pipeline.apply_discovery(found.fields)
+                store_discovery(pipeline, found)
                 try:
                     with transaction.atomic():
                         pipeline.save()

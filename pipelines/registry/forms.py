@@ -8,6 +8,7 @@ from django import forms
 
 from pipelines import outbound
 from pipelines.models import ApiKind, Pipeline
+from pipelines.registry import tags
 from pipelines.registry.discovery import DiscoveryError
 from pipelines.registry.identity import discover_registration
 
@@ -27,12 +28,40 @@ class AwsAccountForm(forms.ModelForm):
         return url
 
 
+class TagsField(forms.CharField):
+    """Tags typed as `key=value, key` (registry/tags.py reads and writes them); a dict in cleaned_data."""
+
+    def __init__(self, **kwargs):
+        for unused in ("encoder", "decoder"):  # what a JSONField gives its form field; the text needs neither
+            kwargs.pop(unused, None)
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 2, "cols": 80}))
+        kwargs.setdefault(
+            "help_text",
+            "key=value or key (a tag without a value), separated by commas or new lines. Tags the queue has in "
+            "AWS are added when it is discovered; a value typed here wins over the AWS one.",
+        )
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        return tags.format_tags(value) if isinstance(value, dict) else value
+
+    def to_python(self, value):
+        if isinstance(value, dict):
+            return value
+        try:
+            return tags.parse_tags(super().to_python(value))
+        except tags.TagError as exc:
+            raise forms.ValidationError(str(exc), code="tags") from None
+
+
 class PipelineForm(forms.ModelForm):
     """Validates the queue (and API) against AWS in `clean`; `save_model` stores what was found."""
 
     class Meta:
         model = Pipeline
         fields = "__all__"
+        field_classes = {"tags": TagsField}
 
     discovery = None
 

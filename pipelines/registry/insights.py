@@ -27,17 +27,21 @@ What is judged (severity, worst first):
 - spend anomaly (warning): the cost per 1,000 messages of the pipeline's own traffic (Lambda, SQS,
   API) more than doubled week over week — longer durations after a deploy, or a retry storm. Judged
   only from the week-over-week figures the caller passes (`pipelines.spend.history.week_over_week`,
-  None when either week lacks data), so this module still makes no queries.
+  None when either week lacks data), so this module still makes no queries;
+- a new failure in the DLQ (warning): the latest completed triage scan has a failure group whose
+  signature the previous completed scan did not have. Judged only from the two scans the caller
+  read (`ScanPair`); nothing is said after a first scan, which has nothing to compare with.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db.models import TextChoices
 
 from pipelines.formatting import duration
-from pipelines.models import Pipeline, Severity
+from pipelines.models import Pipeline, Severity, TriageGroup
 from pipelines.spend.history import Spend, week_over_week
 
 #: AWS's guidance for SQS event sources.
@@ -61,6 +65,7 @@ class InsightCode(TextChoices):
     NO_BATCH_ITEM_FAILURES = "no_batch_item_failures", "ReportBatchItemFailures off"
     API_REQUEST_ID = "api_request_id", "API does not pass the request id"
     SPEND_ANOMALY = "spend_anomaly", "Cost per 1,000 messages up week over week"
+    NEW_DLQ_FAILURE = "new_dlq_failure", "New failure in the DLQ"
 
 
 @dataclass(frozen=True)
@@ -300,13 +305,46 @@ def spend_anomaly(weeks: tuple[float, float] | None) -> Insight | None:
     )
 
 
-def insights_for(p: Pipeline, spend: Spend | None = None) -> list[Insight]:
+@dataclass(frozen=True)
+class ScanPair:
+    """A DLQ's two latest completed triage scans, as the caller read them: the latest one's groups, and
+    when the previous one ran and which failure signatures it found."""
+
+    groups: tuple[TriageGroup, ...]
+    previous_at: datetime
+    previous_signatures: frozenset[str]
+
+
+def new_dlq_failure(pair: ScanPair | None) -> Insight | None:
+    """The largest failure group of the latest scan that the previous scan did not have, if any."""
+    if pair is None:
+        return None
+    new = sorted((g for g in pair.groups if g.signature not in pair.previous_signatures), key=lambda g: -g.count)
+    if not new:
+        return None
+    first, others = new[0], new[1:]
+    detail = ""
+    if others:
+        detail = f"{len(others)} more new group(s): " + "; ".join(f"{g.title} ({g.count:,})" for g in others[:3])
+    return Insight(
+        InsightCode.NEW_DLQ_FAILURE,
+        Severity.WARNING,
+        f"New failure in the DLQ since the scan of {pair.previous_at:%Y-%m-%d %H:%M} UTC: {first.title} "
+        f"({first.count:,} message{'s' if first.count != 1 else ''})",
+        "Open the DLQ's triage page, read the group's sample error, fix its cause, then redrive the group",
+        detail,
+    )
+
+
+def insights_for(p: Pipeline, spend: Spend | None = None, scans: ScanPair | None = None) -> list[Insight]:
     """Every configuration problem of `p`, worst first; none before discovery has run.
 
-    `spend`, when the caller has read it, adds the spend anomaly."""
+    `spend`, when the caller has read it, adds the spend anomaly; `scans`, the new DLQ failure."""
     if p.discovered_at is None:
         return []
     found = [i for check in CHECKS if (i := check(p)) is not None]
     if spend is not None and (anomaly := spend_anomaly(week_over_week(spend))) is not None:
         found.append(anomaly)
+    if (new_failure := new_dlq_failure(scans)) is not None:
+        found.append(new_failure)
     return sorted(found, key=lambda i: i.severity.rank)  # stable: checks keep their order within a severity

@@ -7,7 +7,9 @@ need `pipelines.change_incident` and go through the model's compare-and-set meth
 pressing the same button at once each get a sentence, never an error. Seeing incidents needs
 `pipelines.view_incident`; without it the strip, the row badges and the panel are left out and cost no
 query. An incident a silence or maintenance window covers says so: "silenced until 14:00 UTC (reason, by
-whom)" (`alerting.silences`, read once per page whatever the number of incidents).
+whom)" (`alerting.silences`, read once per page whatever the number of incidents). The strip narrows
+by account, and by the pipelines' group and tag (registry/tags.py), as the overview does; its link to
+the incident list carries the same group and tag filters.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pipelines.alerting.incidents import acknowledge as acknowledge_incident
 from pipelines.alerting.incidents import resolve as resolve_incident
 from pipelines.formatting import ago, human_seconds
 from pipelines.models import UNRESOLVED, Incident, IncidentStatus, Pipeline, Severity
+from pipelines.registry import tags
 from pipelines.ui.access import account_filter
 
 VIEW_PERM = "pipelines.view_incident"
@@ -126,14 +129,18 @@ class Unresolved(NamedTuple):
         return i
 
 
-def unresolved_for(user, account_id: int | None = None) -> list[Unresolved] | None:
-    """Every open or acknowledged incident (of one account's pipelines), in one query; None when the
-    user may not see incidents."""
+def unresolved_for(user, account_id: int | None = None, group: str = "", tag: str = "") -> list[Unresolved] | None:
+    """Every open or acknowledged incident (of one account's pipelines, of a group, carrying a tag), in
+    one query; None when the user may not see incidents. Raises tags.TagError for a tag that cannot be read."""
     if not user.has_perm(VIEW_PERM):
         return None
     qs = Incident.objects.filter(status__in=UNRESOLVED)
     if account_id is not None:
         qs = qs.filter(pipeline__account_id=account_id)
+    if group:
+        qs = tags.filter_by_group(qs, group, prefix="pipeline__")
+    if tag:
+        qs = tags.filter_by_tag(qs, tag, prefix="pipeline__")
     return [Unresolved(*row) for row in qs.values_list("pk", *STRIP_FIELDS)]
 
 
@@ -206,8 +213,11 @@ def _dashboard_url() -> str:
     return reverse("admin:pipelines_pipeline_dashboard", args=[0]).replace("/0/", "/{pk}/")
 
 
-def overview_strip(request, incidents: list[Unresolved] | None, next_url: str) -> Box | None:
-    """The overview's strip from the already-fetched unresolved incidents (no query of its own)."""
+def overview_strip(
+    request, incidents: list[Unresolved] | None, next_url: str, group: str = "", tag: str = ""
+) -> Box | None:
+    """The overview's strip from the already-fetched unresolved incidents (no query of its own); `group`
+    and `tag`: the filters they were read with, carried into the link to the incident list."""
     if incidents is None:
         return None
     at, url = clock.now(), _dashboard_url()
@@ -220,7 +230,7 @@ def overview_strip(request, incidents: list[Unresolved] | None, next_url: str) -
         panel=False,
         can_change=request.user.has_perm(CHANGE_PERM),
         next=next_url,
-        all_url=changelist_url(status="unresolved"),
+        all_url=changelist_url(status="unresolved", **{k: v for k, v in (("group", group), ("tag", tag)) if v}),
     )
 
 
@@ -249,8 +259,13 @@ def strip(request):
     if not request.user.has_perm("pipelines.view_pipeline"):
         raise PermissionDenied
     query, account = request.GET.urlencode(), request.GET.get("account", "")
+    group, tag = request.GET.get("group", "").strip(), request.GET.get("tag", "").strip()
     next_url = reverse("admin:index") + (f"?{query}" if query else "")
-    box = overview_strip(request, unresolved_for(request.user, account_filter(account)), next_url)
+    try:
+        found = unresolved_for(request.user, account_filter(account), group, tag)
+    except tags.TagError:
+        found = [] if request.user.has_perm(VIEW_PERM) else None  # the overview says why; match nothing
+    box = overview_strip(request, found, next_url, group, tag)
     return TemplateResponse(request, "admin/pipelines/_incidents.html", {"incidents": box})
 
 

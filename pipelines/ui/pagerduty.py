@@ -56,7 +56,7 @@ def webhook(request: HttpRequest, channel_id: int) -> HttpResponse:
     pk = incident_id(str(data.get("incident_key") or ""))
     incident = Incident.objects.select_related("pipeline__account").filter(pk=pk).first() if pk else None
     # A channel's secret speaks for the incidents that channel pages, not for every pipeline's.
-    if incident is None or not routed_channels(incident, NotifyEvent.ACKNOWLEDGED).filter(pk=channel.pk).exists():
+    if incident is None or channel.pk not in {c.pk for c in routed_channels(incident, NotifyEvent.ACKNOWLEDGED)}:
         return HttpResponse(status=204)
     done = acknowledge(incident, by=BY)
     log.info("PagerDuty acknowledged incident %s via channel %s (%s)", pk, channel_id, "done" if done else "not open")

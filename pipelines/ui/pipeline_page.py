@@ -10,9 +10,10 @@ from django.urls import reverse
 from pipelines import clock
 from pipelines.alerting.history import stored_trend
 from pipelines.collection.cost import monthly_cost
+from pipelines.dlq import triage
 from pipelines.formatting import duration
-from pipelines.models import Pipeline, RuleKind
-from pipelines.registry.insights import insights_for
+from pipelines.models import Pipeline, RuleKind, TriageScan, TriageStatus
+from pipelines.registry.insights import ScanPair, insights_for
 from pipelines.ui import charts, incidents, spend
 from pipelines.ui.access import require_view
 
@@ -25,6 +26,7 @@ def pipeline_dashboard(request, pipeline_id: int, model_admin):
     trend = stored_trend(pipeline)
     cost = monthly_cost(pipeline, pipeline.account.unsupported_statistics)
     spent = spend.spend_for([pipeline], at)[pipeline.pk]
+    causes, scans = _triage(pipeline)
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": Pipeline._meta,
@@ -39,7 +41,8 @@ def pipeline_dashboard(request, pipeline_id: int, model_admin):
         "series_url": reverse("admin:pipelines_pipeline_series", args=[pipeline.pk]),
         "cost": cost,
         "config": _config(pipeline),
-        "insights": insights_for(pipeline, spent),
+        "insights": insights_for(pipeline, spent, scans),
+        "triage": causes,
         "spend": spend.card(spent),
         "spend_chart": spent.chart(),  # in the page: no second request racing the series'
         "spend_url": reverse("admin:pipelines_pipeline_spend", args=[pipeline.pk]),
@@ -48,6 +51,25 @@ def pipeline_dashboard(request, pipeline_id: int, model_admin):
         "incidents": incidents.pipeline_panel(request, pipeline),
     }
     return TemplateResponse(request, "admin/pipelines/dashboard.html", context)
+
+
+def _triage(pipeline: Pipeline) -> tuple[dict | None, ScanPair | None]:
+    """The DLQ's top causes from its last completed triage scan (None without a DLQ), and that scan
+    compared with the one before it, for the new-failure insight (None before a second scan)."""
+    if not pipeline.dlq_url:
+        return None, None
+    done = list(
+        TriageScan.objects.filter(pipeline=pipeline, status=TriageStatus.COMPLETED).order_by("-created_at", "-pk")[:2]
+    )
+    causes = {"url": reverse("admin:pipelines_pipeline_dlq_triage", args=[pipeline.pk]), "scan": None, "summary": ""}
+    if not done:
+        return causes, None
+    groups = tuple(done[0].groups.all())
+    causes.update(scan=done[0], summary=triage.causes_summary(groups) if groups else "")
+    if len(done) < 2:
+        return causes, None
+    before = frozenset(done[1].groups.values_list("signature", flat=True))
+    return causes, ScanPair(groups, done[1].created_at, before)
 
 
 def series_json(request, pipeline_id: int):

@@ -11,6 +11,13 @@ pipelines there are. Access: a bearer token, an address allow-list, or both (set
 METRICS_TOKEN, METRICS_ALLOWED_IPS); with neither, nobody. Loopback is not trusted by default: a
 reverse proxy on the same host connects from loopback and need not add a forwarding header
 (nginx's default adds none), so every client it relays would look local.
+
+Every per-pipeline series carries the pipeline's `group` ("" when it has none), so a query can
+narrow or sum by team. Tags would multiply series if they were labels everywhere, so they are
+exported once per pipeline, as labels of `opsboard_pipeline_info` (value 1; join it with
+`* on (pipeline) group_left(tag_team) opsboard_pipeline_info`): the keys METRICS_TAG_KEYS lists, or
+else the MAX_TAG_LABELS keys most pipelines carry, each as `tag_<key>` with the characters a label
+name cannot hold replaced by `_`. The label set stays bounded however many keys operators invent.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import re
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from functools import lru_cache
@@ -112,7 +121,10 @@ def refuse(request: HttpRequest) -> HttpResponse | None:
     return None
 
 
-PIPELINE_LABELS = ["pipeline", "account", "queue"]
+PIPELINE_LABELS = ["pipeline", "account", "queue", "group"]
+#: With METRICS_TAG_KEYS empty, the info series carries the keys most pipelines have, this many.
+MAX_TAG_LABELS = 20
+_NOT_IN_LABEL = re.compile(r"[^a-zA-Z0-9_]")
 #: (metric, Pipeline field, help). A field that is empty (never synced, not known) gives no sample.
 PIPELINE_GAUGES: tuple[tuple[str, str, str], ...] = (
     ("opsboard_pipeline_backlog_messages", "backlog", "Visible messages in the queue, as of the last sync."),
@@ -187,6 +199,8 @@ PIPELINE_FIELDS = (
     "name",
     "account__name",
     "queue_name",
+    "group",
+    "tags",
     "enabled",
     "health",
     "health_reasons",
@@ -205,7 +219,8 @@ class DatabaseCollector:
 
     def collect(self) -> Iterator[Metric]:
         pipelines = list(Pipeline.objects.select_related("account").only(*PIPELINE_FIELDS).order_by("name"))
-        labels = {p.pk: [p.name, p.account.name, p.queue_name] for p in pipelines}
+        labels = {p.pk: [p.name, p.account.name, p.queue_name, p.group] for p in pipelines}
+        yield self.pipeline_info(pipelines, labels)
         yield from self.pipeline_values(pipelines, labels)
         yield self.slo_budgets(pipelines, labels)
         yield self.incidents(labels)
@@ -242,6 +257,19 @@ class DatabaseCollector:
                 health.add_metric([*labels[p.pk], value.value], 1.0 if value == current else 0.0)
         yield enabled
         yield health
+
+    def pipeline_info(self, pipelines: list[Pipeline], labels: dict[int, list[str]]) -> Metric:
+        """One series per pipeline, value 1, whose labels are its tags (see the module's docstring)."""
+        keys = tag_label_keys([p.tags or {} for p in pipelines], settings.METRICS_TAG_KEYS)
+        family = GaugeMetricFamily(
+            "opsboard_pipeline_info",
+            "1 per pipeline; its tags as tag_<key> labels (empty: the pipeline has no such tag).",
+            labels=[*PIPELINE_LABELS, *keys.values()],
+        )
+        for p in pipelines:
+            tags = p.tags or {}
+            family.add_metric([*labels[p.pk], *(str(tags.get(k, "")) for k in keys)], 1.0)
+        return family
 
     def slo_budgets(self, pipelines: list[Pipeline], labels: dict[int, list[str]]) -> Metric:
         """Each known objective's error budget left over the SLO window, as a ratio (1: untouched, below 0:
@@ -344,6 +372,25 @@ class DatabaseCollector:
             duration.add_metric([kind.value], (ended - started).total_seconds())
             failed.add_metric([kind.value], float(failures))
         return iter((finished, duration, failed))
+
+
+def tag_label(key: str) -> str:
+    """A tag key as a Prometheus label name: `tag_` and the key, other characters than [a-zA-Z0-9_] as `_`."""
+    return "tag_" + _NOT_IN_LABEL.sub("_", key)
+
+
+def tag_label_keys(all_tags: list[dict], wanted: tuple[str, ...] = ()) -> dict[str, str]:
+    """Tag key -> label name for the info series: the `wanted` keys, or else the MAX_TAG_LABELS keys
+    most pipelines carry (ties by name). Of two keys that make the same label name, the first is kept."""
+    if not wanted:
+        counted = Counter(k for tags in all_tags for k in tags)
+        wanted = tuple(k for k, _ in sorted(counted.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_TAG_LABELS])
+    out: dict[str, str] = {}
+    for key in wanted:
+        label = tag_label(key)
+        if label not in out.values():
+            out[key] = label
+    return out
 
 
 def render_metrics(accept: str = "", at: datetime | None = None) -> tuple[bytes, str]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from django.urls import path
 
+from pipelines.dlq.search_views import SearchViews
+from pipelines.dlq.triage_views import TriageViews
 from pipelines.dlq.views import DlqViews
 from pipelines.trace.views import trace_page
 from pipelines.ui import healthz, incidents, overview, pagerduty, pipeline_page, prometheus, slo, spend
@@ -19,6 +21,7 @@ def site_urls(site) -> list:
     view = site.admin_view
     return [
         path("overview/rows/", view(overview.overview_rows), name="overview_rows"),
+        path("overview/spenders/", view(overview.top_spenders), name="overview_spenders"),
         path("trace/", view(lambda request: trace_page(request, site)), name="trace"),
         path("incidents/strip/", view(incidents.strip), name="incident_strip"),
         path("incidents/<int:incident_id>/acknowledge/", view(incidents.acknowledge), name="incident_acknowledge"),
@@ -30,6 +33,8 @@ def pipeline_urls(model_admin) -> list:
     """Pages under the pipeline admin (admin/pipelines/pipeline/…)."""
     view = model_admin.admin_site.admin_view
     dlq = DlqViews(model_admin)
+    search = SearchViews(model_admin)
+    triage = TriageViews(model_admin)
     return [
         path(
             "<int:pipeline_id>/dashboard/",
@@ -47,6 +52,21 @@ def pipeline_urls(model_admin) -> list:
         path("<int:pk>/dlq/redrive/", view(dlq.redrive), name="pipelines_pipeline_dlq_redrive"),
         path("<int:pk>/dlq/delete/", view(dlq.delete), name="pipelines_pipeline_dlq_delete"),
         path("<int:pk>/dlq/purge/", view(dlq.purge), name="pipelines_pipeline_dlq_purge"),
+        path("<int:pk>/dlq/search/", view(search.search), name="pipelines_pipeline_dlq_search"),
+        path("<int:pk>/dlq/search/export/", view(search.export), name="pipelines_pipeline_dlq_search_export"),
+        path("<int:pk>/dlq/search/delete/", view(search.delete_selection), name="pipelines_pipeline_dlq_search_delete"),
+        path(
+            "<int:pk>/dlq/messages/<str:message_id>/edit/",
+            view(search.edit),
+            name="pipelines_pipeline_dlq_message_edit",
+        ),
+        path("<int:pk>/dlq/triage/", view(triage.page), name="pipelines_pipeline_dlq_triage"),
+        path("<int:pk>/dlq/triage/<int:scan_id>/", view(triage.scan), name="pipelines_pipeline_dlq_triage_scan"),
+        path(
+            "<int:pk>/dlq/triage/<int:scan_id>/progress.json",
+            view(triage.progress),
+            name="pipelines_pipeline_dlq_triage_progress",
+        ),
         path("<int:pk>/dlq/tasks/<int:task_id>/", view(dlq.task), name="pipelines_pipeline_dlq_task"),
         path(
             "<int:pk>/dlq/tasks/<int:task_id>/progress/",

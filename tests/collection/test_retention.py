@@ -2,6 +2,8 @@
 
 from datetime import UTC, datetime, timedelta
 
+from django.db import connection
+
 from pipelines.collection import retention
 from pipelines.models import AuditEntry, AwsAccount, MetricRollup, MetricSample, Pipeline
 
@@ -82,9 +84,13 @@ def test_it_prunes_past_retention_in_batches(db, settings):
     assert retention.prune(at=at, batch=10) == {"samples": 25, "rollups": 1, "audit": 2}
     assert AuditEntry.objects.count() == 1
     assert MetricSample.objects.count() == 1 and MetricRollup.objects.count() == 1
-    # A budget bounds one run; the next run finishes the job.
+    # A budget bounds one run; the next run finishes the job. On Postgres minute rows go a whole day
+    # (partition) at a time, which costs the same for any number of rows: the budget bounds deletes only.
     MetricSample.objects.bulk_create(
         [MetricSample(pipeline=p, minute=at - timedelta(days=20, minutes=m)) for m in range(25)]
     )
-    assert retention.prune(at=at, batch=10, budget=10)["samples"] == 10
-    assert retention.prune(at=at, batch=10)["samples"] == 15
+    if connection.vendor == "postgresql":
+        assert retention.prune(at=at, batch=10, budget=10)["samples"] == 25
+    else:
+        assert retention.prune(at=at, batch=10, budget=10)["samples"] == 10
+        assert retention.prune(at=at, batch=10)["samples"] == 15

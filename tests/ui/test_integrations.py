@@ -63,6 +63,8 @@ def samples(response) -> dict[tuple[str, tuple], float]:
 
 
 def value(found, name, **labels):
+    if name.startswith("opsboard_pipeline_"):
+        labels.setdefault("group", "")  # every per-pipeline series has one; these pipelines have none
     return found.get((name, tuple(sorted(labels.items()))))
 
 

@@ -26,7 +26,7 @@ from django.core.management.base import BaseCommand, CommandError
 from opsboard_demo.emulator import MotoServer, free_port, wait_for_http
 from opsboard_demo.receiver import Received, WebhookReceiver
 from opsboard_demo.registration import register
-from opsboard_demo.scenarios import DEMO_MIX, scenario_named
+from opsboard_demo.scenarios import DEMO_MIX, demo_tags, scenario_named
 from opsboard_demo.simulator import Simulator
 from pipelines import aws, clock
 from pipelines.collection import backfill, cycles, retention, store
@@ -182,7 +182,7 @@ class Command(BaseCommand):
     def _provision(self, sim: Simulator, account: AwsAccount, mix) -> None:
         for name, scenario_name in mix:
             scenario = scenario_named(scenario_name)
-            made = sim.add(name, scenario).res
+            made = sim.add(name, scenario, tags=demo_tags(name)).res
             try:
                 register(account, name, scenario, made)
             except DiscoveryError as exc:
