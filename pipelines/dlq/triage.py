@@ -29,7 +29,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 
 from pipelines import aws, clock, jobs
 from pipelines.dlq import logjoin, peek
@@ -416,6 +416,23 @@ def latest(pipeline: Pipeline) -> tuple[TriageScan | None, list[TriageGroup]]:
         .first()
     )
     return scan, (list(scan.groups.all()) if scan else [])
+
+
+def causes_by_pipeline(pipeline_ids: Iterable[int]) -> dict[int, str]:
+    """Each pipeline's top causes (`causes_summary`) from its newest completed scan, for the overview's
+    rows: two queries however many pipelines."""
+    newest = dict(
+        TriageScan.objects.filter(pipeline_id__in=list(pipeline_ids), status=TriageStatus.COMPLETED)
+        .values("pipeline_id")
+        .annotate(newest=Max("pk"))
+        .values_list("pipeline_id", "newest")
+    )
+    if not newest:
+        return {}
+    by_scan: dict[int, list[TriageGroup]] = {scan_id: [] for scan_id in newest.values()}
+    for g in TriageGroup.objects.filter(scan_id__in=by_scan).only("scan_id", "kind", "title", "count"):
+        by_scan[g.scan_id].append(g)
+    return {pk: causes_summary(by_scan[scan_id]) for pk, scan_id in newest.items() if by_scan[scan_id]}
 
 
 def _label(group: TriageGroup) -> str:

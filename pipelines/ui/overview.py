@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 
 from pipelines import clock
+from pipelines.dlq import triage
 from pipelines.models import AwsAccount
 from pipelines.slo.windows import budgets_left
 from pipelines.ui import incidents, spend
@@ -91,8 +92,10 @@ def _page(request, at: datetime) -> dict:
     page = min(sel.page, last_page(size))
     rows = build_rows(page_of(in_scope(base, shown), page, OVERVIEW_FIELDS), at, ordered=True)
     budgets = budgets_left([r.pipeline for r in rows], at)  # the SLOs' budget left: three queries
+    causes = triage.causes_by_pipeline(r.pipeline.pk for r in rows)  # at most two queries
     for r in rows:
         r.budget_left = budgets.get(r.pipeline.pk)
+        r.dlq_causes = causes.get(r.pipeline.pk, "")
     # One query for every unresolved incident (of the chosen account): the strip and the rows' badges.
     unresolved = incidents.unresolved_for(request.user, sel.account_id)
     on_page = {r.pipeline.pk for r in rows}

@@ -78,6 +78,7 @@ class Row:
     reasons: list[tuple[Health, str]]
     trend: Trend
     budget_left: float | None = None  # the smallest SLO error budget left, in percent (None: unknown)
+    dlq_causes: str = ""  # the DLQ's top causes from its newest completed triage scan ("" before one)
 
 
 NO_DLQ_TAG = (
@@ -164,6 +165,8 @@ def _live_cells(r: Row) -> str:
     rate = t.drain.rate
     trend_cls = "ob-up" if rate and rate > 0.5 else "ob-down" if rate and rate < -0.5 else ""
     dlq = '<span class="ob-muted">none</span>' if not p.dlq_url else count(p.dlq_depth)
+    if p.dlq_depth and r.dlq_causes:
+        dlq += f'<div class="ob-muted ob-causes" title="Last triage scan">{escape(r.dlq_causes)}</div>'
     if p.oldest_age is None:
         oldest = "–"
     else:

@@ -245,6 +245,20 @@ def test_it_shows_the_dlqs_top_causes_and_the_scans_age_on_the_pipeline_page(as_
     assert f'id="ob-triage" href="{url("dlq_triage", orders.pk)}"' in page
 
 
+def test_it_shows_the_dlqs_top_causes_on_the_overview_while_the_dlq_holds_messages(as_user, orders):
+    client = as_user("viewer", "view_pipeline")
+    overview = reverse("admin:index")
+    scan_of(orders, {"KeyError": 30, "TimeoutError": 70}, ago_minutes=200)
+    scan_of(orders, {"KeyError": 71, "TimeoutError": 29}, ago_minutes=10)
+    Pipeline.objects.filter(pk=orders.pk).update(dlq_depth=100)
+    row = re.search(r'<tr[^>]*data-pipeline="orders".*?</tr>', text(client.get(overview))).group(0)
+    # The newest completed scan, not the older one.
+    assert "2 causes: KeyError in handler 71 %, TimeoutError in handler 29 %" in row
+    Pipeline.objects.filter(pk=orders.pk).update(dlq_depth=0)  # drained: nothing left to explain
+    row = re.search(r'<tr[^>]*data-pipeline="orders".*?</tr>', text(client.get(overview))).group(0)
+    assert "causes" not in row
+
+
 def test_it_warns_of_a_failure_group_the_previous_scan_did_not_have(as_user, orders):
     Pipeline.objects.filter(pk=orders.pk).update(discovered_at=clock.now())
     client = as_user("viewer", "view_pipeline")
