@@ -162,6 +162,7 @@ LOGIN_URL = "admin:login"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # refuses logins while a lockout lasts
     "django.contrib.auth.backends.ModelBackend",
+    "pipelines.access.TeamBackend",  # a team's capabilities on the pipelines it owns
 ]
 
 # --- Security (production defaults; `manage.py check --deploy` is clean with DEBUG off) --------

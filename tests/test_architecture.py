@@ -26,6 +26,7 @@ LAYERS = {
     "pipelines.slo": 1.5,  # SLOs from the history tables; the rule table's burn-rate rules use them
     "pipelines.spend": 1.5,  # what pipelines cost, from the history; the registry's insights read it
     "pipelines.registry.tags": 1.6,  # the one tag parser and selector: alerting routes notifications with it
+    "pipelines.access": 1.7,  # who may do what on which pipeline: every page, the API and the admin ask it
     "pipelines.registry": 2,
     "pipelines.alerting": 2,
     "pipelines.collection": 3,  # runs the rule table after each sync

@@ -30,6 +30,16 @@ from pipelines.models.history import CycleKind, Lock, MetricFields, MetricRollup
 from pipelines.models.registry import ApiKind, AwsAccount, Pipeline, validate_region
 from pipelines.models.silences import MaintenanceWindow, Silence, SilenceState, Weekday, validate_time_zone
 from pipelines.models.status import Health, Severity
+from pipelines.models.teams import (
+    CAPABILITY_PERMS,
+    SCOPE_PERMS,
+    TEAM_PERMS,
+    ApiToken,
+    Capability,
+    Team,
+    TokenScope,
+    capabilities_granting,
+)
 from pipelines.models.trace import TraceLookup, TraceVerdict
 from pipelines.models.triage import (
     ACTIVE_TRIAGE_STATUSES,
@@ -41,6 +51,14 @@ from pipelines.models.triage import (
 )
 
 __all__ = [
+    "CAPABILITY_PERMS",
+    "SCOPE_PERMS",
+    "TEAM_PERMS",
+    "ApiToken",
+    "Capability",
+    "Team",
+    "TokenScope",
+    "capabilities_granting",
     "ACTIVE_REDRIVE_STATUSES",
     "ACTIVE_TRIAGE_STATUSES",
     "DRY_RUN_SAMPLE",

@@ -233,6 +233,12 @@ class NotificationChannel(models.Model):
         blank=True,
         help_text="Only incidents of pipelines carrying this tag: key (any value) or key=value. Empty: any.",
     )
+    teams = models.ManyToManyField(
+        "pipelines.Team",
+        blank=True,
+        related_name="channels",
+        help_text="Only incidents of pipelines one of these teams owns. Empty: any team's.",
+    )
     send_resolved = models.BooleanField("notify on resolve", default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -3,7 +3,8 @@
 One row per audited act. `action` says what was done (one enum, grown as more acts are audited:
 redrives, deletions, purges, acknowledgements, API calls), `through` how (the admin UI today), and
 `detail` the act's own facts (queue URL, counts, errors) as plain JSON. Rows are never edited; the
-user and pipeline names are copied so a row still reads right after either is deleted.
+user and pipeline names are copied so a row still reads right after either is deleted. Rows older
+than `AUDIT_KEEP_DAYS` are dropped by the maintenance task.
 """
 
 from __future__ import annotations
@@ -33,12 +34,38 @@ class AuditAction(models.TextChoices):
     DLQ_EDIT_RESEND = "dlq_edit_resend", "Edited and resent a DLQ message"
     #: A DLQ received whole (up to a cap) by a triage scan, to group its messages by failure.
     DLQ_TRIAGE_SCAN = "dlq_triage_scan", "Scanned a DLQ for triage"
+    #: A redrive (or its dry run) started on a DLQ.
+    DLQ_REDRIVE = "dlq_redrive", "Started a redrive"
+    #: Chosen DLQ messages deleted.
+    DLQ_DELETE = "dlq_delete", "Deleted DLQ messages"
+    #: A whole DLQ purged.
+    DLQ_PURGE = "dlq_purge", "Purged a DLQ"
+    #: A running redrive, delete or purge cancelled.
+    DLQ_CANCEL = "dlq_cancel", "Cancelled a DLQ task"
+    #: A trace lookup run (it may show message bodies and log lines).
+    TRACE_LOOKUP = "trace_lookup", "Looked up a trace"
+    INCIDENT_ACKNOWLEDGE = "incident_ack", "Acknowledged an incident"
+    INCIDENT_RESOLVE = "incident_resolve", "Resolved an incident"
+    #: A pipeline registered from its queue URL (discovery ran).
+    PIPELINE_REGISTER = "pipeline_register", "Registered a pipeline"
+    #: Any object added, changed or deleted through the admin or the API (detail: model, object, fields).
+    OBJECT_ADD = "object_add", "Added an object"
+    OBJECT_CHANGE = "object_change", "Changed an object"
+    OBJECT_DELETE = "object_delete", "Deleted an object"
+    API_TOKEN_CREATE = "token_create", "Created an API token"
+    API_TOKEN_REVOKE = "token_revoke", "Revoked an API token"
+    #: A login (password or single sign-on) and a refused one.
+    LOGIN = "login", "Logged in"
+    LOGIN_FAILED = "login_failed", "Failed to log in"
 
 
 class AuditThrough(models.TextChoices):
     """How the act reached opsboard."""
 
     UI = "ui", "Admin UI"
+    API = "api", "REST API"
+    #: A management command or a worker acting for itself.
+    SYSTEM = "system", "System"
 
 
 def remote_address(value: str | None) -> str | None:

@@ -261,6 +261,7 @@ class Pipeline(models.Model):
             ("peek_dlq", "Can peek at a dead-letter queue (receives its messages)"),
             ("view_message_bodies", "Can view message bodies"),
             ("lookup_trace", "Can look up a request trace"),
+            ("delete_dlq_messages", "Can delete or purge dead-letter queue messages"),
         ]
         indexes = [models.Index(fields=["account", "enabled"])]
         constraints = [
