@@ -6,12 +6,15 @@ defaults: a SQLite file and a filesystem Celery broker under ./var, so nothing b
 
 import importlib.util
 import ipaddress
+import re
 from datetime import timedelta
 from pathlib import Path
 
 import environ
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
+
+from opsboard import settings_sso
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("OPSBOARD_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -67,6 +70,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "axes",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files for the API docs page, served locally (no CDN)
     "pipelines",
 ]
 # The demo (emulator, simulator, `manage.py demo`) comes with the emulator extra; a production
@@ -162,6 +168,7 @@ LOGIN_URL = "admin:login"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # refuses logins while a lockout lasts
     "django.contrib.auth.backends.ModelBackend",
+    "pipelines.sso.backend.OidcBackend",  # single sign-on's callback; answers nothing else
     "pipelines.access.TeamBackend",  # a team's capabilities on the pipelines it owns
 ]
 
@@ -206,6 +213,9 @@ AXES_VERBOSE = False
 if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_TIME <= timedelta(0):
     raise ImproperlyConfigured("LOGIN_FAILURE_LIMIT and LOGIN_LOCKOUT_MINUTES must be positive whole numbers.")
 
+# --- Single sign-on (OpenID Connect): OIDC_*, LOCAL_PASSWORDS; read in opsboard/settings_sso.py ----
+vars().update(settings_sso.read(env, _env, _bool))
+
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -248,7 +258,13 @@ COLLECT_CONCURRENCY = _env(env.int, "COLLECT_CONCURRENCY", default=16)
 COLLECT_SHARD_PIPELINES = _env(env.int, "COLLECT_SHARD_PIPELINES", default=500)
 RAW_RETENTION_DAYS = _env(env.int, "RAW_RETENTION_DAYS", default=15)
 ROLLUP_RETENTION_DAYS = _env(env.int, "ROLLUP_RETENTION_DAYS", default=455)
-AUDIT_RETENTION_DAYS = _env(env.int, "AUDIT_RETENTION_DAYS", default=365)
+# The audit trail keeps AUDIT_KEEP_DAYS days of entries (0: keep them forever); the maintenance task
+# deletes older ones in batches. AUDIT_RETENTION_DAYS is its earlier name, still read when it is unset.
+AUDIT_KEEP_DAYS = _env(env.int, "AUDIT_KEEP_DAYS", default=_env(env.int, "AUDIT_RETENTION_DAYS", default=365))
+if AUDIT_KEEP_DAYS < 0:
+    raise ImproperlyConfigured(
+        "AUDIT_KEEP_DAYS must be a whole number of days (365 keeps a year of audit entries; 0 keeps them forever)."
+    )
 MAINTENANCE_BATCH_ROWS = _env(env.int, "MAINTENANCE_BATCH_ROWS", default=20000)
 # Postgres keeps the minute rows in one partition per UTC day: maintenance creates today's and this
 # many days ahead, and drops a day once it is wholly past RAW_RETENTION_DAYS, waiting at most
@@ -398,6 +414,53 @@ METRICS_TAG_KEYS = tuple(
 )
 # Load balancers probe /healthz over plain HTTP, and Prometheus often scrapes inside the network.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+
+# --- REST API (/api/v1/, pipelines/api) ----------------------------------------------------------
+# Each API token (or session user) may make API_RATE requests: "<n>/<sec|min|hour|day>". The counts
+# live in the "api" cache, shared by every web process: Redis at CACHE_REDIS_URL (the locks' Redis by
+# default), else this process's memory (one process only).
+API_RATE = env.str("API_RATE", default="600/min").strip()
+if not re.fullmatch(r"[1-9]\d*/(s|sec|second|m|min|minute|h|hour|d|day)", API_RATE):
+    raise ImproperlyConfigured(f"API_RATE is {API_RATE[:40]!r}: write a number of requests per period, e.g. 600/min.")
+# The longest an API token may live, in days (its form refuses a later expiry).
+API_TOKEN_MAX_DAYS = _env(env.int, "API_TOKEN_MAX_DAYS", default=365)
+if API_TOKEN_MAX_DAYS < 1:
+    raise ImproperlyConfigured("API_TOKEN_MAX_DAYS must be a positive whole number of days (365: a year).")
+CACHE_REDIS_URL = env.str("CACHE_REDIS_URL", default=LOCK_REDIS_URL)
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "api": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_REDIS_URL, "KEY_PREFIX": "api"}
+        if CACHE_REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "api"}
+    ),
+}
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "pipelines.api.auth.BearerTokenAuthentication",  # first: its challenge is the 401's WWW-Authenticate
+        "rest_framework.authentication.SessionAuthentication",  # the docs page's user; CSRF enforced
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["pipelines.api.throttles.TokenRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api": API_RATE},
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "pipelines.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "opsboard API",
+    "DESCRIPTION": "Pipelines, incidents, dead-letter queues, traces and silences. See docs/api.md.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "OAS_VERSION": "3.1.0",
+    "ENUM_NAME_OVERRIDES": {"SeverityEnum": "pipelines.models.Severity", "ApiKindEnum": "pipelines.models.ApiKind"},
+}
 
 # --- AWS client behaviour (credentials come from boto3's own chain, never the database) ------
 AWS_RETRY_MODE = env.str("AWS_RETRY_MODE", default="standard")

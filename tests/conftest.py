@@ -17,6 +17,20 @@ from tests.users import as_user  # noqa: F401
 REGION = "us-east-1"
 
 
+@pytest.fixture(autouse=True)
+def unaudited_logins():
+    """Test clients log in (force_login) before nearly every test, and logins are audited: outside
+    tests/audit (which connects it again) the login receiver is off, so the trail holds only the acts
+    a test is about."""
+    from django.contrib.auth.signals import user_logged_in
+
+    from pipelines.ui import logins
+
+    user_logged_in.disconnect(dispatch_uid=logins.LOGIN_UID)
+    yield
+    logins.connect()
+
+
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory):
     server = MotoServer(log_path=str(tmp_path_factory.mktemp("moto") / "moto.log")).start()

@@ -27,6 +27,7 @@ LAYERS = {
     "pipelines.spend": 1.5,  # what pipelines cost, from the history; the registry's insights read it
     "pipelines.registry.tags": 1.6,  # the one tag parser and selector: alerting routes notifications with it
     "pipelines.access": 1.7,  # who may do what on which pipeline: every page, the API and the admin ask it
+    "pipelines.sso": 1.8,  # single sign-on: users, teams and role from the identity provider's claims
     "pipelines.registry": 2,
     "pipelines.alerting": 2,
     "pipelines.collection": 3,  # runs the rule table after each sync
@@ -34,6 +35,7 @@ LAYERS = {
     "pipelines.dlq": 3,  # checks a destination's URL with the registry's parser
     "pipelines.trace": 4,  # peeks DLQs
     "pipelines.ui": 5,
+    "pipelines.api": 5.5,  # the REST API: the UI's service functions and queries, for scripts
     "pipelines.admin": 6,
     "pipelines.tasks": 7,
     "pipelines.management": 7,

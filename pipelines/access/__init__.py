@@ -64,6 +64,14 @@ def _owns(team: Team, pipeline: Pipeline) -> bool:
     return any(tag_selectors.matches("", pipeline.tags, want_tag=t) for t in team.pipeline_tags)
 
 
+def team_owns(team: Team, pipeline: Pipeline) -> bool:
+    """Whether `team` owns `pipeline`: all of them, one by one, by group or by tag (for routing
+    notifications by team; reads the team's pipelines once unless they were prefetched or cached)."""
+    if not hasattr(team, "owned_ids"):
+        team.owned_ids = {p.pk for p in team.pipelines.all()}
+    return _owns(team, pipeline)
+
+
 def pipeline_of(obj) -> Pipeline | None:
     """The pipeline an object belongs to (itself, or its `pipeline`), None for anything else."""
     if isinstance(obj, Pipeline):

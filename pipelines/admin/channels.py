@@ -78,7 +78,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
     # Webhook URLs carry their secret: searching them would let a view-only user guess it a piece at a
     # time, so only names (and email addresses, which are not secret) are searched; see get_search_results.
     search_fields = ("name",)
-    filter_horizontal = ("pipelines",)
+    filter_horizontal = ("pipelines", "teams")
     actions = ["send_test_action"]
     fields = (
         "name",
@@ -91,6 +91,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
         "pipelines",
         "groups",
         "tag",
+        "teams",
     )
     MASKED = {"target": "target_masked", "signing_secret": "secret_masked"}
 
@@ -130,6 +131,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
         return (
             super()
             .get_queryset(request)
+            .prefetch_related("teams")
             .annotate(
                 _pipelines=Count("pipelines", distinct=True),
                 _last_status=Subquery(latest.values("status")[:1]),
@@ -150,6 +152,9 @@ class NotificationChannelAdmin(admin.ModelAdmin):
             parts.append(f"group {obj.groups}")
         if obj.tag:
             parts.append(f"tag {obj.tag}")
+        owners = [t.name for t in obj.teams.all()]
+        if owners:
+            parts.append(f"team{'s' if len(owners) != 1 else ''} {', '.join(owners)}")
         return " · ".join(parts)
 
     @admin.display(description="last delivery", ordering="_last_at")

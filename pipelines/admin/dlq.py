@@ -6,13 +6,15 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
+from pipelines.admin.scoping import PIPELINE_FILTER, PipelineScoped
 from pipelines.admin.support import ReadOnly, badge
 from pipelines.models import RedriveTask
 
 
 @admin.register(RedriveTask)
-class RedriveTaskAdmin(ReadOnly, admin.ModelAdmin):
-    """The record of every DLQ action (AWS keeps only the last 10 move tasks); read-only."""
+class RedriveTaskAdmin(PipelineScoped, ReadOnly, admin.ModelAdmin):
+    """The record of every DLQ action (AWS keeps only the last 10 move tasks); read-only; a team member
+    sees those of their team's pipelines."""
 
     list_display = (
         "task",
@@ -28,7 +30,7 @@ class RedriveTaskAdmin(ReadOnly, admin.ModelAdmin):
         "skipped",
         "requested_by_name",
     )
-    list_filter = ("status", "operation", "engine", "dry_run", "pipeline")
+    list_filter = ("status", "operation", "engine", "dry_run", PIPELINE_FILTER)
     list_select_related = ("pipeline",)
     search_fields = ("pipeline_name", "source_url", "destination_url", "requested_by_name", "filter_value")
     date_hierarchy = "created_at"

@@ -1,10 +1,12 @@
 """Admin for incidents (list, acknowledge, resolve; which are silenced and until when) and the
-per-pipeline rule overrides inline."""
+per-pipeline rule overrides inline. A team member sees the incidents of their team's pipelines and
+acknowledges or resolves those it may (ACKNOWLEDGE); rule overrides need MANAGE_RULES on the pipeline."""
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten_fieldsets
 from django.db.models import Case, IntegerField, Value, When
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
@@ -13,7 +15,8 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
-from pipelines import clock
+from pipelines import access, clock
+from pipelines.admin.scoping import PipelineScoped
 from pipelines.admin.support import ReadOnly, badge, error_text
 from pipelines.admin.tagging import PipelineGroupFilter, PipelineTagFilter
 from pipelines.alerting import channels, incidents, silences
@@ -65,6 +68,14 @@ class AlertRuleFormSet(BaseInlineFormSet):
         return rule_defaults(self.instance) if self.instance.pk else []
 
 
+def _rule(action: str) -> str:
+    return f"pipelines.{action}_alertrule"
+
+
+#: Managing a pipeline's alert rules: any of these on it (a team's "rules" capability holds all three).
+RULE_PERMS = (_rule("add"), _rule("change"), _rule("delete"))
+
+
 class AlertRuleInline(admin.TabularInline):
     """Per-pipeline overrides; a rule without a row runs with its default."""
 
@@ -78,11 +89,50 @@ class AlertRuleInline(admin.TabularInline):
     verbose_name = "alert rule override"
     verbose_name_plural = "alert rule overrides"
 
+    # `obj` is the pipeline whose page this is: its rules are changed by those who manage its rules.
+    def has_add_permission(self, request, obj=None):
+        return super().has_add_permission(request, obj) and (obj is None or access.can(request, _rule("add"), obj))
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and (
+            obj is None or access.can(request, _rule("change"), obj)
+        )
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and (
+            obj is None or access.can(request, _rule("delete"), obj)
+        )
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) and (
+            obj is None or access.can(request, _rule("view"), obj) or access.can(request, _rule("change"), obj)
+        )
+
     @admin.display(description="default for this pipeline")
     def default(self, obj):
         if not obj.pk or not obj.kind:
             return "–"
         return RULES[RuleKind(obj.kind)].describe_default(obj.pipeline)
+
+
+class RulesEditable:
+    """Mixed into the pipeline's ModelAdmin: whoever manages a pipeline's alert rules (a team's "rules"
+    capability) saves its page for the rule overrides; the pipeline's own fields stay read-only unless
+    they may also change the pipeline (its `save_model` then saves nothing but the inlines)."""
+
+    def changes_pipeline(self, request, obj=None) -> bool:
+        return super().has_change_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return self.changes_pipeline(request, obj) or (
+            obj is not None and any(access.can(request, perm, obj) for perm in RULE_PERMS)
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = super().get_readonly_fields(request, obj)
+        if obj is not None and not self.changes_pipeline(request, obj):
+            return tuple(dict.fromkeys((*readonly, *flatten_fieldsets(self.get_fieldsets(request, obj)))))
+        return readonly
 
 
 class IncidentStatusFilter(admin.SimpleListFilter):
@@ -146,7 +196,7 @@ LIFECYCLE = (
 
 
 @admin.register(Incident)
-class IncidentAdmin(admin.ModelAdmin):
+class IncidentAdmin(PipelineScoped, admin.ModelAdmin):
     list_display = (
         "number",
         "pipeline_link",
@@ -346,8 +396,14 @@ class IncidentAdmin(admin.ModelAdmin):
     def _transition(self, request, queryset, change, done_verb: str, rest_state: str) -> None:
         """Apply a compare-and-set change (acknowledge or resolve, which tell the channels) and report the counts."""
         who = request.user.get_username()
-        chosen = list(queryset)
-        done = sum(1 for i in chosen if change(i, by=who))
+        # Only those of pipelines the user may change incidents on; the others count as not done.
+        allowed = set(access.visible(request, queryset, access.ACKNOWLEDGE, "pipeline__").values_list("pk", flat=True))
+        chosen = [i for i in queryset if i.pk in allowed]
+        refused = queryset.count() - len(chosen)
+        if refused:
+            self.message_user(request, f"{refused} incident(s) are not yours to change: left as they were.")
+        addr = request.META.get("REMOTE_ADDR")
+        done = sum(1 for i in chosen if change(i, by=who, user=request.user, remote_addr=addr))
         rest = len(chosen) - done
         self.message_user(
             request,
@@ -360,7 +416,7 @@ class IncidentAdmin(admin.ModelAdmin):
         self._transition(request, queryset, incidents.acknowledge, "Acknowledged", "not open")
 
     def has_silence_permission(self, request):
-        return request.user.has_perm("pipelines.add_silence")
+        return access.can(request, "pipelines.add_silence")
 
     def silence_for(self, request, queryset, hours: int):
         pairs = set(queryset.values_list("pipeline_id", "rule"))

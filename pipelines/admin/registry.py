@@ -1,4 +1,7 @@
-"""Admin for the registry: AWS accounts (with queue import) and pipelines (with sync and redrive actions)."""
+"""Admin for the registry: AWS accounts (with queue import) and pipelines (with sync and redrive actions).
+
+A team member sees the pipelines their teams own (`admin.scoping`); changing a pipeline's own fields,
+adding and deleting pipelines are the global role's."""
 
 from __future__ import annotations
 
@@ -14,8 +17,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
-from pipelines import clock
-from pipelines.admin.incidents import AlertRuleInline
+from pipelines import access, clock
+from pipelines.admin.incidents import AlertRuleInline, RulesEditable
+from pipelines.admin.scoping import PipelineScoped
 from pipelines.admin.support import badge, error_text, mask_url
 from pipelines.admin.tagging import GroupFilter, TagFilter
 from pipelines.alerting import incidents
@@ -24,7 +28,7 @@ from pipelines.collection import cycles
 from pipelines.collection.cost import monthly_cost
 from pipelines.dlq.views import redrive_action
 from pipelines.formatting import count, duration, human_seconds
-from pipelines.models import AwsAccount, Pipeline
+from pipelines.models import AuditAction, AwsAccount, Pipeline
 from pipelines.registry.discovery import DiscoveryError, import_queues, store_discovery
 from pipelines.registry.forms import AwsAccountForm, ImportQueuesForm, PipelineForm
 from pipelines.registry.identity import discover_registration, reach_of
@@ -99,7 +103,13 @@ class AwsAccountAdmin(admin.ModelAdmin):
         result = None
         if request.method == "POST" and form.is_valid():
             try:
-                result = import_queues(account, form.cleaned_data["prefix"], form.cleaned_data["dry_run"])
+                result = import_queues(
+                    account,
+                    form.cleaned_data["prefix"],
+                    form.cleaned_data["dry_run"],
+                    user=request.user,
+                    remote_addr=request.META.get("REMOTE_ADDR"),
+                )
             except DiscoveryError as exc:
                 form.add_error(None, str(exc))
             else:
@@ -130,7 +140,7 @@ class AwsAccountAdmin(admin.ModelAdmin):
             raise PermissionDenied
         for account in queryset:
             try:
-                result = import_queues(account)
+                result = import_queues(account, user=request.user, remote_addr=request.META.get("REMOTE_ADDR"))
             except DiscoveryError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
                 continue
@@ -224,8 +234,9 @@ def in_words(field: str, label: str, fmt):
 
 
 @admin.register(Pipeline)
-class PipelineAdmin(admin.ModelAdmin):
+class PipelineAdmin(RulesEditable, PipelineScoped, admin.ModelAdmin):
     form = PipelineForm
+    pipeline_path = ""
     list_display = (
         "name",
         "status",
@@ -242,11 +253,21 @@ class PipelineAdmin(admin.ModelAdmin):
         "charts",
     )
     list_select_related = ("account",)
-    list_filter = ("health", "account", GroupFilter, TagFilter, "enabled", "is_fifo", ProblemFilter)
+    list_filter = (
+        "health",
+        ("account", admin.RelatedOnlyFieldListFilter),
+        GroupFilter,
+        TagFilter,
+        "enabled",
+        "is_fifo",
+        ProblemFilter,
+    )
     # tags: the JSON text, so a search for a key or a value finds the pipelines that carry it.
     search_fields = ("name", "group", "tags", "queue_url", "queue_name", "function_name", "api_id")
     readonly_fields = DISCOVERED + SYNC_STATE + ("insights", "aws_tags_words")
     actions = ["refresh_from_aws", "sync_now", "enable", "disable", "redrive_dlq"]
+    #: Adding a pipeline here registers its queue (discovery ran in the form): audited as such.
+    audit_add_action = AuditAction.PIPELINE_REGISTER
     fieldsets = (
         (None, {"fields": ("name", "account", "queue_url", "enabled")}),
         (
@@ -316,7 +337,13 @@ class PipelineAdmin(admin.ModelAdmin):
     def get_urls(self):
         return [*urls.pipeline_urls(self), *super().get_urls()]
 
+    def audit_facts(self, obj) -> dict:
+        """What the audit trail notes of a pipeline added, changed or deleted here."""
+        return {"queue_url": obj.queue_url, "account": obj.account.name if obj.account_id else ""}
+
     def save_model(self, request, obj, form, change):
+        if change and not self.changes_pipeline(request, obj):
+            return  # only its alert rule overrides were editable (saved with the inlines)
         found = form.discovery
         if found is not None:
             store_discovery(obj, found)
@@ -459,7 +486,7 @@ class PipelineAdmin(admin.ModelAdmin):
             self.message_user(request, f"{name}: {why}", messages.ERROR)
 
     def has_redrive_permission(self, request):
-        return request.user.has_perm("pipelines.redrive_dlq")
+        return access.can(request, access.REDRIVE)  # on at least one: the action keeps only those
 
     @admin.action(description="Redrive DLQ", permissions=["redrive"])
     def redrive_dlq(self, request, queryset):

@@ -1,7 +1,9 @@
 """Admin for silences (list by state, add with clear errors, "Expire now") and maintenance windows.
 
 Adding or changing either needs the model permissions (`pipelines.add_silence`, …); a user with only
-the view permission sees them read-only. Every change is a POST (admin forms and actions).
+the view permission sees them read-only. A team member sees, adds and changes the silences of their
+team's pipelines (ACKNOWLEDGE); account-wide silences are the global role's (`admin.scoping`).
+Every change is a POST (admin forms and actions).
 """
 
 from __future__ import annotations
@@ -13,40 +15,15 @@ from django.contrib import admin, messages
 from django.db.models import Count
 
 from pipelines import clock
+from pipelines.admin.scoping import PipelineScoped
 from pipelines.admin.support import badge
 from pipelines.alerting import silences
+from pipelines.alerting.silence_forms import SilenceForm
 from pipelines.formatting import plural
 from pipelines.models import MaintenanceWindow, Silence, SilenceState, Weekday
 
 DEFAULT_LENGTH = timedelta(hours=1)
 MAX_HOURS = 24 * 366
-
-
-class SilenceForm(forms.ModelForm):
-    """Refuses an end before the start, an end already past (it would silence nothing), no reason, and
-    a pipeline with an account it is not in (it would match nothing), each as a sentence on its field."""
-
-    class Meta:
-        model = Silence
-        fields = ("pipeline", "account", "rule", "starts_at", "ends_at", "reason")
-        error_messages = {
-            "reason": {"required": "Give a reason: it shows on every incident this silence covers."},
-            "ends_at": {"required": "Say when the silence ends."},
-        }
-
-    def clean(self):
-        data = super().clean()
-        starts, ends = data.get("starts_at"), data.get("ends_at")
-        if starts and ends and ends <= starts:
-            self.add_error("ends_at", "The end must be after the start.")
-        elif ends and "ends_at" in self.changed_data and ends <= clock.now():
-            self.add_error("ends_at", "The end is in the past: this silence would silence nothing.")
-        pipeline, account = data.get("pipeline"), data.get("account")
-        if pipeline and account and pipeline.account_id != account.pk:
-            self.add_error(
-                "account", f"{pipeline.name} is in account {pipeline.account}, not {account}: leave the account empty."
-            )
-        return data
 
 
 class SilenceStateFilter(admin.SimpleListFilter):
@@ -68,7 +45,7 @@ class SilenceStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(Silence)
-class SilenceAdmin(admin.ModelAdmin):
+class SilenceAdmin(PipelineScoped, admin.ModelAdmin):
     form = SilenceForm
     list_display = ("number", "covers", "state_badge", "starts_at", "ends_at", "reason", "created_by")
     list_display_links = ("number",)

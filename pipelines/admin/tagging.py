@@ -13,6 +13,7 @@ from collections import Counter
 from django.contrib import admin, messages
 from django.db.models import Count
 
+from pipelines import access
 from pipelines.models import Pipeline
 from pipelines.registry import tags
 
@@ -55,7 +56,7 @@ class GroupFilter(TextListFilter):
 
     def lookups(self, request, model_admin):
         rows = (
-            Pipeline.objects.exclude(group="")
+            access.visible(request, Pipeline.objects.exclude(group=""))  # only the groups the user may see
             .values("group")
             .annotate(n=Count("pk"))
             .order_by("-n", "group")[:TOP_VALUES]
@@ -75,7 +76,8 @@ class TagFilter(TextListFilter):
     def lookups(self, request, model_admin):
         """The most common key=value pairs: one query reading every pipeline's tags (small JSON objects)."""
         seen = Counter()
-        for row in Pipeline.objects.exclude(tags={}).values_list("tags", flat=True).iterator(chunk_size=2000):
+        mine = access.visible(request, Pipeline.objects.exclude(tags={}))  # only the tags the user may see
+        for row in mine.values_list("tags", flat=True).iterator(chunk_size=2000):
             seen.update(f"{k}={v}" if v else k for k, v in (row or {}).items())
         return [(tag, f"{tag} ({n})") for tag, n in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_VALUES]]
 

@@ -1,6 +1,6 @@
 """Admin for DLQ triage scans: who scanned which DLQ when, how far it got, and what it found, read-only.
 
-A scan belongs to a pipeline: seeing it needs the permission to view pipelines as well as scans. The
+A scan belongs to a pipeline: seeing it needs the permission to view scans on that pipeline. The
 list names the groups' count only; their samples (consumer log lines, message ids) are on the triage
 page, behind the permissions that guard them there.
 """
@@ -12,13 +12,14 @@ from django.db.models import Count
 from django.urls import reverse
 from django.utils.html import format_html
 
+from pipelines import access
+from pipelines.admin.scoping import PIPELINE_FILTER, PipelineScoped
 from pipelines.admin.support import ReadOnly, badge, error_text
 from pipelines.models import TriageScan
-from pipelines.ui.access import VIEW_PIPELINE
 
 
 @admin.register(TriageScan)
-class TriageScanAdmin(ReadOnly, admin.ModelAdmin):
+class TriageScanAdmin(PipelineScoped, ReadOnly, admin.ModelAdmin):
     """Every triage scan of every DLQ, newest first, each linked to its page."""
 
     list_display = (
@@ -32,7 +33,7 @@ class TriageScanAdmin(ReadOnly, admin.ModelAdmin):
         "group_count",
         "error_short",
     )
-    list_filter = ("status", "complete", "pipeline")
+    list_filter = ("status", "complete", PIPELINE_FILTER)
     list_select_related = ("pipeline",)
     search_fields = ("pipeline__name", "requested_by_name")
     date_hierarchy = "created_at"
@@ -58,7 +59,9 @@ class TriageScanAdmin(ReadOnly, admin.ModelAdmin):
     )
 
     def has_view_permission(self, request, obj=None):
-        return request.user.has_perm(VIEW_PIPELINE) and super().has_view_permission(request, obj)
+        # A scan names the pipeline's failures: it needs the view permission on the pipeline too.
+        pipeline = obj.pipeline if obj is not None else None
+        return access.can(request, access.VIEW, pipeline) and super().has_view_permission(request, obj)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(group_total=Count("groups"))

@@ -17,9 +17,11 @@ beat sweep every minute) sends the held event of each incident whose silence has
 still open, once, by compare-and-set on the hold; an acknowledged or resolved incident's hold is
 dropped without a message (someone is on it, or it is over).
 
-A channel can be limited to pipelines (a list), to severities, to groups and to a tag: the first two
-are matched in the database, groups and tag on the channels found, with registry/tags.py (the one
-reader of tag selectors); the incident's pipeline is read only when a channel found has such a selector.
+A channel can be limited to pipelines (a list), to severities, to groups, to a tag and to teams: the
+first two are matched in the database, groups and tag on the channels found, with registry/tags.py (the
+one reader of tag selectors), teams with `access.team_owns` (a channel with teams takes only incidents
+of pipelines one of them owns); the incident's pipeline is read only when a channel found has such a
+selector, and the teams only when a channel found has some.
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, Value
+from django.db.models import Exists, F, OuterRef, Prefetch, Q, Value
 from django.db.models.functions import Coalesce
 
-from pipelines import clock, jobs
+from pipelines import access, clock, jobs
 from pipelines.alerting import silences
 from pipelines.alerting.channels import always_resolving_kinds, kinds_for, render, send
 from pipelines.alerting.messages import worst
@@ -46,6 +48,7 @@ from pipelines.models import (
     NotificationChannel,
     NotifyEvent,
     Severity,
+    Team,
 )
 from pipelines.registry import tags
 
@@ -79,11 +82,23 @@ def routed_channels(incident: Incident, event: str) -> list[NotificationChannel]
     )
     if event == NotifyEvent.RESOLVED:
         channels = channels.filter(Q(send_resolved=True) | Q(kind__in=always_resolving_kinds()))
-    found = list(channels.distinct())
-    if not any(c.groups or c.tag for c in found):
+    with_teams = NotificationChannel.teams.through.objects.filter(notificationchannel_id=OuterRef("pk"))
+    found = list(channels.distinct().annotate(_has_teams=Exists(with_teams)))
+    if not any(c.groups or c.tag or c._has_teams for c in found):
         return found
     pipeline = incident.pipeline
-    return [c for c in found if takes(c, pipeline.group, pipeline.tags)]
+    found = [c for c in found if takes(c, pipeline.group, pipeline.tags)]
+    owners = _owners([c.pk for c in found if c._has_teams])
+    return [c for c in found if c.pk not in owners or any(access.team_owns(t, pipeline) for t in owners[c.pk])]
+
+
+def _owners(channel_ids: list[int]) -> dict[int, list[Team]]:
+    """The teams of these channels, each with its pipelines (three queries; none without channels)."""
+    if not channel_ids:
+        return {}
+    teams = Prefetch("teams", queryset=Team.objects.prefetch_related("pipelines"))
+    found = NotificationChannel.objects.filter(pk__in=channel_ids).prefetch_related(teams)
+    return {c.pk: list(c.teams.all()) for c in found}
 
 
 def takes(channel: NotificationChannel, group: str, pipeline_tags: dict[str, str]) -> bool:

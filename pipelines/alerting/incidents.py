@@ -23,6 +23,9 @@ from pipelines.alerting import deliveries
 from pipelines.alerting.rules import Finding
 from pipelines.models import (
     UNRESOLVED,
+    AuditAction,
+    AuditEntry,
+    AuditThrough,
     Incident,
     IncidentStatus,
     NotifyEvent,
@@ -45,24 +48,56 @@ def _notify(incident: Incident, event: str) -> None:
     deliveries.enqueue(incident, event)
 
 
-def acknowledge(incident: Incident, by: str) -> bool:
-    """Open → acknowledged by `by` (a person, or "PagerDuty"), and the paging channels told, in one
-    transaction. Compare-and-set: False (and nothing sent) if it was not open."""
+def _audit(action: AuditAction, incident: Incident, by: str, user, remote_addr: str | None, through) -> None:
+    AuditEntry.record(
+        action,
+        user,
+        incident.pipeline,
+        remote_addr=remote_addr,
+        through=through,
+        incident=incident.pk,
+        rule=incident.rule,
+        severity=incident.severity,
+        by=by,
+    )
+
+
+def acknowledge(
+    incident: Incident,
+    by: str,
+    *,
+    user=None,
+    remote_addr: str | None = None,
+    through: AuditThrough = AuditThrough.UI,
+) -> bool:
+    """Open → acknowledged by `by` (a person, or "PagerDuty"), the paging channels told and the act
+    audited (as done by `user`, None for a process), in one transaction. Compare-and-set: False (and
+    nothing sent or audited) if it was not open."""
     with transaction.atomic():
         if not incident.acknowledge(by=by):
             return False
         _notify(incident, NotifyEvent.ACKNOWLEDGED)
+        _audit(AuditAction.INCIDENT_ACKNOWLEDGE, incident, by, user, remote_addr, through)
     return True
 
 
-def resolve(incident: Incident, by: str) -> bool:
-    """Open or acknowledged → resolved by `by` (a person), and the channels that take resolves told (a
-    paging service's own incident would stay open otherwise), in one transaction. Compare-and-set:
-    False (and nothing sent) if it was resolved already."""
+def resolve(
+    incident: Incident,
+    by: str,
+    *,
+    user=None,
+    remote_addr: str | None = None,
+    through: AuditThrough = AuditThrough.UI,
+) -> bool:
+    """Open or acknowledged → resolved by `by` (a person), the channels that take resolves told (a
+    paging service's own incident would stay open otherwise) and the act audited, in one transaction.
+    Compare-and-set: False (and nothing sent or audited) if it was resolved already. The evaluator's
+    own resolves (the rule went quiet) are not people's acts and are not audited."""
     with transaction.atomic():
         if not incident.resolve(by=by):
             return False
         _notify(incident, NotifyEvent.RESOLVED)
+        _audit(AuditAction.INCIDENT_RESOLVE, incident, by, user, remote_addr, through)
     return True
 
 

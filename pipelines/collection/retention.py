@@ -144,9 +144,17 @@ def prune_samples(at: datetime, batch: int, budget: int) -> int:
     return _delete_older(MetricSample, "minute", cutoff, batch, budget)
 
 
+def prune_audit(at: datetime, batch: int, budget: int) -> int:
+    """Audit entries older than AUDIT_KEEP_DAYS days, `batch` rows per statement so a long trail never
+    holds its table for long; none with AUDIT_KEEP_DAYS = 0 (kept forever)."""
+    if not settings.AUDIT_KEEP_DAYS:
+        return 0
+    return _delete_older(AuditEntry, "at", at - timedelta(days=settings.AUDIT_KEEP_DAYS), batch, budget)
+
+
 def prune(at=None, batch: int | None = None, budget: int = 1_000_000) -> dict[str, int]:
     """Remove minute rows older than RAW_RETENTION_DAYS (whole days on Postgres, see `prune_samples`),
-    hourly rows older than ROLLUP_RETENTION_DAYS and audit entries older than AUDIT_RETENTION_DAYS."""
+    hourly rows older than ROLLUP_RETENTION_DAYS and audit entries older than AUDIT_KEEP_DAYS."""
     at = at or clock.now()
     batch = batch or settings.MAINTENANCE_BATCH_ROWS
     return {
@@ -154,7 +162,7 @@ def prune(at=None, batch: int | None = None, budget: int = 1_000_000) -> dict[st
         "rollups": _delete_older(
             MetricRollup, "hour", at - timedelta(days=settings.ROLLUP_RETENTION_DAYS), batch, budget
         ),
-        "audit": _delete_older(AuditEntry, "at", at - timedelta(days=settings.AUDIT_RETENTION_DAYS), batch, budget),
+        "audit": prune_audit(at, batch, budget),
     }
 
 

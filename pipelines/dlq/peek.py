@@ -32,9 +32,7 @@ from typing import Any
 from pipelines import aws
 from pipelines.dlq.filters import attribute_value
 from pipelines.dlq.queues import RedriveError, queue_problem
-from pipelines.models import (
-    Pipeline,
-)
+from pipelines.models import AuditAction, AuditEntry, AuditThrough, Pipeline
 
 log = logging.getLogger(__name__)
 PEEK_MAX = 100
@@ -312,3 +310,34 @@ def peek(pipeline: Pipeline, count: int = 10) -> list[PeekedMessage]:
     if result.error:
         raise RedriveError(result.error)
     return result.messages
+
+
+def audited_peek(
+    pipeline: Pipeline,
+    count: int,
+    user,
+    *,
+    bodies: bool,
+    remote_addr: str | None = None,
+    through: AuditThrough = AuditThrough.UI,
+) -> Scan:
+    """Receive up to `count` DLQ messages to show them (their bodies too when `bodies`), and write it to
+    the audit trail, failed or not. A pipeline without a DLQ is a failed scan that received nothing."""
+    try:
+        result = scan(pipeline, max(1, min(PEEK_MAX, count)))
+    except RedriveError as exc:
+        result = Scan(stopped=STOP_ERROR, error=str(exc))
+    AuditEntry.record(
+        AuditAction.DLQ_PEEK,
+        user,
+        pipeline,
+        remote_addr=remote_addr,
+        through=through,
+        queue_url=pipeline.dlq_url,
+        count_asked=count,
+        received=result.examined,
+        message_ids=[m.id for m in result.messages],
+        bodies_shown=bodies and bool(result.messages) and not result.error,
+        error=result.error,
+    )
+    return result

@@ -6,7 +6,8 @@ that needs `peek_dlq` and is audited; a GET only shows the form, filled in from 
 (the triage page links here with ?scan=<id>&group=<signature>). The actions on a selection go
 through the existing DLQ tasks (dry run, rate, one active task per DLQ, double-submit token, the
 task page); the search travels to them as its query string in a hidden field and is parsed again
-there.
+there. Each permission is checked on the pipeline (`pipelines.access`); deleting a selection needs
+`delete_dlq_messages`, edit & resend `redrive_dlq` and `view_message_bodies`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,22 @@ from django.http import HttpResponse, HttpResponseNotAllowed, QueryDict
 from django.shortcuts import redirect
 from django.urls import reverse
 
-from pipelines import clock
+from pipelines import access, clock
 from pipelines.dlq import edit, peek, service
 from pipelines.dlq.filters import Filter
 from pipelines.dlq.forms import BODIES_NEEDED, SearchForm, new_token
 from pipelines.dlq.queues import RedriveError
 from pipelines.dlq.selection import PARAMS, Search, parse_search
-from pipelines.dlq.views import BODIES_PERM, PEEK_PERM, REDRIVE_PERM, TRACE_PERM, DlqViews, display_message, trace_url
+from pipelines.dlq.views import (
+    BODIES_PERM,
+    DELETE_PERM,
+    PEEK_PERM,
+    REDRIVE_PERM,
+    TRACE_PERM,
+    DlqViews,
+    display_message,
+    trace_url,
+)
 from pipelines.models import AuditAction, AuditEntry, Pipeline
 
 #: Why a scan stopped short, in words for the page.
@@ -59,11 +69,17 @@ def export_line(m: peek.PeekedMessage) -> str:
     )
 
 
+def _may_edit(request, pipeline: Pipeline) -> bool:
+    """Edit & resend reads the body and sends a message: REDRIVE and BODIES on the pipeline."""
+    return access.can(request, REDRIVE_PERM, pipeline) and access.can(request, BODIES_PERM, pipeline)
+
+
 class SearchViews(DlqViews):
     """Search, export, delete-a-selection and edit & resend, sharing the DLQ pages' helpers."""
 
     def _form(self, request, pipeline: Pipeline, data=None, initial=None) -> SearchForm:
-        return SearchForm(data, initial=initial, pipeline=pipeline, can_read_bodies=request.user.has_perm(BODIES_PERM))
+        bodies = access.can(request, BODIES_PERM, pipeline)
+        return SearchForm(data, initial=initial, pipeline=pipeline, can_read_bodies=bodies)
 
     def _scan(self, request, pipeline: Pipeline, search: Search, cap: int, action: AuditAction, **extra):
         """Receive the DLQ keeping what the search selects; audited, failed or not."""
@@ -95,7 +111,7 @@ class SearchViews(DlqViews):
             f"Search the DLQ of {pipeline.name}",
             form=form,
             search_max=settings.DLQ_SEARCH_MAX,
-            can_edit=request.user.has_perm(REDRIVE_PERM) and request.user.has_perm(BODIES_PERM),
+            can_edit=_may_edit(request, pipeline),
             **context,
         )
 
@@ -117,13 +133,14 @@ class SearchViews(DlqViews):
             initial = {name: request.GET.get(name, "") for name in PARAMS if request.GET.get(name)}
             form = self._form(request, pipeline, initial=initial)
             return self._search_page(request, pipeline, form, group=self._group_note(pipeline, initial))
-        if not request.user.has_perm(PEEK_PERM):
+        if not access.can(request, PEEK_PERM, pipeline):
             raise PermissionDenied
         form = self._form(request, pipeline, request.POST)
         if not form.is_valid():
             return self._search_page(request, pipeline, form)
         search = form.cleaned_data["search"]
-        bodies, can_trace, at = request.user.has_perm(BODIES_PERM), request.user.has_perm(TRACE_PERM), clock.now()
+        bodies, can_trace = access.can(request, BODIES_PERM, pipeline), access.can(request, TRACE_PERM, pipeline)
+        at = clock.now()
         result = self._scan(
             request, pipeline, search, settings.DLQ_SEARCH_MAX, AuditAction.DLQ_SEARCH, bodies_shown=bodies
         )
@@ -150,7 +167,7 @@ class SearchViews(DlqViews):
         pipeline = self._pipeline(request, pk)
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        if not (request.user.has_perm(PEEK_PERM) and request.user.has_perm(BODIES_PERM)):
+        if not (access.can(request, PEEK_PERM, pipeline) and access.can(request, BODIES_PERM, pipeline)):
             raise PermissionDenied
         form = self._form(request, pipeline, request.POST)
         if not form.is_valid():
@@ -172,14 +189,13 @@ class SearchViews(DlqViews):
     def delete_selection(self, request, pk: int):
         """Delete what a search selects: POST with the search shows the typed confirmation; with
         `confirm` and the queue's name typed, starts a deletion task."""
-        pipeline = self._pipeline(request, pk)
-        self._require_redrive(request)
+        pipeline = self._pipeline(request, pk, DELETE_PERM)
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         carried = request.POST.get("search", "")
         try:
             search = parse_search(QueryDict(carried), pipeline)
-            if search.needs_bodies() and not request.user.has_perm(BODIES_PERM):
+            if search.needs_bodies() and not access.can(request, BODIES_PERM, pipeline):
                 raise RedriveError(BODIES_NEEDED)
         except RedriveError as exc:
             messages.error(request, f"{exc} Nothing was deleted.")
@@ -193,7 +209,11 @@ class SearchViews(DlqViews):
             else:
                 try:
                     task, created = service.start_delete_selection(
-                        pipeline, request.user, Filter.from_search(search), request.POST.get("token", "")
+                        pipeline,
+                        request.user,
+                        Filter.from_search(search),
+                        request.POST.get("token", ""),
+                        remote_addr=request.META.get("REMOTE_ADDR"),
                     )
                 except RedriveError as exc:
                     self._refused(request, exc)
@@ -226,7 +246,7 @@ class SearchViews(DlqViews):
         `load`: find the message and show its body; POST `send`: find it again, send the edited copy
         to the source queue, delete the original once sent."""
         pipeline = self._pipeline(request, pk)
-        if not (request.user.has_perm(REDRIVE_PERM) and request.user.has_perm(BODIES_PERM)):
+        if not _may_edit(request, pipeline):
             raise PermissionDenied
         context = {"message_id": message_id, "loaded": False, "body": "", "was_json": False, "original": None}
         if request.method == "POST" and "send" in request.POST:

@@ -1,8 +1,9 @@
 """Starting DLQ actions: a redrive (all, or a filtered selection), a deletion of chosen messages, a purge.
 
 Each is checked first (the queues exist, their types match, the options make sense), recorded as a
-`RedriveTask` row (who, what, when) and handed to a worker once the row is committed. At most one
-task per DLQ is active, enforced by the database.
+`RedriveTask` row (who, what, when), written to the audit trail (with the address and the way it came:
+the admin UI or the API) and handed to a worker once the row is committed. At most one task per DLQ is
+active, enforced by the database.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 
-from pipelines import aws, clock, jobs
+from pipelines import access, aws, clock, jobs
 from pipelines.dlq.filters import ALL_MESSAGES, Filter
 from pipelines.dlq.queues import NATIVE_UNSUPPORTED, QueueInfo, RedriveError, dlq_info, queue_info
 from pipelines.models import (
     ACTIVE_REDRIVE_STATUSES,
+    AuditAction,
+    AuditEntry,
+    AuditThrough,
     AwsAccount,
     DlqOperation,
     FilterKind,
@@ -122,6 +126,33 @@ def _username(user) -> str:
     return user.get_username() if user is not None and getattr(user, "is_authenticated", False) else ""
 
 
+def _audit(action: AuditAction, task: RedriveTask, user, remote_addr: str | None, through: AuditThrough) -> None:
+    """One audit entry for a task just started (or cancelled): what it does to which queue."""
+    AuditEntry.record(
+        action,
+        user,
+        task.pipeline,
+        remote_addr=remote_addr,
+        through=through,
+        task=task.pk,
+        operation=task.operation,
+        queue_url=task.source_url,
+        filter=task.filter_description(),
+        depth=task.depth_at_start,
+        **(
+            {
+                "destination": task.destination_url,
+                "engine": task.engine,
+                "dry_run": task.dry_run,
+                "max_messages": task.max_messages,
+                "rate": task.rate,
+            }
+            if task.operation == DlqOperation.REDRIVE
+            else {}
+        ),
+    )
+
+
 def _save_new(task: RedriveTask) -> tuple[RedriveTask, bool]:
     """Insert the task; a second submit of the same form gets the first task back, and a task on a
     DLQ that already has an active one is refused, by the database's unique constraints."""
@@ -155,13 +186,15 @@ def start_redrive(
     flt: Filter = ALL_MESSAGES,
     dry_run: bool = False,
     token: str = "",
+    remote_addr: str | None = None,
+    through: AuditThrough = AuditThrough.UI,
 ) -> tuple[RedriveTask, bool]:
-    """Check, record and enqueue a redrive. Returns (task, created); created is False when `token`
+    """Check, record, audit and enqueue a redrive. Returns (task, created); created is False when `token`
     was already used (a double-submitted form) and the task is the one it started.
 
     A body or attribute-value filter needs a user who may read bodies: its match counts say what the
     messages contain."""
-    _check_content(flt, user)
+    _check_content(flt, user, pipeline)
     if existing := already_requested(token):
         return existing, False
     plan = plan_redrive(pipeline, destination_url, flt=flt, max_messages=max_messages, rate=rate, dry_run=dry_run)
@@ -186,25 +219,44 @@ def start_redrive(
     task, created = _save_new(task)
     if created:
         log.info("redrive #%s of %s started by %s (%s)", task.pk, pipeline.name, task.requested_by_name, task.engine)
+        _audit(AuditAction.DLQ_REDRIVE, task, user, remote_addr, through)
         enqueue(task.pk)
     return task, created
 
 
-def _check_content(flt: Filter, user) -> None:
-    if flt.needs_bodies() and _username(user) and not user.has_perm(BODIES_PERM):
+def _check_content(flt: Filter, user, pipeline: Pipeline) -> None:
+    """A filter on bodies or attribute values needs the permission to read bodies on this pipeline."""
+    if flt.needs_bodies() and _username(user) and not user.has_perm(BODIES_PERM, pipeline):
         raise RedriveError(
             "Filtering on message bodies or attribute values needs the permission to view message bodies."
         )
 
 
-def start_delete(pipeline: Pipeline, user, message_ids: list[str], token: str = "") -> tuple[RedriveTask, bool]:
+def start_delete(
+    pipeline: Pipeline,
+    user,
+    message_ids: list[str],
+    token: str = "",
+    *,
+    remote_addr: str | None = None,
+    through: AuditThrough = AuditThrough.UI,
+) -> tuple[RedriveTask, bool]:
     """Delete the given messages from the DLQ (found by scanning it; the others stay)."""
-    return start_delete_selection(pipeline, user, Filter(FilterKind.MESSAGE_IDS, ids=frozenset(message_ids)), token)
+    flt = Filter(FilterKind.MESSAGE_IDS, ids=frozenset(message_ids))
+    return start_delete_selection(pipeline, user, flt, token, remote_addr=remote_addr, through=through)
 
 
-def start_delete_selection(pipeline: Pipeline, user, flt: Filter, token: str = "") -> tuple[RedriveTask, bool]:
+def start_delete_selection(
+    pipeline: Pipeline,
+    user,
+    flt: Filter,
+    token: str = "",
+    *,
+    remote_addr: str | None = None,
+    through: AuditThrough = AuditThrough.UI,
+) -> tuple[RedriveTask, bool]:
     """Delete the messages a filter selects from the DLQ (found by scanning it; the others stay)."""
-    _check_content(flt, user)
+    _check_content(flt, user, pipeline)
     if existing := already_requested(token):
         return existing, False
     if not flt.kind:
@@ -233,17 +285,26 @@ def start_delete_selection(pipeline: Pipeline, user, flt: Filter, token: str = "
             pipeline.name,
             task.requested_by_name,
         )
+        _audit(AuditAction.DLQ_DELETE, task, user, remote_addr, through)
         enqueue(task.pk)
     return task, created
 
 
-def purge(pipeline: Pipeline, user=None, token: str = "") -> RedriveTask:
-    """Purge the DLQ (one PurgeQueue call), recorded like any other task."""
+def purge(
+    pipeline: Pipeline,
+    user=None,
+    token: str = "",
+    *,
+    remote_addr: str | None = None,
+    through: AuditThrough = AuditThrough.UI,
+) -> RedriveTask:
+    """Purge the DLQ (one PurgeQueue call), recorded and audited like any other task (audited once
+    asked for, whether SQS then purges or refuses)."""
     if existing := already_requested(token):
         return existing
     dlq = dlq_info(pipeline)
     at = clock.now()
-    task, _ = _save_new(
+    task, created = _save_new(
         RedriveTask(
             pipeline=pipeline,
             pipeline_name=pipeline.name,
@@ -261,6 +322,8 @@ def purge(pipeline: Pipeline, user=None, token: str = "") -> RedriveTask:
             attempts=1,
         )
     )
+    if created:
+        _audit(AuditAction.DLQ_PURGE, task, user, remote_addr, through)
     try:
         aws.purge_queue(pipeline.account.target(), pipeline.dlq_url)
     except aws.AwsError as exc:
@@ -278,5 +341,16 @@ def purge(pipeline: Pipeline, user=None, token: str = "") -> RedriveTask:
     return task
 
 
-def cancel(task: RedriveTask, user=None) -> bool:
-    return task.request_cancel(_username(user))
+def cancel_perm(task: RedriveTask) -> str:
+    """Cancelling a task needs the permission that starts one like it."""
+    return access.REDRIVE if task.operation == DlqOperation.REDRIVE else access.DELETE
+
+
+def cancel(
+    task: RedriveTask, user=None, *, remote_addr: str | None = None, through: AuditThrough = AuditThrough.UI
+) -> bool:
+    """Cancel a task (compare-and-set: False when it had finished); audited only when it was cancelled."""
+    if not task.request_cancel(_username(user)):
+        return False
+    _audit(AuditAction.DLQ_CANCEL, task, user, remote_addr, through)
+    return True

@@ -4,7 +4,8 @@ starts a scan, and the scan's progress as JSON for the page's progress bar.
 What a user sees follows what they may do: anyone who may view the pipeline sees the groups' titles and
 counts; sample message ids need the permission to peek (a scan is a receive); the consumer's failure
 lines, tracebacks and request-id links need the permission to trace, as on the trace page; each group
-action shows only to users who hold the permission it needs. A GET never starts a scan.
+action shows only to users who hold the permission it needs — each permission on this pipeline
+(`pipelines.access`; a pipeline the user may not view is a 404). A GET never starts a scan.
 """
 
 from __future__ import annotations
@@ -21,10 +22,18 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from pipelines import clock
+from pipelines import access, clock
+from pipelines.access.pages import pipeline_or_404
 from pipelines.dlq import peek, triage
 from pipelines.dlq.queues import RedriveError
-from pipelines.dlq.views import BODIES_PERM, PEEK_PERM, REDRIVE_PERM, TRACE_MARGIN_SECONDS, TRACE_PERM
+from pipelines.dlq.views import (
+    BODIES_PERM,
+    DELETE_PERM,
+    PEEK_PERM,
+    REDRIVE_PERM,
+    TRACE_MARGIN_SECONDS,
+    TRACE_PERM,
+)
 from pipelines.models import ACTIVE_TRIAGE_STATUSES, Pipeline, TriageGroup, TriageScan, TriageStatus
 
 #: Older scans listed under the groups.
@@ -86,11 +95,11 @@ def scan_words(scan: TriageScan) -> dict:
 
 
 def display_groups(pipeline: Pipeline, scan: TriageScan, groups: list[TriageGroup], user, at: datetime) -> list[dict]:
-    """The groups as the page shows them to `user`: samples only to peekers, failure lines and trace
+    """The groups as the page shows them to `user` (a user or a request): samples only to peekers, failure lines and trace
     links only to peekers who may also trace."""
     # Samples need the permission to peek; those from the consumer's log, the permission to trace too.
-    can_peek = user.has_perm(PEEK_PERM)
-    can_trace = can_peek and user.has_perm(TRACE_PERM)
+    can_peek = access.can(user, PEEK_PERM, pipeline)
+    can_trace = can_peek and access.can(user, TRACE_PERM, pipeline)
     total = sum(g.count for g in groups)
     # As the engine compares: the completed scan before this one.
     had_previous = (
@@ -134,17 +143,17 @@ class TriageViews:
         self.site = model_admin.admin_site
 
     def _pipeline(self, request, pk: int) -> Pipeline:
-        pipeline = get_object_or_404(Pipeline.objects.select_related("account"), pk=pk)
-        if not self.model_admin.has_view_permission(request, pipeline):
-            raise PermissionDenied
-        return pipeline
+        return pipeline_or_404(request, pk)
 
     def _scan(self, pipeline: Pipeline, scan_id: int) -> TriageScan:
         return get_object_or_404(TriageScan, pk=scan_id, pipeline=pipeline)
 
     def _render(self, request, pipeline: Pipeline, scan: TriageScan | None, groups: list[TriageGroup], latest: bool):
-        user = request.user
         at = clock.now()
+
+        def may(perm: str) -> bool:
+            return access.can(request, perm, pipeline)
+
         active = TriageScan.objects.filter(pipeline=pipeline, status__in=ACTIVE_TRIAGE_STATUSES).first()
         older = list(  # an active scan is in the progress box above the list
             TriageScan.objects.filter(pipeline=pipeline)
@@ -162,17 +171,18 @@ class TriageViews:
             "scan": scan,
             "latest": latest,
             "facts": scan_words(scan) if scan else None,
-            "groups": display_groups(pipeline, scan, groups, user, at) if scan else [],
+            "groups": display_groups(pipeline, scan, groups, request, at) if scan else [],
             "summary": triage.causes_summary(groups) if groups else "",
             "search_url": reverse("admin:pipelines_pipeline_dlq_search", args=[pipeline.pk]),
             "active": active,
             "active_progress": progress_of(active) if active else None,
             "older": older,
             "failed": failed,
-            "can_peek": user.has_perm(PEEK_PERM),
-            "can_trace": user.has_perm(TRACE_PERM),
-            "can_redrive": user.has_perm(REDRIVE_PERM),
-            "can_export": user.has_perm(PEEK_PERM) and user.has_perm(BODIES_PERM),
+            "can_peek": may(PEEK_PERM),
+            "can_trace": may(TRACE_PERM),
+            "can_redrive": may(REDRIVE_PERM),
+            "can_delete": may(DELETE_PERM),
+            "can_export": may(PEEK_PERM) and may(BODIES_PERM),
         }
         return TemplateResponse(request, "admin/pipelines/triage/page.html", ctx)
 
@@ -181,7 +191,7 @@ class TriageViews:
         peek; the engine audits it), then show its progress."""
         pipeline = self._pipeline(request, pk)
         if request.method == "POST":
-            if not request.user.has_perm(PEEK_PERM):
+            if not access.can(request, PEEK_PERM, pipeline):
                 raise PermissionDenied
             try:
                 scan = triage.start_scan(pipeline, request.user)

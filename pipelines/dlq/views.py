@@ -1,4 +1,8 @@
-"""The DLQ pages on the admin site: peek, redrive, delete, purge, task progress, and the bulk action."""
+"""The DLQ pages on the admin site: peek, redrive, delete, purge, task progress, and the bulk action.
+
+Every page checks its permission on the pipeline it shows (`pipelines.access`): a pipeline the user
+may not view is a 404; peeking needs PEEK, bodies BODIES, a redrive REDRIVE, deleting or purging
+messages DELETE."""
 
 from __future__ import annotations
 
@@ -14,16 +18,18 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from pipelines import clock
+from pipelines import access, clock
+from pipelines.access.pages import pipeline_or_404
 from pipelines.dlq import filters, peek, progress, queues, service
 from pipelines.dlq.forms import BulkRedriveForm, RedriveForm, new_token
 from pipelines.dlq.queues import RedriveError
-from pipelines.models import AuditAction, AuditEntry, FilterKind, Pipeline, RedriveTask
+from pipelines.models import FilterKind, Pipeline, RedriveTask
 
-REDRIVE_PERM = "pipelines.redrive_dlq"
-PEEK_PERM = "pipelines.peek_dlq"
-BODIES_PERM = "pipelines.view_message_bodies"
-TRACE_PERM = "pipelines.lookup_trace"
+REDRIVE_PERM = access.REDRIVE
+DELETE_PERM = access.DELETE
+PEEK_PERM = access.PEEK
+BODIES_PERM = access.BODIES
+TRACE_PERM = access.TRACE
 HISTORY_ROWS = 20
 #: A trace link's window reaches this far before the message was first sent (clocks differ a little).
 TRACE_MARGIN_SECONDS = 300
@@ -73,16 +79,9 @@ class DlqViews:
 
     # --- helpers ---
 
-    def _pipeline(self, request, pk: int) -> Pipeline:
-        pipeline = get_object_or_404(Pipeline.objects.select_related("account"), pk=pk)
-        if not self.model_admin.has_view_permission(request, pipeline):
-            raise PermissionDenied
-        return pipeline
-
-    @staticmethod
-    def _require_redrive(request) -> None:
-        if not request.user.has_perm(REDRIVE_PERM):
-            raise PermissionDenied
+    def _pipeline(self, request, pk: int, perm: str = access.VIEW) -> Pipeline:
+        """The pipeline if the user may view it (else 404) and holds `perm` on it (else 403)."""
+        return pipeline_or_404(request, pk, perm)
 
     def _task(self, pipeline: Pipeline, task_id: int) -> RedriveTask:
         return get_object_or_404(RedriveTask, pk=task_id, pipeline=pipeline)
@@ -93,9 +92,10 @@ class DlqViews:
             "opts": Pipeline._meta,
             "title": title,
             "pipeline": pipeline,
-            "can_redrive": request.user.has_perm(REDRIVE_PERM),
-            "can_peek": request.user.has_perm(PEEK_PERM),
-            "can_bodies": request.user.has_perm(BODIES_PERM),
+            "can_redrive": access.can(request, REDRIVE_PERM, pipeline),
+            "can_delete": access.can(request, DELETE_PERM, pipeline),
+            "can_peek": access.can(request, PEEK_PERM, pipeline),
+            "can_bodies": access.can(request, BODIES_PERM, pipeline),
             **context,
         }
         return TemplateResponse(request, f"admin/pipelines/redrive/{template}", ctx)
@@ -121,22 +121,10 @@ class DlqViews:
 
     def _peek(self, request, pipeline: Pipeline, count: int) -> list[dict] | None:
         """Receive up to `count` messages to show them, and audit it, failed or not."""
-        bodies, can_trace, at = request.user.has_perm(BODIES_PERM), request.user.has_perm(TRACE_PERM), clock.now()
-        try:
-            result = peek.scan(pipeline, count)
-        except RedriveError as exc:  # no DLQ: nothing was received
-            result = peek.Scan(stopped=peek.STOP_ERROR, error=str(exc))
-        AuditEntry.record(
-            AuditAction.DLQ_PEEK,
-            request.user,
-            pipeline,
-            remote_addr=request.META.get("REMOTE_ADDR"),
-            queue_url=pipeline.dlq_url,
-            count_asked=count,
-            received=result.examined,
-            message_ids=[m.id for m in result.messages],
-            bodies_shown=bodies and bool(result.messages) and not result.error,
-            error=result.error,
+        bodies, can_trace = access.can(request, BODIES_PERM, pipeline), access.can(request, TRACE_PERM, pipeline)
+        at = clock.now()
+        result = peek.audited_peek(
+            pipeline, count, request.user, bodies=bodies, remote_addr=request.META.get("REMOTE_ADDR")
         )
         if result.error:
             messages.error(request, result.error)
@@ -154,7 +142,7 @@ class DlqViews:
         pipeline = self._pipeline(request, pk)
         peeked, count = None, 10
         if request.method == "POST":
-            if not request.user.has_perm(PEEK_PERM):
+            if not access.can(request, PEEK_PERM, pipeline):
                 raise PermissionDenied
             try:
                 count = max(1, min(peek.PEEK_MAX, int(request.POST.get("count") or 10)))
@@ -185,10 +173,10 @@ class DlqViews:
 
     def redrive(self, request, pk: int):
         """The confirmation page: depth, destination, options; POST with `confirm` starts the task."""
-        pipeline = self._pipeline(request, pk)
-        self._require_redrive(request)
+        pipeline = self._pipeline(request, pk, REDRIVE_PERM)
+        bodies = access.can(request, BODIES_PERM, pipeline)
         if request.method == "POST" and "confirm" in request.POST:
-            form = RedriveForm(request.POST, pipeline=pipeline, can_read_bodies=request.user.has_perm(BODIES_PERM))
+            form = RedriveForm(request.POST, pipeline=pipeline, can_read_bodies=bodies)
             if form.is_valid():
                 d = form.cleaned_data
                 try:
@@ -201,6 +189,7 @@ class DlqViews:
                         flt=d["filter"],
                         dry_run=d["dry_run"],
                         token=d["token"],
+                        remote_addr=request.META.get("REMOTE_ADDR"),
                     )
                 except RedriveError as exc:
                     self._refused(request, exc)
@@ -222,7 +211,7 @@ class DlqViews:
                 initial.update(filter_kind=FilterKind.MESSAGE_IDS, ids="\n".join(ids))
             if search:
                 initial.update(filter_kind=FilterKind.SEARCH, search=search, dry_run=True)
-            form = RedriveForm(initial=initial, pipeline=pipeline, can_read_bodies=request.user.has_perm(BODIES_PERM))
+            form = RedriveForm(initial=initial, pipeline=pipeline, can_read_bodies=bodies)
         info, problem = self._info(pipeline)
         engine, reason = service.choose_engine(pipeline.account)
         return self._render(
@@ -239,8 +228,7 @@ class DlqViews:
 
     def delete(self, request, pk: int):
         """Delete chosen messages: POST with ids shows the typed confirmation; with `confirm`, starts."""
-        pipeline = self._pipeline(request, pk)
-        self._require_redrive(request)
+        pipeline = self._pipeline(request, pk, DELETE_PERM)
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         ids = filters.parse_ids(" ".join(request.POST.getlist("ids")))
@@ -255,7 +243,13 @@ class DlqViews:
                 error = f"Type the queue name, {queue_name}, exactly to confirm. Nothing was deleted."
             else:
                 try:
-                    task, created = service.start_delete(pipeline, request.user, ids, request.POST.get("token", ""))
+                    task, created = service.start_delete(
+                        pipeline,
+                        request.user,
+                        ids,
+                        request.POST.get("token", ""),
+                        remote_addr=request.META.get("REMOTE_ADDR"),
+                    )
                 except RedriveError as exc:
                     self._refused(request, exc)
                 else:
@@ -283,8 +277,7 @@ class DlqViews:
 
     def purge(self, request, pk: int):
         """Purge the DLQ after the operator types its name."""
-        pipeline = self._pipeline(request, pk)
-        self._require_redrive(request)
+        pipeline = self._pipeline(request, pk, DELETE_PERM)
         if not pipeline.dlq_url:
             messages.error(request, f"{pipeline.name} has no dead-letter queue.")
             return redirect("admin:pipelines_pipeline_dlq", pk)
@@ -295,7 +288,12 @@ class DlqViews:
                 error = f"Type the queue name, {queue_name}, exactly to confirm. Nothing was purged."
             else:
                 try:
-                    task = service.purge(pipeline, request.user, request.POST.get("token", ""))
+                    task = service.purge(
+                        pipeline,
+                        request.user,
+                        request.POST.get("token", ""),
+                        remote_addr=request.META.get("REMOTE_ADDR"),
+                    )
                 except RedriveError as exc:
                     self._refused(request, exc)
                 else:
@@ -333,6 +331,7 @@ class DlqViews:
             progress=progress.progress(task),
             sample=sample,
             would_move=sum(1 for s in sample if s.get("matches")),
+            can_cancel=access.can(request, service.cancel_perm(task), pipeline),
         )
 
     def progress(self, request, pk: int, task_id: int):
@@ -341,11 +340,12 @@ class DlqViews:
 
     def cancel(self, request, pk: int, task_id: int):
         pipeline = self._pipeline(request, pk)
-        self._require_redrive(request)
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         task = self._task(pipeline, task_id)
-        if service.cancel(task, request.user):
+        if not access.can(request, service.cancel_perm(task), pipeline):
+            raise PermissionDenied
+        if service.cancel(task, request.user, remote_addr=request.META.get("REMOTE_ADDR")):
             messages.success(
                 request,
                 f"Task #{task.pk} is cancelling: it stops after the current batch; messages "
@@ -358,10 +358,11 @@ class DlqViews:
 
 def redrive_action(model_admin, request, queryset):
     """The "Redrive DLQ" admin action: a confirmation page for the selected pipelines, then one task
-    per DLQ (each to its own source queue). Returns a response to show, or None when done."""
-    if not request.user.has_perm(REDRIVE_PERM):
+    per DLQ (each to its own source queue). Returns a response to show, or None when done. Only the
+    selected pipelines the user may redrive are redriven."""
+    if not access.can(request, REDRIVE_PERM):
         raise PermissionDenied
-    pipelines = list(queryset.select_related("account"))
+    pipelines = list(access.visible(request, queryset.select_related("account"), REDRIVE_PERM))
     if "confirm" in request.POST:
         form = BulkRedriveForm(request.POST)
         if form.is_valid():
@@ -377,6 +378,7 @@ def redrive_action(model_admin, request, queryset):
                         max_messages=form.cleaned_data["max_messages"],
                         rate=form.cleaned_data["rate"],
                         token=f"{form.cleaned_data['token']}-{p.pk}",
+                        remote_addr=request.META.get("REMOTE_ADDR"),
                     )
                 except RedriveError as exc:
                     refused.append(f"{p.name}: {exc}")

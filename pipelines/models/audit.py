@@ -128,3 +128,40 @@ class AuditEntry(models.Model):
             remote_addr=remote_address(remote_addr),
             through=through,
         )
+
+    @classmethod
+    def record_object(
+        cls,
+        action: AuditAction,
+        user,
+        obj: models.Model,
+        *,
+        remote_addr: str | None = None,
+        through: AuditThrough = AuditThrough.UI,
+        **detail: Any,
+    ) -> AuditEntry:
+        """Write one OBJECT_ADD/CHANGE/DELETE (or another act on one object): its model, primary key and
+        name, and its pipeline when it is one or belongs to one. `detail` carries field names, never values
+        (a channel's key or a token's hash must not reach the trail)."""
+        return cls.record(
+            action,
+            user,
+            _pipeline_of(obj),
+            remote_addr=remote_addr,
+            through=through,
+            model=obj._meta.label_lower,
+            object=str(obj)[:200],
+            object_id=str(obj.pk),
+            **detail,
+        )
+
+
+def _pipeline_of(obj: models.Model) -> Pipeline | None:
+    """The pipeline an object is, or hangs from by a `pipeline` foreign key (None when it has none)."""
+    if isinstance(obj, Pipeline):
+        return obj if obj.pk else None
+    try:
+        owner = getattr(obj, "pipeline", None)
+    except models.ObjectDoesNotExist:  # its pipeline is gone already
+        return None
+    return owner if isinstance(owner, Pipeline) else None

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from pipelines import aws
-from pipelines.models import Pipeline
+from pipelines.models import AuditAction, AuditEntry, AuditThrough, Pipeline
 from pipelines.registry import tags
 
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
@@ -348,8 +348,17 @@ class ImportResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def import_queues(account, prefix: str = "", dry_run: bool = False) -> ImportResult:
-    """Register every queue of `account` that has a dead-letter queue, in one step.
+def import_queues(
+    account,
+    prefix: str = "",
+    dry_run: bool = False,
+    *,
+    user=None,
+    remote_addr: str | None = None,
+    through: AuditThrough = AuditThrough.UI,
+) -> ImportResult:
+    """Register every queue of `account` that has a dead-letter queue, in one step; each pipeline
+    registered is written to the audit trail (as done by `user`, from `remote_addr`, `through`).
 
     Dead-letter queues themselves and queues already registered are skipped, with the reason. A
     queue is already registered when a pipeline on any account has its ARN (or, on this account,
@@ -402,6 +411,16 @@ def import_queues(account, prefix: str = "", dry_run: bool = False) -> ImportRes
                 try:
                     with transaction.atomic():
                         pipeline.save()
+                        AuditEntry.record(
+                            AuditAction.PIPELINE_REGISTER,
+                            user,
+                            pipeline,
+                            remote_addr=remote_addr,
+                            through=through,
+                            queue_url=url,
+                            account=account.name,
+                            imported=True,
+                        )
                 except IntegrityError:  # registered by someone else since the check above
                     result.skipped.append((url, "registered by someone else during the import"))
                     continue

@@ -86,12 +86,12 @@ def search(
     candidates: Iterable[tuple[Any, set[str], bool]],
     limit: int | None = None,
     seconds: float = SCAN_SECONDS,
-    allowed: bool = True,
+    allowed: bool | frozenset[int] = True,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Scan the DLQs of `candidates` — (pipeline, ids to match, whether its logs name the id) — for a
     message whose id or request-id attribute is one of the ids. Returns (one row per DLQ, the
     timeline entries of the messages found). Without `allowed` nothing is received: every DLQ is
-    listed as not searched, for want of the permission."""
+    listed as not searched, for want of the permission; a set of pipeline ids allows those only."""
     budget = cap() if limit is None else limit
     deadline = peek.monotonic() + seconds
     ordered = sorted((c for c in candidates if c[0].dlq_url), key=lambda c: not c[2])  # stable: mentioned first
@@ -100,7 +100,7 @@ def search(
     for pipeline, ids, mentioned in ordered:
         row = _info(pipeline, mentioned)
         rows.append(row)
-        if not allowed:
+        if not (allowed if isinstance(allowed, bool) else pipeline.pk in allowed):
             row["stopped"] = STOP_PERMISSION
             continue
         remaining = deadline - peek.monotonic()

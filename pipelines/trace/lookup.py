@@ -318,12 +318,13 @@ def lookup(
     *,
     max_calls: int = MAX_CALLS,
     page_size: int | None = None,
-    scan_dlqs: bool = True,
+    scan_dlqs: bool | frozenset[int] = True,
 ) -> dict[str, Any]:
     """Trace `ident` through `pipelines` between `start` and `end`; plain data (stored as the summary).
 
     Every pipeline's DLQ is searched, within the per-lookup budget (`dlqs.search`), when `scan_dlqs`
-    (the user may peek at DLQs); otherwise none is, and the verdict says the DLQ was not searched.
+    (the user may peek at DLQs; a set of pipeline ids: at those only); otherwise none is, and the verdict
+    says the DLQ was not searched.
     """
     ident = clean_id(ident)
     search = Search(int(start.timestamp() * 1000), int(end.timestamp() * 1000), max_calls, page_size)
@@ -375,7 +376,7 @@ def lookup(
         "dlq_cap": limit,
         "dlq_seconds": dlqs.SCAN_SECONDS,
         "dlq_state": outcome.state,
-        "dlq_allowed": scan_dlqs,
+        "dlq_allowed": bool(scan_dlqs),
         "pipelines": [p.name for p in pipelines],
         "window": [start.isoformat(timespec="seconds"), end.isoformat(timespec="seconds")],
         "log_calls": search.calls,

@@ -5,6 +5,10 @@ counts, so it needs the permission to peek and is written to the audit trail), s
 the form is POSTed; the answer is then shown at `?lookup=<pk>`, a read-only address. A GET with
 `id`, `pipeline` and `hours` only fills the form in: links from the DLQ page, the pipeline page and
 the lookup history point there, and the operator presses Trace.
+
+A lookup over all pipelines searches only those the user may trace, and receives only from the DLQs of
+those they may peek at (`pipelines.access`); a user's lookup history is their own unless they hold
+`view_tracelookup` globally.
 """
 
 from __future__ import annotations
@@ -18,13 +22,13 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from pipelines import clock
+from pipelines import access, clock
 from pipelines.models import AuditAction, AuditEntry, AuditThrough, Pipeline, TraceLookup, TraceVerdict
 from pipelines.trace import logs, lookup
 
-TRACE_PERM = "pipelines.lookup_trace"
+TRACE_PERM = access.TRACE
 #: Scanning a DLQ receives its messages, as a peek does: the same permission.
-PEEK_PERM = "pipelines.peek_dlq"
+PEEK_PERM = access.PEEK
 HISTORY_PERM = "pipelines.view_tracelookup"
 MAX_HOURS = 14 * 24  # SQS keeps messages at most 14 days: older traces have nothing left to find
 
@@ -43,6 +47,11 @@ class TraceForm(forms.Form):
         label="Window (hours back)", min_value=1, max_value=MAX_HOURS, initial=lookup.DEFAULT_HOURS, required=False
     )
 
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if user is not None:  # only the pipelines the user may trace
+            self.fields["pipeline"].queryset = access.visible(user, self.fields["pipeline"].queryset, TRACE_PERM)
+
     def clean_id(self) -> str:
         try:
             return logs.clean_id(self.cleaned_data.get("id", ""))
@@ -59,8 +68,23 @@ def rerun_url(entry: TraceLookup) -> str:
 
 
 def may_scan_dlqs(user) -> bool:
-    """Whether a lookup run by `user` may receive DLQ messages; None is a process acting for itself."""
-    return user is None or user.has_perm(PEEK_PERM)
+    """Whether a lookup run by `user` may receive DLQ messages (of at least one pipeline); None is a
+    process acting for itself."""
+    return user is None or access.can(user, PEEK_PERM)
+
+
+def scannable(user, pipelines: list[Pipeline]) -> bool | frozenset[int]:
+    """Which of these pipelines' DLQs a lookup by `user` may receive from: all (True), none (False),
+    or those ids."""
+    if user is None or access.is_global(user, PEEK_PERM):
+        return True
+    return frozenset(p.pk for p in pipelines if access.can(user, PEEK_PERM, p))
+
+
+def traceable(user) -> list[Pipeline]:
+    """The pipelines a lookup over all of them searches: the enabled ones `user` may trace."""
+    qs = Pipeline.objects.filter(enabled=True).select_related("account")
+    return list(qs if user is None else access.visible(user, qs, TRACE_PERM))
 
 
 def run_lookup(
@@ -71,12 +95,16 @@ def run_lookup(
     *,
     remote_addr: str | None = None,
     through: AuditThrough = AuditThrough.UI,
+    may_scan: bool = True,
     **options,
 ) -> TraceLookup:
-    """Run a lookup and store it, and audit each DLQ it received from; the tests call this as the view does."""
+    """Run a lookup and store it, and audit it (one TRACE_LOOKUP: it may show message bodies and log
+    lines) and each DLQ it received from; the tests call this as the view does. `may_scan` False keeps
+    it from receiving from any DLQ (an API token without the peek scope)."""
     start, end = lookup.default_window(clock.now(), hours)
-    pipelines = [pipeline] if pipeline else list(Pipeline.objects.filter(enabled=True).select_related("account"))
-    result = lookup.lookup(ident, pipelines, start, end, scan_dlqs=may_scan_dlqs(user), **options)
+    pipelines = [pipeline] if pipeline else traceable(user)
+    scan = scannable(user, pipelines) if may_scan else False
+    result = lookup.lookup(ident, pipelines, start, end, scan_dlqs=scan, **options)
     entry = TraceLookup.objects.create(
         user=user if getattr(user, "pk", None) else None,
         username=getattr(user, "username", ""),
@@ -88,6 +116,18 @@ def run_lookup(
         verdict=result["verdict"],
         summary=result,
         calls_made=result["total_calls"],
+    )
+    AuditEntry.record(
+        AuditAction.TRACE_LOOKUP,
+        user,
+        pipeline,
+        remote_addr=remote_addr,
+        through=through,
+        lookup=entry.pk,
+        ident=entry.ident,
+        scope=pipeline.name if pipeline else "all pipelines",
+        hours=hours,
+        verdict=entry.verdict,
     )
     by_pk = {p.pk: p for p in pipelines}
     for row in result["dlqs"]:
@@ -124,17 +164,17 @@ def _stored(request, pk: str) -> TraceLookup:
         entry = TraceLookup.objects.select_related("pipeline").get(pk=int(pk))
     except (ValueError, TraceLookup.DoesNotExist):
         raise Http404("No such lookup.") from None
-    if entry.user_id != request.user.pk and not request.user.has_perm(HISTORY_PERM):
+    if entry.user_id != request.user.pk and not access.is_global(request.user, HISTORY_PERM):
         raise PermissionDenied
     return entry
 
 
 def trace_page(request, admin_site):
-    if not request.user.has_perm(TRACE_PERM):
+    if not access.can(request, TRACE_PERM):
         raise PermissionDenied
     entry = None
     if request.method == "POST":
-        form = TraceForm(request.POST)
+        form = TraceForm(request.POST, user=request)
         if form.is_valid():
             data = form.cleaned_data
             entry = run_lookup(
@@ -147,9 +187,10 @@ def trace_page(request, admin_site):
             return redirect(f"{reverse('admin:trace')}?{urlencode({'lookup': entry.pk})}")
     elif "lookup" in request.GET:
         entry = _stored(request, request.GET["lookup"])
-        form = TraceForm(initial={"id": entry.ident, "pipeline": entry.pipeline_id, "hours": entry.window_hours})
+        initial = {"id": entry.ident, "pipeline": entry.pipeline_id, "hours": entry.window_hours}
+        form = TraceForm(initial=initial, user=request)
     else:
-        form = TraceForm(initial=_prefill(request.GET))
+        form = TraceForm(initial=_prefill(request.GET), user=request)
     context = {
         **admin_site.each_context(request),
         "title": "Trace a request",

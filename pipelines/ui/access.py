@@ -1,16 +1,18 @@
-"""Who may see the operator pages, and which part: each view checks the permission for the data it shows."""
+"""Who may see the operator pages, and which part: each view checks the permission for the data it
+shows, on the pipeline it shows (`pipelines.access`; a pipeline's own pages find it with
+`pipelines.access.pages.pipeline_or_404`)."""
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
+from pipelines import access
+from pipelines.access.pages import require
 
-VIEW_PIPELINE = "pipelines.view_pipeline"
+VIEW_PIPELINE = access.VIEW
 
 
 def require_view(request) -> None:
-    """Pipelines' health, history and configuration need the view permission on pipelines."""
-    if not request.user.has_perm(VIEW_PIPELINE):
-        raise PermissionDenied
+    """Pages that list pipelines need the view permission on at least one (then show only those)."""
+    require(request, access.VIEW)
 
 
 def account_filter(value: str) -> int | None:

@@ -3,9 +3,9 @@ acknowledge / resolve buttons they carry.
 
 The alert evaluator (`alerting/evaluate.py`) opens, updates and resolves incidents; people acknowledge
 them ("someone is on it": reminders stop) and may resolve them by hand. Both buttons are POSTs with the CSRF token that
-need `pipelines.change_incident` and go through the model's compare-and-set methods, so two operators
+need `pipelines.change_incident` on the incident's pipeline and go through the model's compare-and-set methods, so two operators
 pressing the same button at once each get a sentence, never an error. Seeing incidents needs
-`pipelines.view_incident`; without it the strip, the row badges and the panel are left out and cost no
+`pipelines.view_incident` (a team member sees the incidents of their team's pipelines only); without it the strip, the row badges and the panel are left out and cost no
 query. An incident a silence or maintenance window covers says so: "silenced until 14:00 UTC (reason, by
 whom)" (`alerting.silences`, read once per page whatever the number of incidents). The strip narrows
 by account, and by the pipelines' group and tag (registry/tags.py), as the overview does; its link to
@@ -20,14 +20,14 @@ from typing import NamedTuple
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from pipelines import clock
+from pipelines import access, clock
+from pipelines.access.pages import row_or_404
 from pipelines.alerting import silences
 from pipelines.alerting.incidents import RESOLVE_AFTER, RESOLVE_HOLD, hold_ends
 from pipelines.alerting.incidents import acknowledge as acknowledge_incident
@@ -35,7 +35,7 @@ from pipelines.alerting.incidents import resolve as resolve_incident
 from pipelines.formatting import ago, human_seconds
 from pipelines.models import UNRESOLVED, Incident, IncidentStatus, Pipeline, Severity
 from pipelines.registry import tags
-from pipelines.ui.access import account_filter
+from pipelines.ui.access import account_filter, require_view
 
 VIEW_PERM = "pipelines.view_incident"
 CHANGE_PERM = "pipelines.change_incident"
@@ -72,6 +72,7 @@ class Item:
     hold: str = ""  # the rule still fires: what resolving it by hand does
     hold_short: str = ""
     silenced: str = ""  # a silence or maintenance window covers it: until when, why, by whom
+    can_change: bool = True  # the user may acknowledge / resolve it (on its pipeline)
 
 
 @dataclass
@@ -132,9 +133,9 @@ class Unresolved(NamedTuple):
 def unresolved_for(user, account_id: int | None = None, group: str = "", tag: str = "") -> list[Unresolved] | None:
     """Every open or acknowledged incident (of one account's pipelines, of a group, carrying a tag), in
     one query; None when the user may not see incidents. Raises tags.TagError for a tag that cannot be read."""
-    if not user.has_perm(VIEW_PERM):
+    if not access.can(user, VIEW_PERM):
         return None
-    qs = Incident.objects.filter(status__in=UNRESOLVED)
+    qs = access.visible(user, Incident.objects.filter(status__in=UNRESOLVED), VIEW_PERM, "pipeline__")
     if account_id is not None:
         qs = qs.filter(pipeline__account_id=account_id)
     if group:
@@ -224,19 +225,31 @@ def overview_strip(
     ordered = worst_first(incidents)
     shown = ordered[:STRIP_MAX]
     covers = silences.load(at, {i.pipeline_id for i in shown}) if shown else None
+    items = [_item(i.incident(), at, url, i.firing, _silenced(covers, i, i.account_id, at)) for i in shown]
+    may_change = _changeable(request, {i.pipeline_id for i in shown})
+    for it in items:
+        it.can_change = it.incident.pipeline_id in may_change
     return Box(
-        items=[_item(i.incident(), at, url, i.firing, _silenced(covers, i, i.account_id, at)) for i in shown],
+        items=items,
         more=max(len(ordered) - STRIP_MAX, 0),
         panel=False,
-        can_change=request.user.has_perm(CHANGE_PERM),
+        can_change=access.can(request, CHANGE_PERM),
         next=next_url,
         all_url=changelist_url(status="unresolved", **{k: v for k, v in (("group", group), ("tag", tag)) if v}),
     )
 
 
+def _changeable(request, pipeline_ids: set[int]) -> set[int]:
+    """Which of these pipelines' incidents the user may acknowledge and resolve (one query at most)."""
+    if not pipeline_ids or not access.can(request, CHANGE_PERM):
+        return set()
+    mine = access.visible(request, Pipeline.objects.filter(pk__in=pipeline_ids), CHANGE_PERM)
+    return set(mine.values_list("pk", flat=True))
+
+
 def pipeline_panel(request, pipeline: Pipeline) -> Box | None:
     """The pipeline page's panel: its unresolved incidents and the last few resolved ones (two queries)."""
-    if not request.user.has_perm(VIEW_PERM):
+    if not access.can(request, VIEW_PERM, pipeline):
         return None
     at, url = clock.now(), _dashboard_url()
     mine = Incident.objects.filter(pipeline=pipeline)
@@ -248,7 +261,7 @@ def pipeline_panel(request, pipeline: Pipeline) -> Box | None:
         items=[_item(i, at, url, i.rule in firing, _silenced(covers, i, pipeline.account_id, at)) for i in open_],
         recent=[_item(i, at, url) for i in recent],
         panel=True,
-        can_change=request.user.has_perm(CHANGE_PERM),
+        can_change=access.can(request, CHANGE_PERM, pipeline),
         next=request.get_full_path(),
         all_url=changelist_url(pipeline__id__exact=pipeline.pk),
     )
@@ -256,15 +269,14 @@ def pipeline_panel(request, pipeline: Pipeline) -> Box | None:
 
 def strip(request):
     """The strip alone, for the overview's periodic refresh; `?…` carries the overview's filters."""
-    if not request.user.has_perm("pipelines.view_pipeline"):
-        raise PermissionDenied
+    require_view(request)
     query, account = request.GET.urlencode(), request.GET.get("account", "")
     group, tag = request.GET.get("group", "").strip(), request.GET.get("tag", "").strip()
     next_url = reverse("admin:index") + (f"?{query}" if query else "")
     try:
         found = unresolved_for(request.user, account_filter(account), group, tag)
     except tags.TagError:
-        found = [] if request.user.has_perm(VIEW_PERM) else None  # the overview says why; match nothing
+        found = [] if access.can(request, VIEW_PERM) else None  # the overview says why; match nothing
     box = overview_strip(request, found, next_url, group, tag)
     return TemplateResponse(request, "admin/pipelines/_incidents.html", {"incidents": box})
 
@@ -284,18 +296,18 @@ def _back(request):
 def _act(request, incident_id: int, verb: str):
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
-    if not request.user.has_perm(CHANGE_PERM):
-        raise PermissionDenied
-    incident = get_object_or_404(Incident.objects.select_related("pipeline"), pk=incident_id)
+    # Not visible: 404; visible but not this user's to change: 403.
+    incident = row_or_404(request, Incident.objects.select_related("pipeline"), incident_id, CHANGE_PERM)
     who = request.user.get_username()
+    acting = {"user": request.user, "remote_addr": request.META.get("REMOTE_ADDR")}
     title = f"#{incident.pk} {incident.pipeline.name} · {incident.get_rule_display()}"
     if verb == "acknowledge":
-        if acknowledge_incident(incident, by=who):
+        if acknowledge_incident(incident, by=who, **acting):
             messages.success(request, f"Acknowledged: {title}.")
         else:
             incident.refresh_from_db(fields=["status", "acknowledged_by", "resolved_by"])
             messages.info(request, _why_not(incident))
-    elif resolve_incident(incident, by=who):
+    elif resolve_incident(incident, by=who, **acting):
         firing = incident.rule in {rule for _, _, rule in incident.pipeline.findings()}
         until = hold_ends(incident) if firing else None
         held = (

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.conf import settings
 from django.http import JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.safestring import mark_safe
 
-from pipelines import clock
+from pipelines import access, clock
 from pipelines.dlq import triage
-from pipelines.models import AwsAccount
+from pipelines.models import AwsAccount, Pipeline
 from pipelines.slo.windows import budgets_left
 from pipelines.ui import incidents, spend
 from pipelines.ui.access import require_view
@@ -85,7 +86,8 @@ def _page(request, at: datetime) -> dict:
     """The selection, its counts, and the page of rows with their extras (a fixed number of queries)."""
     require_view(request)
     sel = Selection.from_query(request.GET)
-    base = filtered(sel, at)
+    mine = access.visible(request, Pipeline.objects.all())  # a team member's pipelines only
+    base = filtered(sel, at, mine)
     found = counts(base)
     shown = scope(sel, found)
     size = scope_size(found, shown)
@@ -105,7 +107,7 @@ def _page(request, at: datetime) -> dict:
     # reverse() once: the row URL differs only by id.
     url = reverse("admin:pipelines_pipeline_dashboard", args=[0]).replace("/0/", "/{pk}/")
     rendered = [render_row(r, url, at, by_pipeline, incidents.changelist_url()) for r in rows]
-    accounts = list(AwsAccount.objects.order_by("name").only("name"))
+    accounts = list(_accounts(request, mine))
     return {
         "sel": sel,
         "rows": rows,
@@ -123,8 +125,28 @@ def _page(request, at: datetime) -> dict:
     }
 
 
+def _accounts(request, mine):
+    """The accounts to choose from: all of them for the global role, else those of the user's pipelines."""
+    accounts = AwsAccount.objects.order_by("name").only("name")
+    if access.owned_q(request.user, access.VIEW) is None:
+        return accounts
+    return accounts.filter(pk__in=mine.values("account_id"))
+
+
 def overview(request, site, extra_context=None):
-    """Problems first: health, backlog, DLQ, age vs SLA and retention, drain, errors; the rest counted."""
+    """Problems first: health, backlog, DLQ, age vs SLA and retention, drain, errors; the rest counted.
+
+    A signed-in user who may view no pipeline (a new single sign-on user whose groups map to no team)
+    lands on a page that says so, not on a refusal."""
+    if not access.can(request, access.VIEW):
+        request.current_app = site.name
+        context = {
+            **site.each_context(request),
+            "title": "Pipelines",
+            "sso_enabled": settings.OIDC_ENABLED,
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/pipelines/no_pipelines.html", context)
     context = {
         **site.each_context(request),
         "title": "Pipelines",
@@ -141,7 +163,8 @@ def top_spenders(request):
     which grows with the fleet, so the page does not wait for them (and the refresh never asks)."""
     require_view(request)
     account_id = Selection.from_query(request.GET).account_id
-    context = {"top_spenders": spend.top_spenders(clock.now(), account_id)}
+    mine = access.visible(request, Pipeline.objects.all())
+    context = {"top_spenders": spend.top_spenders(clock.now(), account_id, among=mine)}
     return TemplateResponse(request, "admin/pipelines/_top_spenders.html", context)
 
 

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_POST
 from pipelines.alerting.channels.pagerduty import incident_id, verify_webhook
 from pipelines.alerting.deliveries import routed_channels
 from pipelines.alerting.incidents import acknowledge
-from pipelines.models import ChannelKind, Incident, NotificationChannel, NotifyEvent
+from pipelines.models import AuditThrough, ChannelKind, Incident, NotificationChannel, NotifyEvent
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-PagerDuty-Signature"
@@ -58,6 +58,7 @@ def webhook(request: HttpRequest, channel_id: int) -> HttpResponse:
     # A channel's secret speaks for the incidents that channel pages, not for every pipeline's.
     if incident is None or channel.pk not in {c.pk for c in routed_channels(incident, NotifyEvent.ACKNOWLEDGED)}:
         return HttpResponse(status=204)
-    done = acknowledge(incident, by=BY)
+    # Audited as a process's act (no user), from PagerDuty's address.
+    done = acknowledge(incident, by=BY, remote_addr=request.META.get("REMOTE_ADDR"), through=AuditThrough.SYSTEM)
     log.info("PagerDuty acknowledged incident %s via channel %s (%s)", pk, channel_id, "done" if done else "not open")
     return JsonResponse({"incident": pk, "acknowledged": done})

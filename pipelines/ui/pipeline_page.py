@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from django.http import JsonResponse
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from pipelines import clock
+from pipelines import access, clock
+from pipelines.access.pages import pipeline_or_404
 from pipelines.alerting.history import stored_trend
 from pipelines.collection.cost import monthly_cost
 from pipelines.dlq import triage
@@ -15,12 +15,10 @@ from pipelines.formatting import duration
 from pipelines.models import Pipeline, RuleKind, TriageScan, TriageStatus
 from pipelines.registry.insights import ScanPair, insights_for
 from pipelines.ui import charts, incidents, spend
-from pipelines.ui.access import require_view
 
 
 def pipeline_dashboard(request, pipeline_id: int, model_admin):
-    require_view(request)
-    pipeline = get_object_or_404(Pipeline.objects.select_related("account"), pk=pipeline_id)
+    pipeline = pipeline_or_404(request, pipeline_id)
     at = clock.now()
     health, reasons = pipeline.current_health(at)
     trend = stored_trend(pipeline)
@@ -47,7 +45,7 @@ def pipeline_dashboard(request, pipeline_id: int, model_admin):
         "spend_chart": spent.chart(),  # in the page: no second request racing the series'
         "spend_url": reverse("admin:pipelines_pipeline_spend", args=[pipeline.pk]),
         "can_change": model_admin.has_change_permission(request, pipeline),
-        "can_redrive": request.user.has_perm("pipelines.redrive_dlq"),
+        "can_redrive": access.can(request, access.REDRIVE, pipeline),
         "incidents": incidents.pipeline_panel(request, pipeline),
     }
     return TemplateResponse(request, "admin/pipelines/dashboard.html", context)
@@ -78,8 +76,7 @@ def series_json(request, pipeline_id: int):
     `range` is a named range or `custom` with `start` and `end` (ISO 8601 with an offset, or Unix
     seconds; an open end means now); `tz` names the zone of times written without an offset.
     """
-    require_view(request)
-    pipeline = get_object_or_404(Pipeline, pk=pipeline_id)
+    pipeline = pipeline_or_404(request, pipeline_id, qs=Pipeline.objects.all())
     try:
         start, end, name = charts.parse_range(
             request.GET.get("range"),

@@ -12,17 +12,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from pipelines import clock
+from pipelines.access.pages import pipeline_or_404
 from pipelines.alerting.rules import RULES
 from pipelines.models import Pipeline
 from pipelines.slo import burn
 from pipelines.slo.compute import API_AVAILABILITY, API_LATENCY, Objective, budget_series
 from pipelines.slo.windows import hourly, objectives_for
-from pipelines.ui.access import require_view
 
 #: The burn windows the objectives table shows (the pairs' table shows every window).
 SHOWN_BURNS = (60, 6 * 60, 3 * 24 * 60)
@@ -93,8 +92,7 @@ def pair_rows(p: Pipeline, objectives: list[Objective], findings: dict[str, tupl
 
 
 def slo_page(request, pipeline_id: int, model_admin):
-    require_view(request)
-    p = get_object_or_404(Pipeline.objects.select_related("account"), pk=pipeline_id)
+    p = pipeline_or_404(request, pipeline_id)
     at = clock.now()
     objectives = objectives_for([p], at, with_burns=True)[p.pk]
     findings = {rule: (severity, summary) for severity, summary, rule in p.findings() if rule in burn.PAIRS}

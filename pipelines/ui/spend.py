@@ -6,15 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import QuerySet
 from django.http import JsonResponse
-from django.shortcuts import get_object_or_404
 
 from pipelines import clock
+from pipelines.access.pages import pipeline_or_404
 from pipelines.collection.cost import MONTH_SECONDS, monthly_cost
 from pipelines.models import Pipeline
 from pipelines.spend.formula import LABELS, Part
 from pipelines.spend.history import Spend, spends
-from pipelines.ui.access import require_view
 
 DAYS_PER_MONTH = MONTH_SECONDS / 86400
 TOP = 5
@@ -88,15 +88,18 @@ def card(spend: Spend) -> Card:
 
 def spend_json(request, pipeline_id: int):
     """The 30-day daily cost chart's data: per UTC day and service, null for a day without readings."""
-    require_view(request)
-    pipeline = get_object_or_404(Pipeline.objects.select_related("account"), pk=pipeline_id)
+    pipeline = pipeline_or_404(request, pipeline_id)
     at = clock.now()
     return JsonResponse(spend_for([pipeline], at)[pipeline.pk].chart())
 
 
-def top_spenders(at: datetime, account_id: int | None = None, n: int = TOP) -> list[tuple[Pipeline, str, str]]:
-    """The `n` pipelines with the highest month-to-date estimate: (pipeline, month to date, per 1,000)."""
-    pipes = Pipeline.objects.select_related("account").only(*SPEND_FIELDS).filter(enabled=True)
+def top_spenders(
+    at: datetime, account_id: int | None = None, n: int = TOP, among: QuerySet | None = None
+) -> list[tuple[Pipeline, str, str]]:
+    """The `n` pipelines (of `among`, the ones the user may see) with the highest month-to-date
+    estimate: (pipeline, month to date, per 1,000)."""
+    pipes = (Pipeline.objects.all() if among is None else among).select_related("account").only(*SPEND_FIELDS)
+    pipes = pipes.filter(enabled=True)
     if account_id is not None:
         pipes = pipes.filter(account_id=account_id)
     found = spend_for(list(pipes), at)

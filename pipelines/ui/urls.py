@@ -12,6 +12,7 @@ from django.urls import path
 from pipelines.dlq.search_views import SearchViews
 from pipelines.dlq.triage_views import TriageViews
 from pipelines.dlq.views import DlqViews
+from pipelines.sso import urls as sso_urls
 from pipelines.trace.views import trace_page
 from pipelines.ui import healthz, incidents, overview, pagerduty, pipeline_page, prometheus, slo, spend
 
@@ -82,4 +83,5 @@ root_urls = [
     path("metrics", prometheus.metrics, name="metrics"),
     path("healthz", healthz.healthz, name="healthz"),
     path("integrations/pagerduty/<int:channel_id>/", pagerduty.webhook, name="pagerduty_webhook"),
+    *sso_urls.urlpatterns,  # single sign-on: oidc/authenticate/, oidc/callback/ (the redirect URI)
 ]

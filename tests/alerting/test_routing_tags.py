@@ -118,3 +118,20 @@ def test_the_channel_form_refuses_a_bad_tag_and_tidies_groups(admin_client, acco
     assert (saved.groups, saved.tag) == ("payments, search", "env=prod")
     listing = admin_client.get("/admin/pipelines/notificationchannel/").content.decode()
     assert "group payments, search · tag env=prod" in listing
+
+
+def test_a_channel_with_teams_hears_only_the_incidents_of_pipelines_those_teams_own(account):
+    from pipelines.models import Team
+
+    orders = pipeline(account, "orders", group="payments")
+    refunds = pipeline(account, "refunds", tags={"team": "money"})
+    index = pipeline(account, "index", group="search")
+    payments = Team.objects.create(name="payments", pipeline_groups=["payments"])
+    money = Team.objects.create(name="money", pipeline_tags=["team=money"])
+    channel("payments-pager").teams.add(payments)
+    channel("money-or-payments").teams.add(payments, money)
+    channel("everyone")
+
+    assert routed(incident(orders)) == ["everyone", "money-or-payments", "payments-pager"]
+    assert routed(incident(refunds)) == ["everyone", "money-or-payments"]
+    assert routed(incident(index)) == ["everyone"]

@@ -66,7 +66,7 @@ def test_an_hours_average_duration_is_the_invocations_average_not_the_minutes(db
 def test_it_prunes_past_retention_in_batches(db, settings):
     settings.RAW_RETENTION_DAYS = 15
     settings.ROLLUP_RETENTION_DAYS = 455
-    settings.AUDIT_RETENTION_DAYS = 365
+    settings.AUDIT_KEEP_DAYS = 365
     p = make_pipeline()
     at = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
     MetricSample.objects.bulk_create(

@@ -26,8 +26,8 @@ def peeker(as_user):
 
 @pytest.fixture
 def operator(as_user):
-    # Those who may redrive may peek (the migration that made peeking a permission gave them both).
-    return as_user("operator", "view_pipeline", "redrive_dlq", "peek_dlq")
+    # Those who may redrive may peek and delete (the migrations that made those permissions gave them all).
+    return as_user("operator", "view_pipeline", "redrive_dlq", "peek_dlq", "delete_dlq_messages")
 
 
 @pytest.fixture

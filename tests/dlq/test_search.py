@@ -181,12 +181,12 @@ def orders(register, target):
 
 @pytest.fixture
 def operator(as_user):
-    return as_user("operator", "view_pipeline", "peek_dlq", "redrive_dlq", "view_message_bodies")
+    return as_user("operator", "view_pipeline", "peek_dlq", "redrive_dlq", "delete_dlq_messages", "view_message_bodies")
 
 
 @pytest.fixture
 def peeker(as_user):
-    return as_user("peeker", "view_pipeline", "peek_dlq", "redrive_dlq")
+    return as_user("peeker", "view_pipeline", "peek_dlq", "redrive_dlq", "delete_dlq_messages")
 
 
 def url(name, *args):

@@ -11,7 +11,7 @@ from pipelines import clock
 from pipelines.models import AuditEntry, AwsAccount, GroupKind, Pipeline, TriageGroup, TriageScan, TriageStatus
 from tests.redrive_support import fill
 
-ALL_PERMS = ("view_pipeline", "peek_dlq", "lookup_trace", "redrive_dlq", "view_message_bodies")
+ALL_PERMS = ("view_pipeline", "peek_dlq", "lookup_trace", "redrive_dlq", "delete_dlq_messages", "view_message_bodies")
 SECRET_LINE = "KeyError: 'customer_id' while handling order 4242 for ann@example.com"
 
 
@@ -129,8 +129,11 @@ def test_it_shows_each_group_action_only_to_those_who_hold_its_permission(as_use
     peeker = text(as_user("peeker", "view_pipeline", "peek_dlq").get(url("dlq_triage", orders.pk)))
     assert "Search in this group" in peeker and "Show these messages" in peeker
     assert "Redrive this group" not in peeker and "Delete this group" not in peeker and "Export" not in peeker
-    operator = text(as_user("operator", "view_pipeline", "peek_dlq", "redrive_dlq").get(url("dlq_triage", orders.pk)))
-    assert "Redrive this group" in operator and "Delete this group" in operator
+    redriver = as_user("operator", "view_pipeline", "peek_dlq", "redrive_dlq")
+    operator = text(redriver.get(url("dlq_triage", orders.pk)))
+    assert "Redrive this group" in operator and "Delete this group" not in operator  # deleting: its own permission
+    deleter = as_user("deleter", "view_pipeline", "peek_dlq", "delete_dlq_messages")
+    assert "Delete this group" in text(deleter.get(url("dlq_triage", orders.pk)))
     assert "Export this group" not in operator
     everyone = text(as_user("ann", *ALL_PERMS).get(url("dlq_triage", orders.pk)))
     assert "Export this group" in everyone

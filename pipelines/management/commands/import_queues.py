@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pipelines.models import AwsAccount
+from pipelines.models import AuditThrough, AwsAccount
 from pipelines.registry.discovery import DiscoveryError, import_queues
 
 
@@ -19,7 +19,7 @@ class Command(BaseCommand):
         if acct is None:
             raise CommandError(f"No AWS account named {account!r}; add it in the admin first.")
         try:
-            result = import_queues(acct, prefix, dry_run)
+            result = import_queues(acct, prefix, dry_run, through=AuditThrough.SYSTEM)
         except DiscoveryError as exc:
             raise CommandError(str(exc)) from None
         verb = "Would register" if dry_run else "Registered"

@@ -1,0 +1,1 @@
+from tests.audit.support import root, superuser  # noqa: F401
