@@ -64,6 +64,9 @@ def read(env, _env, _bool) -> dict:
         "OIDC_TEAM_MAP": team_map(env.str("OIDC_TEAM_MAP", default="")),
         "OIDC_OPERATOR_GROUPS": groups(env.str("OIDC_OPERATOR_GROUPS", default="")),
         "OIDC_SUPERUSER_GROUPS": groups(env.str("OIDC_SUPERUSER_GROUPS", default="")),
+        # true: a first sign-in whose user name is an existing (non-superuser, unlinked) opsboard account's is
+        # linked to it; false (the default) refuses it, so nobody takes over an account by taking its name.
+        "OIDC_LINK_EXISTING_USERS": _bool("OIDC_LINK_EXISTING_USERS", default=False),
         # false: the login form refuses passwords and shows only the sign-in button (manage.py still works).
         "LOCAL_PASSWORDS": _bool("LOCAL_PASSWORDS", default=True),
     }

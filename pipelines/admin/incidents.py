@@ -216,7 +216,7 @@ class IncidentAdmin(PipelineScoped, admin.ModelAdmin):
         IncidentStatusFilter,
         "severity",
         "rule",
-        "pipeline__account",
+        ("pipeline__account", admin.RelatedOnlyFieldListFilter),  # only accounts of incidents the user sees
         PipelineGroupFilter,
         PipelineTagFilter,
         ("pipeline", admin.RelatedOnlyFieldListFilter),

@@ -464,6 +464,7 @@ class PipelineAdmin(RulesEditable, PipelineScoped, admin.ModelAdmin):
                 continue
             store_discovery(p, found)
             p.save()
+            self.log_change(request, p, [{"changed": {"fields": ["Discovered from AWS"]}}])
             done += 1
             for w in found.warnings:
                 self.message_user(request, f"{p.name}: {w}", messages.WARNING)
@@ -495,11 +496,19 @@ class PipelineAdmin(RulesEditable, PipelineScoped, admin.ModelAdmin):
 
     @admin.action(description="Enable polling", permissions=["change"])
     def enable(self, request, queryset):
-        self.message_user(request, f"Enabled {queryset.update(enabled=True)} pipeline(s).")
+        self.message_user(request, f"Enabled {self._set_enabled(request, queryset, True)} pipeline(s).")
+
+    def _set_enabled(self, request, queryset, enabled: bool) -> int:
+        """Switch polling on or off, each pipeline changed written to the audit trail."""
+        changed = list(queryset.exclude(enabled=enabled))
+        count = queryset.model.objects.filter(pk__in=[p.pk for p in changed]).update(enabled=enabled)
+        for p in changed:
+            self.log_change(request, p, [{"changed": {"fields": ["Enabled"]}}])
+        return count
 
     @admin.action(description="Disable polling", permissions=["change"])
     def disable(self, request, queryset):
-        count = queryset.update(enabled=False)
+        count = self._set_enabled(request, queryset, False)
         resolved = incidents.resolve_disabled()  # nobody watches a disabled pipeline: its incidents end
         self.message_user(
             request, f"Disabled {count} pipeline(s)" + (f"; resolved {resolved} open incident(s)." if resolved else ".")

@@ -14,7 +14,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
 
-from pipelines import clock
+from pipelines import access, clock
 from pipelines.admin.scoping import PipelineScoped
 from pipelines.admin.support import badge
 from pipelines.alerting import silences
@@ -49,7 +49,13 @@ class SilenceAdmin(PipelineScoped, admin.ModelAdmin):
     form = SilenceForm
     list_display = ("number", "covers", "state_badge", "starts_at", "ends_at", "reason", "created_by")
     list_display_links = ("number",)
-    list_filter = (SilenceStateFilter, "rule", "account", ("pipeline", admin.RelatedOnlyFieldListFilter))
+    # Related-only: the filters name only accounts and pipelines of silences the user may see.
+    list_filter = (
+        SilenceStateFilter,
+        "rule",
+        ("account", admin.RelatedOnlyFieldListFilter),
+        ("pipeline", admin.RelatedOnlyFieldListFilter),
+    )
     list_select_related = ("pipeline", "account")
     search_fields = ("reason", "created_by", "pipeline__name")
     readonly_fields = ("created_by", "created_at")
@@ -84,8 +90,17 @@ class SilenceAdmin(PipelineScoped, admin.ModelAdmin):
     @admin.action(description="Expire now", permissions=["change"])
     def expire_now(self, request, queryset):
         at = clock.now()
-        done = sum(1 for s in queryset if s.expire(at))
-        rest = queryset.count() - done
+        # Only silences the user may change (on their pipelines; account-wide ones: the global role).
+        chosen = list(access.visible(request, queryset, "pipelines.change_silence", "pipeline__"))
+        refused = queryset.count() - len(chosen)
+        if refused:
+            self.message_user(request, f"{refused} silence(s) are not yours to change: left as they were.")
+        done = 0
+        for silence in chosen:
+            if silence.expire(at):
+                done += 1
+                self.log_change(request, silence, [{"changed": {"fields": ["Ends at"]}}])
+        rest = len(chosen) - done
         note = f"; {plural(rest, 'was', 'were')} over already" if rest else ""
         self.message_user(
             request,

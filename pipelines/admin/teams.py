@@ -13,7 +13,8 @@ from django.contrib import admin
 from django.db.models import Count
 
 from pipelines import access
-from pipelines.models import Capability, Team
+from pipelines.admin.support import ReadOnly
+from pipelines.models import Capability, SsoIdentity, Team
 from pipelines.registry import tags
 
 
@@ -135,3 +136,17 @@ class TeamAdmin(admin.ModelAdmin):
         parts += [f"group {g}" for g in obj.pipeline_groups or []]
         parts += [f"tag {t}" for t in obj.pipeline_tags or []]
         return ", ".join(parts) or "nothing yet"
+
+
+@admin.register(SsoIdentity)
+class SsoIdentityAdmin(ReadOnly, admin.ModelAdmin):
+    """Which identity-provider account each user signs in as. Deleting a row unlinks it: that account's
+    next sign-in is then treated as a first one (refused while a user of its name exists, unless
+    OIDC_LINK_EXISTING_USERS)."""
+
+    deletable = True
+    list_display = ("user", "subject", "issuer", "linked_at", "last_login_at")
+    list_select_related = ("user",)
+    search_fields = ("user__username", "subject")
+    list_filter = ("issuer",)
+    ordering = ("user__username",)

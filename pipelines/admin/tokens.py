@@ -75,6 +75,12 @@ class TokenForm(forms.Form):
             )
         return day
 
+    def clean_user(self):
+        user = self.cleaned_data.get("user")
+        if user is not None and user.is_superuser and not self.request.user.is_superuser:
+            raise forms.ValidationError("Only a superuser may make a token that acts as a superuser.")
+        return user
+
     def owner(self):
         return self.cleaned_data.get("user") or self.request.user
 

@@ -18,7 +18,7 @@ from pipelines.api.incidents import NoBodySerializer, PipelineRefSerializer
 from pipelines.dlq import peek, progress, service
 from pipelines.dlq.forms import RedriveForm, new_token
 from pipelines.dlq.queues import RedriveError
-from pipelines.models import FilterKind, RedriveTask
+from pipelines.models import DlqOperation, FilterKind, RedriveTask
 
 #: The filters the API takes (a saved search is the search page's; it is not offered here).
 API_FILTERS = [k.value for k in FilterKind if k != FilterKind.SEARCH]
@@ -107,7 +107,7 @@ class TaskSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
     pipeline = PipelineRefSerializer(allow_null=True)
     progress = serializers.SerializerMethodField()
-    sample = serializers.ListField(child=serializers.DictField(), help_text="A dry run's sampled messages (no bodies).")
+    sample = serializers.SerializerMethodField()
 
     class Meta:
         model = RedriveTask
@@ -135,6 +135,16 @@ class TaskSerializer(serializers.ModelSerializer):
 
     def get_url(self, obj) -> str:
         return reverse("api:dlq-task", args=[obj.pk], request=self.context.get("request"))
+
+    @extend_schema_field(
+        serializers.ListField(
+            child=serializers.DictField(),
+            help_text="A dry run's sampled messages (ids, no bodies); empty without the peek capability.",
+        )
+    )
+    def get_sample(self, obj) -> list:
+        request = self.context.get("request")
+        return obj.sample if request is not None and allowed(request, access.PEEK, obj.pipeline) else []
 
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, obj) -> dict:
@@ -347,8 +357,8 @@ class Purge(APIView):
     def post(self, request, pk: int):
         pipeline, d = _destructive(request, pk, PurgeRequestSerializer)
         token = d.get("token") or new_token()
-        earlier = service.already_requested(token)
         try:
+            earlier = service.already_requested(token, request.user, pipeline, DlqOperation.PURGE)
             task = service.purge(pipeline, request.user, token, **acting(request))
         except RedriveError as exc:
             raise _refused(exc) from None

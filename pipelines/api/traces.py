@@ -14,7 +14,7 @@ from pipelines.api.base import StrictSerializer, acting, errors, pipeline_for, r
 from pipelines.api.incidents import PipelineRefSerializer
 from pipelines.models import TraceLookup, TraceVerdict
 from pipelines.trace import lookup
-from pipelines.trace.views import HISTORY_PERM, MAX_HOURS, TraceForm, run_lookup
+from pipelines.trace.views import MAX_HOURS, TraceForm, readable, run_lookup
 
 
 class TraceRequestSerializer(StrictSerializer):
@@ -97,7 +97,7 @@ class TraceDetail(APIView):
     )
     def get(self, request, pk: int):
         entry = TraceLookup.objects.select_related("pipeline").filter(pk=pk).first()
-        if entry is None or (entry.user_id != request.user.pk and not access.is_global(request.user, HISTORY_PERM)):
+        if entry is None or not readable(request, entry):
             raise exceptions.NotFound()
         if not token_allows(request, access.TRACE):
             raise exceptions.PermissionDenied()

@@ -117,9 +117,25 @@ def enqueue(task_id: int) -> None:
     transaction.on_commit(lambda: jobs.submit(jobs.RUN_REDRIVE, task_id))
 
 
-def already_requested(token: str) -> RedriveTask | None:
-    """The task a form with this token already started (a double submit), if any."""
-    return RedriveTask.objects.filter(request_token=token).first() if token else None
+def already_requested(
+    token: str, user=None, pipeline: Pipeline | None = None, operation: str = ""
+) -> RedriveTask | None:
+    """The task a form (or an API call) with this token already started (a double submit), if any. A
+    token is only ever the requester's own: one used by someone else, on another pipeline or for
+    another kind of task is refused, and reveals nothing of that task."""
+    task = RedriveTask.objects.filter(request_token=token).first() if token else None
+    if task is None:
+        return None
+    requester = user.pk if _username(user) else None
+    if (
+        task.requested_by_id != requester
+        or (pipeline is not None and task.pipeline_id != pipeline.pk)
+        or (operation and task.operation != operation)
+    ):
+        raise RedriveError(
+            "This request's token was already used for another request; nothing was started. Use a new token."
+        )
+    return task
 
 
 def _username(user) -> str:
@@ -161,7 +177,7 @@ def _save_new(task: RedriveTask) -> tuple[RedriveTask, bool]:
             task.save()
         return task, True
     except IntegrityError:
-        if existing := already_requested(task.request_token):
+        if existing := already_requested(task.request_token, task.requested_by, task.pipeline, task.operation):
             return existing, False
         active = RedriveTask.objects.filter(source_url=task.source_url, status__in=ACTIVE_REDRIVE_STATUSES).first()
         if active is None:
@@ -195,7 +211,7 @@ def start_redrive(
     A body or attribute-value filter needs a user who may read bodies: its match counts say what the
     messages contain."""
     _check_content(flt, user, pipeline)
-    if existing := already_requested(token):
+    if existing := already_requested(token, user, pipeline, DlqOperation.REDRIVE):
         return existing, False
     plan = plan_redrive(pipeline, destination_url, flt=flt, max_messages=max_messages, rate=rate, dry_run=dry_run)
     task = RedriveTask(
@@ -257,7 +273,7 @@ def start_delete_selection(
 ) -> tuple[RedriveTask, bool]:
     """Delete the messages a filter selects from the DLQ (found by scanning it; the others stay)."""
     _check_content(flt, user, pipeline)
-    if existing := already_requested(token):
+    if existing := already_requested(token, user, pipeline, DlqOperation.DELETE):
         return existing, False
     if not flt.kind:
         raise RedriveError("Choose the messages to delete; to delete them all, purge the DLQ.")
@@ -300,7 +316,7 @@ def purge(
 ) -> RedriveTask:
     """Purge the DLQ (one PurgeQueue call), recorded and audited like any other task (audited once
     asked for, whether SQS then purges or refuses)."""
-    if existing := already_requested(token):
+    if existing := already_requested(token, user, pipeline, DlqOperation.PURGE):
         return existing
     dlq = dlq_info(pipeline)
     at = clock.now()

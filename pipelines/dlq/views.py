@@ -152,9 +152,11 @@ class DlqViews:
         info, problem = self._info(pipeline) if pipeline.dlq_url else (None, "")
         history = []
         if pipeline.dlq_url:
-            history = list(
-                RedriveTask.objects.filter(source_url=pipeline.dlq_url).order_by("-created_at", "-pk")[:HISTORY_ROWS]
+            # Pipelines may share a DLQ: only the tasks of those the user may view.
+            shared = access.visible(
+                request, RedriveTask.objects.filter(source_url=pipeline.dlq_url), prefix="pipeline__"
             )
+            history = list(shared.order_by("-created_at", "-pk")[:HISTORY_ROWS])
         active = next((t for t in history if t.is_active), None)
         return self._render(
             request,
@@ -320,7 +322,9 @@ class DlqViews:
     def task(self, request, pk: int, task_id: int):
         pipeline = self._pipeline(request, pk)
         task = self._task(pipeline, task_id)
-        sample = task.sample if task.dry_run else []
+        # A dry run's sample names messages (ids, request ids): for those who may peek at the DLQ.
+        can_peek = access.can(request, PEEK_PERM, pipeline)
+        sample = task.sample if task.dry_run and can_peek else []
         title = f"{task.get_operation_display()} #{task.pk} – {pipeline.name}"
         return self._render(
             request,
@@ -331,6 +335,7 @@ class DlqViews:
             progress=progress.progress(task),
             sample=sample,
             would_move=sum(1 for s in sample if s.get("matches")),
+            can_peek=can_peek,
             can_cancel=access.can(request, service.cancel_perm(task), pipeline),
         )
 

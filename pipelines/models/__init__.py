@@ -36,6 +36,7 @@ from pipelines.models.teams import (
     TEAM_PERMS,
     ApiToken,
     Capability,
+    SsoIdentity,
     Team,
     TokenScope,
     capabilities_granting,
@@ -51,6 +52,7 @@ from pipelines.models.triage import (
 )
 
 __all__ = [
+    "SsoIdentity",
     "CAPABILITY_PERMS",
     "SCOPE_PERMS",
     "TEAM_PERMS",

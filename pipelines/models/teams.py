@@ -214,3 +214,22 @@ class ApiToken(models.Model):
         permissions are checked separately."""
         app, _, codename = perm.partition(".")
         return app == "pipelines" and any(codename in SCOPE_PERMS.get(s, ()) for s in self.scopes)
+
+
+class SsoIdentity(models.Model):
+    """The identity provider's account (issuer and subject, which never change) an opsboard user signs in
+    as. A single sign-on login finds its user by this link only, never by a name or an email the
+    provider sends, so nobody takes over an existing account by taking its name at the provider."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identity")
+    issuer = models.CharField(max_length=500)
+    subject = models.CharField(max_length=255)
+    linked_at = models.DateTimeField(default=clock.now)
+    last_login_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "single sign-on identity"
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="uniq_sso_identity")]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"

@@ -93,9 +93,9 @@ class OidcBackend(OIDCAuthenticationBackend):
         except provider.ProviderError as exc:
             raise _unreachable(exc) from None
         try:
-            user = sync.user_for(claims)
+            user = sync.user_for(claims, payload.get("iss") or settings.OIDC_ISSUER, request.META.get("REMOTE_ADDR"))
         except sync.ClaimsRefused as exc:
-            raise LoginRefused("no_username", str(exc)) from None
+            raise LoginRefused(exc.reason, str(exc)) from None
         if not user.is_active:
             raise LoginRefused("inactive", f"the opsboard account {user.username} is deactivated.")
         return user

@@ -158,14 +158,22 @@ def _prefill(params) -> dict:
     return {"id": params.get("id", "")[:128], "pipeline": params.get("pipeline") or None, "hours": hours}
 
 
+def readable(request, entry: TraceLookup) -> bool:
+    """A stored lookup is its owner's (or everyone's for those who may read every lookup), and only
+    while they may still trace its pipeline: it holds that pipeline's log lines."""
+    if entry.user_id != request.user.pk and not access.is_global(request.user, HISTORY_PERM):
+        return False
+    return entry.pipeline is None or access.can(request.user, TRACE_PERM, entry.pipeline)
+
+
 def _stored(request, pk: str) -> TraceLookup:
-    """A stored lookup, for its owner or those who may read every lookup."""
+    """A stored lookup the user may read (see `readable`); any other is not found."""
     try:
         entry = TraceLookup.objects.select_related("pipeline").get(pk=int(pk))
     except (ValueError, TraceLookup.DoesNotExist):
         raise Http404("No such lookup.") from None
-    if entry.user_id != request.user.pk and not access.is_global(request.user, HISTORY_PERM):
-        raise PermissionDenied
+    if not readable(request, entry):
+        raise Http404("No such lookup.")
     return entry
 
 

@@ -123,8 +123,12 @@ TABLE: list[Row] = [
     Row("top spenders", "get", site("overview_spenders"), listing(ANY_TEAM)),
     Row("incident strip", "get", site("incident_strip"), listing(ANY_TEAM)),
     Row("trace form", "get", site("trace"), listing(TRACERS)),
+    # another user's lookup is not found by those who may trace (only the global role reads every lookup)
     Row(
-        "someone else's lookup", "get", lambda w: f"{reverse('admin:trace')}?lookup={w.lookup.pk}", listing({SUPERUSER})
+        "someone else's lookup",
+        "get",
+        lambda w: f"{reverse('admin:trace')}?lookup={w.lookup.pk}",
+        {**listing({SUPERUSER}), **dict.fromkeys(TRACERS - {SUPERUSER}, 404)},
     ),
     # The admin
     Row("pipelines", "get", site("pipelines_pipeline_changelist"), listing(ANY_TEAM)),

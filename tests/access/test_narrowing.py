@@ -4,7 +4,7 @@ all pipelines, and the admin's search."""
 import pytest
 from django.urls import reverse
 
-from pipelines.models import TraceLookup
+from pipelines.models import RedriveTask, TraceLookup
 from pipelines.trace.views import run_lookup
 from tests.access.roles import OPERATOR, STAFF, TEAM_FULL, TEAM_VIEWER, client_for, make_world, user_for
 
@@ -67,3 +67,26 @@ def test_it_searches_only_the_pipelines_the_user_may_trace_in_a_lookup_over_all(
     assert TraceLookup.objects.get(pk=entry.pk).pipeline is None  # "all pipelines": the ones it may see
     run_lookup(user_for(OPERATOR, world), "req-9", None, 1)
     assert searched[-1] == (["alpha", "bravo"], True)
+
+
+def test_a_dry_runs_sampled_messages_are_listed_only_for_those_who_may_peek(world):
+    task = world.task
+    task.dry_run = True
+    task.sample = [{"id": "m-sampled-7", "matches": True, "sent_at": "", "request_id": "req-7", "size": 10}]
+    task.save()
+    url = reverse("admin:pipelines_pipeline_dlq_task", args=[world.a.pk, task.pk])
+    viewer = client_for(TEAM_VIEWER, world).get(url).content.decode()
+    assert "m-sampled-7" not in viewer and 'id="rd-sample-hidden"' in viewer
+    assert "m-sampled-7" in client_for(TEAM_FULL, world).get(url).content.decode()
+
+
+def test_a_shared_dlqs_history_lists_only_the_tasks_of_pipelines_the_user_may_view(world):
+    world.b.dlq_url = world.a.dlq_url
+    world.b.save()
+    theirs = RedriveTask.objects.create(
+        pipeline=world.b, pipeline_name="bravo", source_url=world.a.dlq_url, status="completed"
+    )
+    url = reverse("admin:pipelines_pipeline_dlq", args=[world.a.pk])
+    page = client_for(TEAM_VIEWER, world).get(url).content.decode()
+    assert f">#{world.task.pk}</a>" in page and f">#{theirs.pk}</a>" not in page
+    assert f">#{theirs.pk}</a>" in client_for(OPERATOR, world).get(url).content.decode()

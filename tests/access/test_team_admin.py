@@ -1,10 +1,13 @@
 """The Team admin: capabilities as checkboxes, owned groups and tags typed as on a pipeline, edited by
 the global role only."""
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
 
-from pipelines.models import AlertRule, AuditAction, AuditEntry, Team
+from pipelines import clock
+from pipelines.models import AlertRule, AuditAction, AuditEntry, Silence, Team
 from tests.access.roles import OPERATOR, SUPERUSER, TEAM_FULL, TEAM_VIEWER, client_for, make_world, user_for
 
 pytestmark = pytest.mark.django_db
@@ -76,3 +79,25 @@ def test_a_viewer_team_cannot_save_a_pipelines_page():
     url = reverse("admin:pipelines_pipeline_change", args=[world.a.pk])
     assert client_for(TEAM_VIEWER, world).post(url, _rule_override_form("alpha", "5")).status_code == 403
     assert not AlertRule.objects.exists()
+
+
+def test_expiring_silences_changes_only_those_the_user_may_change():
+    world = make_world()
+    user = user_for(TEAM_FULL, world)  # every capability on A
+    Team.objects.create(name="watchers of B", capabilities=["view"]).members.add(user)
+    Team.objects.get(name="watchers of B").pipelines.add(world.b)
+    at = clock.now()
+    mine = Silence.objects.create(pipeline=world.a, ends_at=at + timedelta(hours=1), reason="deploy")
+    theirs = Silence.objects.create(pipeline=world.b, ends_at=at + timedelta(hours=1), reason="theirs")
+    client = client_for(TEAM_FULL, world)
+    response = client.post(
+        reverse("admin:pipelines_silence_changelist"),
+        {"action": "expire_now", "_selected_action": [mine.pk, theirs.pk]},
+        follow=True,
+    )
+    assert "1 silence(s) are not yours to change" in response.content.decode()
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert mine.ends_at <= clock.now() < theirs.ends_at
+    [entry] = AuditEntry.objects.filter(action=AuditAction.OBJECT_CHANGE, detail__model="pipelines.silence")
+    assert entry.detail["object_id"] == str(mine.pk) and entry.detail["fields"] == ["Ends at"]

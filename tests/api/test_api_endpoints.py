@@ -289,3 +289,20 @@ def test_it_shows_a_team_member_only_their_pipelines(world, client_for, spec):
     assert [p["name"] for p in check(spec, api.get("/api/v1/pipelines/"))["results"]] == ["orders"]
     assert [i["pipeline"]["name"] for i in check(spec, api.get("/api/v1/incidents/"))["results"]] == ["orders"]
     assert api.get(f"/api/v1/pipelines/{world.other.pk}/").status_code == 404
+
+
+def test_a_token_used_by_someone_else_starts_nothing_and_shows_nothing(world, client_for, spec):
+    first = check(
+        spec,
+        client_for("member").post(
+            f"/api/v1/pipelines/{world.orders.pk}/dlq/redrive/", {"token": "shared-1", "dry_run": True}, format="json"
+        ),
+        "post",
+    )
+    reused = client_for("operator").post(
+        f"/api/v1/pipelines/{world.other.pk}/dlq/redrive/", {"token": "shared-1"}, format="json"
+    )
+    assert reused.status_code == 400
+    body = check(spec, reused, "post")
+    assert "already used for another request" in body["error"]["message"] and str(first["id"]) not in str(body)
+    assert RedriveTask.objects.count() == 1

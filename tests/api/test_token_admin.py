@@ -4,6 +4,7 @@ listed with their state and last use, revoked by an action; both acts audited.""
 import re
 from datetime import timedelta
 
+from django.contrib.auth.models import Permission
 from django.test import override_settings
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -47,6 +48,15 @@ def test_it_lets_a_user_admin_make_a_token_for_another_user(client, db):
     client.force_login(root)
     client.post(ADD, {"name": "for-eve", "scopes": ["view", "peek"], "expires_on": day(10), "user": eve.pk})
     assert ApiToken.objects.get().user == eve
+
+
+def test_a_user_admin_who_is_no_superuser_cannot_make_a_superusers_token(client, db):
+    helper, root = make_user("helen"), make_user("root", is_superuser=True)
+    helper.user_permissions.add(Permission.objects.get(codename="change_user"))
+    client.force_login(helper)
+    page = client.post(ADD, {"name": "as-root", "scopes": ["view"], "expires_on": day(10), "user": root.pk})
+    assert "Only a superuser may make a token that acts as a superuser." in page.content.decode()
+    assert not ApiToken.objects.exists()
 
 
 @override_settings(API_TOKEN_MAX_DAYS=30)

@@ -76,3 +76,21 @@ def test_a_deleted_pipelines_entry_keeps_its_name(root):
     entry = only(AuditAction.OBJECT_DELETE)
     assert (entry.pipeline, entry.pipeline_name, entry.detail["object"]) == (None, "orders", "orders")
     assert entry.detail["queue_url"] == "http://h/123456789012/orders" and entry.detail["account"] == "prod"
+
+
+def test_it_audits_polling_switched_off_and_on_by_the_admin_actions(root):
+    account = AwsAccount.objects.create(name="prod", region="eu-west-1")
+    on, off = (
+        Pipeline.objects.create(account=account, name=n, queue_url=f"https://sqs.eu-west-1.amazonaws.com/1/{n}")
+        for n in ("on", "off")
+    )
+    off.enabled = False
+    off.save()
+    url = reverse("admin:pipelines_pipeline_changelist")
+    root.post(url, {"action": "disable", "_selected_action": [on.pk, off.pk]})
+    [entry] = AuditEntry.objects.filter(action=AuditAction.OBJECT_CHANGE)  # only the one that changed
+    assert (entry.detail["object_id"], entry.detail["fields"]) == (str(on.pk), ["Enabled"])
+    assert not Pipeline.objects.filter(enabled=True).exists()
+    root.post(url, {"action": "enable", "_selected_action": [on.pk, off.pk]})
+    assert AuditEntry.objects.filter(action=AuditAction.OBJECT_CHANGE).count() == 3
+    assert Pipeline.objects.filter(enabled=True).count() == 2

@@ -102,6 +102,61 @@ def test_it_revokes_superuser_when_the_group_is_gone(client, sso, settings):
     assert not User.objects.get(username="alice").is_superuser
 
 
+def test_it_never_signs_in_as_an_existing_account_that_only_shares_the_name(client, sso, settings):
+    local = User.objects.create_superuser("alice", "root@example.com", "right-password-1")
+    alice(sso)  # the provider's "alice" may be anybody the provider lets choose that name
+    page = sign_in(client, sso, follow=True)
+    assert page.request["PATH_INFO"] == "/admin/login/" and "_auth_user_id" not in client.session
+    assert "already exists and is not linked" in str(list(page.context["messages"])[0])
+    assert failures()[0]["reason"] == "account_exists"
+    local.refresh_from_db()
+    assert local.is_superuser and local.email == "root@example.com"
+    # linking by name, when allowed, still never links a superuser
+    settings.OIDC_LINK_EXISTING_USERS = True
+    assert sign_in(client, sso, follow=True).request["PATH_INFO"] == "/admin/login/"
+    local.is_superuser = False
+    local.save()
+    assert sign_in(client, sso)["Location"] == "/admin/"
+    assert User.objects.get(username="alice").sso_identity.subject == "alice"
+
+
+def test_it_finds_the_user_by_the_providers_subject_not_its_name(client, sso):
+    alice(sso)
+    sign_in(client, sso)
+    user = User.objects.get(username="alice")
+    client.logout()
+    alice(sso, preferred_username="alice.liddell")  # renamed at the provider: still the same account
+    sign_in(client, sso)
+    assert client.session["_auth_user_id"] == str(user.pk) and User.objects.count() == 1
+    client.logout()
+    sso.set_user("mallory", preferred_username="alice", email="mallory@example.com")  # another account, her name
+    page = sign_in(client, sso, sub="mallory", follow=True)
+    assert "_auth_user_id" not in client.session and failures()[-1]["reason"] == "account_exists"
+    assert page.request["PATH_INFO"] == "/admin/login/"
+
+
+def test_it_audits_what_single_sign_on_changes_about_a_user(client, sso, settings):
+    settings.OIDC_SUPERUSER_GROUPS = ("admins",)
+    Team.objects.create(name="Payments")
+    alice(sso, groups=["payments-devs"])
+    sign_in(client, sso)
+    added = AuditEntry.objects.get(action=AuditAction.OBJECT_ADD, detail__model="auth.user")
+    assert added.detail["after"] == {"superuser": False, "operator": False, "teams": ["Payments"]}
+    assert added.through == "system" and added.detail["method"] == "oidc"
+    client.logout()
+    sign_in(client, sso)  # nothing changed: nothing written
+    assert not AuditEntry.objects.filter(action=AuditAction.OBJECT_CHANGE).exists()
+    client.logout()
+    alice(sso, groups=["admins"])
+    sign_in(client, sso)
+    changed = AuditEntry.objects.get(action=AuditAction.OBJECT_CHANGE, detail__model="auth.user")
+    assert changed.detail["before"]["superuser"] is False and changed.detail["after"] == {
+        "superuser": True,
+        "operator": False,
+        "teams": [],
+    }
+
+
 def _other_audience(claims):
     return {**claims, "aud": "another-app"}, None
 

@@ -4,10 +4,12 @@ the search did not establish, all-pipelines lookups search DLQs too, and lookups
 import uuid
 
 import pytest
+from django.contrib.auth.models import User
 from django.urls import reverse
 
+from pipelines import access as permissions
 from pipelines import aws
-from pipelines.models import TraceLookup
+from pipelines.models import Pipeline, Team, TraceLookup
 from tests.redrive_support import counts, fill
 from tests.trace.test_trace import NOW_MS, access, client_for, invocation, run, staff, text
 
@@ -176,5 +178,19 @@ def test_it_shows_a_stored_lookup_only_to_its_owner_or_those_who_may_view_lookup
     owner = client_for(staff("tracer", "lookup_trace"))
     res = owner.post(reverse("admin:trace"), {"id": "nothing-here", "pipeline": orders.pk, "hours": 24})
     assert res.status_code == 302
-    assert client_for(staff("other", "lookup_trace")).get(res["Location"]).status_code == 403
+    assert client_for(staff("other", "lookup_trace")).get(res["Location"]).status_code == 404  # as if none
     assert client_for(staff("auditor", "lookup_trace", "view_tracelookup")).get(res["Location"]).status_code == 200
+
+
+def test_a_stored_lookup_is_not_found_once_its_owner_may_no_longer_trace_the_pipeline(orders):
+    tracers = Team.objects.create(name="tracers", capabilities=["view", "trace"])
+    tracers.pipelines.add(orders)
+    user = User.objects.create_user("tina", password="pw-for-tests-1", is_staff=True)
+    tracers.members.add(user)
+    client = client_for(user)
+    res = client.post(reverse("admin:trace"), {"id": "nothing-here", "pipeline": orders.pk, "hours": 24})
+    assert client.get(res["Location"]).status_code == 200
+    tracers.pipelines.remove(orders)
+    permissions.forget(user)
+    tracers.pipelines.add(Pipeline.objects.create(account=orders.account, name="elsewhere", queue_url="https://x/1/q"))
+    assert client_for(user).get(res["Location"]).status_code == 404
