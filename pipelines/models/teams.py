@@ -229,6 +229,7 @@ class SsoIdentity(models.Model):
 
     class Meta:
         verbose_name = "single sign-on identity"
+        verbose_name_plural = "single sign-on identities"
         constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="uniq_sso_identity")]
 
     def __str__(self) -> str:

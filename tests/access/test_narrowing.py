@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from pipelines.models import RedriveTask, TraceLookup
 from pipelines.trace.views import run_lookup
-from tests.access.roles import OPERATOR, STAFF, TEAM_FULL, TEAM_VIEWER, client_for, make_world, user_for
+from tests.access.roles import OPERATOR, STAFF, SUPERUSER, TEAM_FULL, TEAM_VIEWER, client_for, make_world, user_for
 
 pytestmark = pytest.mark.django_db
 
@@ -21,6 +21,13 @@ def test_it_lists_only_the_teams_pipelines_on_the_overview(world):
     assert "alpha" in page and "bravo" not in page
     everything = client_for(OPERATOR, world).get(reverse("admin:index")).content.decode()
     assert "alpha" in everything and "bravo" in everything
+
+
+def test_the_overview_links_only_to_what_the_user_may_open(world):
+    viewer = client_for(TEAM_VIEWER, world).get(reverse("admin:index")).content.decode()
+    assert "Register a pipeline" not in viewer and "AWS accounts" not in viewer and "Poll cycles" not in viewer
+    root = client_for(SUPERUSER, world).get(reverse("admin:index")).content.decode()
+    assert "Register a pipeline" in root and "AWS accounts" in root and "Poll cycles" in root
 
 
 def test_it_tells_a_user_who_may_view_no_pipeline_so_on_the_landing_page(world):
