@@ -28,9 +28,17 @@ STATES = "oidc_states"
 NEXT = "oidc_login_next"
 
 
-def refuse(request, reason: str, message: str) -> HttpResponseRedirect:
-    """Audit a refused single sign-on login and show why on the login page."""
+def refuse(request, reason: str, message: str, audited: bool = True) -> HttpResponseRedirect:
+    """Audit a refused single sign-on login and show why on the login page. An answer to no sign-in
+    this browser started (anybody can send one) is logged but not audited, so it cannot flood the trail."""
     logger.warning("single sign-on refused (%s): %s", reason, message)
+    if audited:
+        _audit_refusal(request, reason, message)
+    messages.error(request, f"Sign-in with {settings.OIDC_PROVIDER_NAME} failed: {message}")
+    return HttpResponseRedirect(reverse("admin:login"))
+
+
+def _audit_refusal(request, reason: str, message: str) -> None:
     AuditEntry.record(
         AuditAction.LOGIN_FAILED,
         None,
@@ -40,8 +48,6 @@ def refuse(request, reason: str, message: str) -> HttpResponseRedirect:
         reason=reason,
         message=message[:300],
     )
-    messages.error(request, f"Sign-in with {settings.OIDC_PROVIDER_NAME} failed: {message}")
-    return HttpResponseRedirect(reverse("admin:login"))
 
 
 class Start(OIDCAuthenticationRequestView):
@@ -85,15 +91,22 @@ def callback(request):
         return refuse(request, "bad_callback", "the provider's answer did not come back as a link.")
     error = request.GET.get("error")
     state, code = request.GET.get("state", ""), request.GET.get("code", "")
+    started = bool(request.session.get(STATES))  # this browser has a sign-in under way
     entry = _pop_state(request, state) if state else None
     if error:
         detail = request.GET.get("error_description", "")[:200]
         return refuse(
-            request, "provider_error", f"the provider answered {error[:60]}{': ' + detail if detail else ''}."
+            request,
+            "provider_error",
+            f"the provider answered {error[:60]}{': ' + detail if detail else ''}.",
+            audited=started,
         )
     if entry is None:
         return refuse(
-            request, "state_mismatch", "this answer does not belong to a sign-in this browser started; sign in again."
+            request,
+            "state_mismatch",
+            "this answer does not belong to a sign-in this browser started; sign in again.",
+            audited=started,
         )
     if not code:
         return refuse(request, "bad_callback", "the provider's answer carried no authorization code.")

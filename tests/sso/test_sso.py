@@ -213,7 +213,13 @@ def test_it_refuses_an_answer_for_a_sign_in_this_browser_did_not_start(client, s
     page = client.get("/oidc/callback/?code=abc&state=forged", follow=True)
     assert page.request["PATH_INFO"] == "/admin/login/"
     assert "does not belong to a sign-in this browser started" in str(list(page.context["messages"])[0])
-    assert failures()[0]["reason"] == "state_mismatch"
+    # anybody can send such an answer: logged, but it does not write the audit trail
+    client.get("/oidc/callback/?error=access_denied")
+    assert failures() == []
+    # one to a browser that did start a sign-in is audited
+    client.post("/oidc/authenticate/")
+    client.get("/oidc/callback/?code=abc&state=forged")
+    assert [f["reason"] for f in failures()] == ["state_mismatch"]
 
 
 def test_it_reports_a_denial_at_the_provider(client, sso):
