@@ -1,6 +1,7 @@
 """Helpers for the browser tests: Debian's Chromium driven by Playwright (no browser download)."""
 
 import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,6 +17,22 @@ ARGS = [
     "--no-first-run",
 ]
 SHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
+
+_ONE_AT_A_TIME = threading.Lock()
+
+
+class OneRequestAtATime:
+    """Test-only middleware for the live server on SQLite's in-memory test database, which Django
+    shares as one connection between the server's request threads: a page and the request its script
+    makes at once (the overview and its top spenders) must not use that connection together."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        with _ONE_AT_A_TIME:
+            return self.get_response(request)
+
 
 #: Marks for a module of browser tests: skipped, with the reason, where Chromium is missing.
 browser_test = [

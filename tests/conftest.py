@@ -31,6 +31,16 @@ def unaudited_logins():
     logins.connect()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_live_request_at_a_time():
+    """On SQLite, the live server's requests take turns (see tests.browser.OneRequestAtATime)."""
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        settings.MIDDLEWARE = ["tests.browser.OneRequestAtATime", *settings.MIDDLEWARE]
+    yield
+
+
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory):
     server = MotoServer(log_path=str(tmp_path_factory.mktemp("moto") / "moto.log")).start()
