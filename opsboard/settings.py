@@ -14,7 +14,7 @@ import environ
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
-from opsboard import settings_sso
+from opsboard import settings_api, settings_sso
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("OPSBOARD_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -435,32 +435,9 @@ CACHES = {
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "api"}
     ),
 }
-REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "pipelines.api.auth.BearerTokenAuthentication",  # first: its challenge is the 401's WWW-Authenticate
-        "rest_framework.authentication.SessionAuthentication",  # the docs page's user; CSRF enforced
-    ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_THROTTLE_CLASSES": ["pipelines.api.throttles.TokenRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"api": API_RATE},
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "pipelines.api.errors.exception_handler",
-    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-}
-SPECTACULAR_SETTINGS = {
-    "TITLE": "opsboard API",
-    "DESCRIPTION": "Pipelines, incidents, dead-letter queues, traces and silences. See docs/api.md.",
-    "VERSION": "1",
-    "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "COMPONENT_SPLIT_REQUEST": True,
-    "OAS_VERSION": "3.1.0",
-    "ENUM_NAME_OVERRIDES": {"SeverityEnum": "pipelines.models.Severity", "ApiKindEnum": "pipelines.models.ApiKind"},
-}
+# The REST framework and OpenAPI schema settings (no environment of their own): opsboard/settings_api.py.
+REST_FRAMEWORK = settings_api.rest_framework(API_RATE)
+SPECTACULAR_SETTINGS = settings_api.SPECTACULAR_SETTINGS
 
 # --- AWS client behaviour (credentials come from boto3's own chain, never the database) ------
 AWS_RETRY_MODE = env.str("AWS_RETRY_MODE", default="standard")

@@ -15,7 +15,7 @@ from pipelines import access
 from pipelines.api.base import StrictSerializer, acting, allowed, errors, get_visible, pipeline_for, require
 from pipelines.api.errors import Conflict
 from pipelines.api.incidents import NoBodySerializer, PipelineRefSerializer
-from pipelines.dlq import peek, progress, service
+from pipelines.dlq import peek, progress, queues, service
 from pipelines.dlq.forms import RedriveForm, new_token
 from pipelines.dlq.queues import RedriveError
 from pipelines.models import DlqOperation, FilterKind, RedriveTask
@@ -307,7 +307,7 @@ def _destructive(request, pk: int, serializer_class) -> tuple:
     data.is_valid(raise_exception=True)
     if not pipeline.dlq_url:
         raise Conflict(f"{pipeline.name} has no dead-letter queue.")
-    queue_name = pipeline.dlq_url.rstrip("/").rsplit("/", 1)[-1]
+    queue_name = queues.queue_name(pipeline.dlq_url)
     if data.validated_data["confirm"].strip() != queue_name:
         raise exceptions.ValidationError(
             {"confirm": [f"Type the DLQ's queue name, {queue_name}, exactly to confirm. Nothing was changed."]}

@@ -40,7 +40,12 @@ class QueueInfo:
 
     @property
     def name(self) -> str:
-        return self.url.rstrip("/").rsplit("/", 1)[-1]
+        return queue_name(self.url)
+
+
+def queue_name(url: str) -> str:
+    """A queue's name from its URL (what an operator types to confirm a delete or a purge)."""
+    return url.rstrip("/").rsplit("/", 1)[-1]
 
 
 def queue_problem(exc: aws.AwsError, url: str, what: str) -> str:

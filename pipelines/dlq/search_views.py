@@ -22,7 +22,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 
 from pipelines import access, clock
-from pipelines.dlq import edit, peek, service
+from pipelines.dlq import edit, peek, queues, service
 from pipelines.dlq.filters import Filter
 from pipelines.dlq.forms import BODIES_NEEDED, SearchForm, new_token
 from pipelines.dlq.queues import RedriveError
@@ -201,7 +201,7 @@ class SearchViews(DlqViews):
             messages.error(request, f"{exc} Nothing was deleted.")
             return redirect(f"{reverse('admin:pipelines_pipeline_dlq_search', args=[pk])}?{carried}")
         info, problem = self._info(pipeline)
-        queue_name = pipeline.dlq_url.rstrip("/").rsplit("/", 1)[-1]
+        queue_name = queues.queue_name(pipeline.dlq_url)
         error = ""
         if "confirm" in request.POST:
             if request.POST.get("confirm_name", "").strip() != queue_name:

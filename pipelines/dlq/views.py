@@ -238,7 +238,7 @@ class DlqViews:
             messages.error(request, "Choose the messages to delete first (peek, then tick them).")
             return redirect("admin:pipelines_pipeline_dlq", pk)
         info, problem = self._info(pipeline)
-        queue_name = pipeline.dlq_url.rstrip("/").rsplit("/", 1)[-1]
+        queue_name = queues.queue_name(pipeline.dlq_url)
         error = ""
         if "confirm" in request.POST:
             if request.POST.get("confirm_name", "").strip() != queue_name:
@@ -283,7 +283,7 @@ class DlqViews:
         if not pipeline.dlq_url:
             messages.error(request, f"{pipeline.name} has no dead-letter queue.")
             return redirect("admin:pipelines_pipeline_dlq", pk)
-        queue_name = pipeline.dlq_url.rstrip("/").rsplit("/", 1)[-1]
+        queue_name = queues.queue_name(pipeline.dlq_url)
         error = ""
         if request.method == "POST":
             if request.POST.get("confirm_name", "").strip() != queue_name:
