@@ -30,7 +30,9 @@ def test_the_demo_starts_everything_and_fills_the_history(tmp_path):
         )
 
     assert manage("migrate", "--noinput", "-v0").returncode == 0
-    res = manage("demo", "--port", str(port), "--history-hours", "0.75", "--duration", "75", "--tick", "1", timeout=230)
+    res = manage(
+        "demo", "--port", str(port), "--history-hours", "0.75", "--duration", "100", "--tick", "1", timeout=260
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert f"opsboard is running: http://127.0.0.1:{port}/admin/" in res.stdout
     assert "login: admin / " in res.stdout and "demo stopped" in res.stdout
